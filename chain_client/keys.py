@@ -1,0 +1,393 @@
+"""Key pairs, signatures, the well-known dev accounts and key files.
+
+sr25519 is what Polkadot-style wallets (and CESS) sign with; ed25519 is offered for
+tooling that only has it. Signing and verifying are CPU work: async callers run them in
+a thread pool.
+
+Key file (UTF-8 JSON, mode 0600)::
+
+    {"scheme": "sr25519", "seed": "0x<64 hex>", "public_key": "0x<64 hex>", "address": "cX..."}
+
+The seed is the 32-byte mini secret (sr25519) or RFC 8032 seed (ed25519); everything else
+follows from it and is checked on load, so a hand-edited or mixed-up file fails loudly.
+"""
+
+import contextlib
+import functools
+import json
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, Self
+
+import bip39
+import nacl.exceptions
+import nacl.signing
+import sr25519
+
+from chain_client.ss58 import (
+    PUBLIC_KEY_LENGTH,
+    InvalidAddress,
+    canonical_address,
+    ss58_decode,
+    ss58_encode,
+)
+
+__all__ = [
+    "DEV_ACCOUNT_NAMES",
+    "DEV_PHRASE",
+    "MAX_KEY_FILE_BYTES",
+    "SCHEMES",
+    "SEED_LENGTH",
+    "SIGNATURE_LENGTH",
+    "DevKeyRefused",
+    "KeyFileError",
+    "KeyMaterialError",
+    "Keypair",
+    "Scheme",
+    "dev_accounts",
+    "dev_keypair",
+    "is_dev_address",
+    "key_file_json",
+    "load_key_file",
+    "load_signer",
+    "parse_key_uri",
+    "save_key_file",
+    "verify",
+]
+
+Scheme = Literal["sr25519", "ed25519"]
+SCHEMES: Final[tuple[Scheme, ...]] = ("sr25519", "ed25519")
+
+SEED_LENGTH: Final = 32
+SIGNATURE_LENGTH: Final = 64
+_SR25519_SECRET_LENGTH: Final = 64
+
+# Substrate's well-known development mnemonic: every dev chain funds //Alice and friends.
+DEV_PHRASE: Final = "bottom drive obey lake curtain smoke basket hold race lonely fit walk"
+DEV_ACCOUNT_NAMES: Final = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
+
+# A key file is about 250 bytes; anything much larger is not one, so do not read it all.
+MAX_KEY_FILE_BYTES: Final = 4096
+_KEY_FILE_FIELDS: Final = frozenset({"scheme", "seed", "public_key", "address"})
+_HEX32: Final = re.compile(r"0x[0-9a-fA-F]{64}")
+_NO_SEED: Final = (
+    "the keypair has no seed (derived keys such as //Alice exist only as derivations); "
+    "only keys made by generate, from_seed or from_mnemonic can be written to a key file"
+)
+
+
+class KeyMaterialError(Exception):
+    """A key, key file or key URI that cannot be used."""
+
+
+class KeyFileError(KeyMaterialError):
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(str(path), reason)
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"key file {self.path}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"KeyFileError(path={str(self.path)!r}, reason={self.reason!r})"
+
+
+class DevKeyRefused(KeyMaterialError):
+    def __init__(self, spec: str) -> None:
+        super().__init__(spec)
+        self.spec = spec
+
+    def __str__(self) -> str:
+        return (
+            f"refusing dev key {self.spec}: the secrets of dev accounts are public, so only a "
+            "--dev network accepts them; use a key file (deoss-chain key new --out FILE)"
+        )
+
+    def __repr__(self) -> str:
+        return f"DevKeyRefused(spec={self.spec!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Keypair:
+    scheme: Scheme
+    public_key: bytes
+    # SECURITY: secrets stay out of repr (logs, tracebacks) and out of ==, which would
+    # compare them in variable time; the public key identifies the pair.
+    # sr25519: the 64-byte schnorrkel secret (key + nonce); ed25519: the 32-byte seed.
+    secret_key: bytes = field(repr=False, compare=False)
+    # The 32-byte seed the pair came from, when known: only such pairs can be saved.
+    seed: bytes | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise KeyMaterialError(f"unknown signature scheme {self.scheme!r}")
+        if len(self.public_key) != PUBLIC_KEY_LENGTH:
+            raise KeyMaterialError(f"public key must be {PUBLIC_KEY_LENGTH} bytes")
+        # Invariant: the public key belongs to the secret, so every signature verifies
+        # under .public_key and .address.
+        if self.seed is not None:
+            if (self.public_key, self.secret_key) != _pair_from_seed(self.scheme, self.seed):
+                raise KeyMaterialError("seed does not match the key pair")
+        elif self.scheme == "ed25519":
+            raise KeyMaterialError("an ed25519 key pair needs its seed")
+        elif len(self.secret_key) != _SR25519_SECRET_LENGTH:
+            raise KeyMaterialError(f"sr25519 secret must be {_SR25519_SECRET_LENGTH} bytes")
+        elif bytes(sr25519.public_from_secret_key(self.secret_key)) != self.public_key:
+            raise KeyMaterialError("public key does not match the secret")
+
+    @classmethod
+    def generate(cls, scheme: Scheme = "sr25519") -> Self:
+        return cls.from_seed(secrets.token_bytes(SEED_LENGTH), scheme)
+
+    @classmethod
+    def from_seed(cls, seed: bytes, scheme: Scheme) -> Self:
+        if scheme not in SCHEMES:
+            raise KeyMaterialError(f"unknown signature scheme {scheme!r}")
+        public_key, secret_key = _pair_from_seed(scheme, seed)
+        return cls(scheme=scheme, public_key=public_key, secret_key=secret_key, seed=bytes(seed))
+
+    @classmethod
+    def from_mnemonic(cls, phrase: str, scheme: Scheme = "sr25519") -> Self:
+        try:
+            mini_secret = bytes(bip39.bip39_to_mini_secret(phrase, ""))
+        except ValueError as exc:
+            # SECURITY: `from None` and a message without the phrase: it is the secret.
+            raise KeyMaterialError(f"mnemonic rejected: {exc}") from None
+        return cls.from_seed(mini_secret, scheme)
+
+    @property
+    def address(self) -> str:
+        return ss58_encode(self.public_key)
+
+    def sign(self, message: bytes) -> bytes:
+        if self.scheme == "sr25519":
+            # schnorrkel's "substrate" signing context, as polkadot.js signRaw uses.
+            return bytes(sr25519.sign((self.public_key, self.secret_key), message))
+        return nacl.signing.SigningKey(self.secret_key).sign(message).signature
+
+
+def verify(scheme: str, public_key: bytes, message: bytes, signature: bytes) -> bool:
+    # SECURITY: callers pass untrusted wire input straight in; anything malformed is
+    # simply "not verified", never an exception that could skip a check upstream.
+    if not (
+        isinstance(public_key, bytes)
+        and isinstance(message, bytes)
+        and isinstance(signature, bytes)
+    ):
+        return False
+    if len(public_key) != PUBLIC_KEY_LENGTH or len(signature) != SIGNATURE_LENGTH:
+        return False
+    if scheme == "sr25519":
+        try:
+            return bool(sr25519.verify(signature, message, public_key))
+        except (ValueError, TypeError):
+            return False
+    if scheme == "ed25519":
+        try:
+            nacl.signing.VerifyKey(public_key).verify(message, signature)
+        except (nacl.exceptions.CryptoError, ValueError, TypeError):
+            return False
+        return True
+    return False
+
+
+def dev_keypair(name: str) -> Keypair:
+    if name not in DEV_ACCOUNT_NAMES:
+        raise KeyMaterialError(
+            f"unknown dev account {name!r}; expected one of {', '.join(DEV_ACCOUNT_NAMES)}"
+        )
+    return _derive_dev_keypair(name)
+
+
+def dev_accounts() -> dict[str, str]:
+    return dict(_dev_addresses())
+
+
+def is_dev_address(address: str) -> bool:
+    try:
+        canonical = canonical_address(address)
+    except InvalidAddress:
+        return False
+    return any(canonical == dev_address for _, dev_address in _dev_addresses())
+
+
+def parse_key_uri(uri: str) -> Keypair:
+    name = uri.removeprefix("//")
+    # Only the bare dev names: soft paths, passwords and phrases in URIs are secrets on a
+    # command line and have no use here.
+    if not uri.startswith("//") or name not in DEV_ACCOUNT_NAMES:
+        raise KeyMaterialError(
+            f"unsupported key URI {uri!r}; expected //Name with Name one of "
+            f"{', '.join(DEV_ACCOUNT_NAMES)}"
+        )
+    return dev_keypair(name)
+
+
+def load_signer(spec: str, *, dev: bool) -> Keypair:
+    if spec.startswith("//"):
+        # SECURITY: anyone can sign as //Alice; on a real network that would let anyone
+        # spend from (or impersonate) whatever was entrusted to such an account.
+        if not dev:
+            raise DevKeyRefused(spec)
+        return parse_key_uri(spec)
+    return load_key_file(spec)
+
+
+def key_file_json(keypair: Keypair) -> str:
+    if keypair.seed is None:
+        raise KeyMaterialError(_NO_SEED)
+    document = {
+        "scheme": keypair.scheme,
+        "seed": "0x" + keypair.seed.hex(),
+        "public_key": "0x" + keypair.public_key.hex(),
+        "address": keypair.address,
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def save_key_file(
+    path: str | os.PathLike[str], keypair: Keypair, *, overwrite: bool = False
+) -> None:
+    key_path = Path(path)
+    if keypair.seed is None:
+        raise KeyFileError(key_path, _NO_SEED)
+    payload = key_file_json(keypair).encode()
+    directory = key_path.parent
+    try:
+        # SECURITY: mkstemp creates the file 0600 from the start, so the seed is never
+        # readable by others, not even between create and chmod.
+        fd, temporary_name = tempfile.mkstemp(
+            prefix=f".{key_path.name}.", suffix=".tmp", dir=directory
+        )
+    except OSError as exc:
+        raise KeyFileError(key_path, f"cannot create a file in {directory}: {exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as temporary:
+            os.fchmod(temporary.fileno(), 0o600)
+            temporary.write(payload)
+            temporary.flush()
+            os.fsync(temporary.fileno())
+        if overwrite:
+            os.replace(temporary_name, key_path)
+        else:
+            # A hard link fails if the name exists, atomically: no check-then-write race
+            # can clobber a key file that appeared meanwhile.
+            os.link(temporary_name, key_path)
+        _fsync_directory(directory)
+    except FileExistsError:
+        raise KeyFileError(
+            key_path, "already exists; pass overwrite=True (--overwrite) to replace it"
+        ) from None
+    except OSError as exc:
+        raise KeyFileError(key_path, f"cannot write: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary_name)
+
+
+def load_key_file(path: str | os.PathLike[str]) -> Keypair:
+    key_path = Path(path)
+    try:
+        with key_path.open("rb") as key_file:
+            raw = key_file.read(MAX_KEY_FILE_BYTES + 1)
+    except OSError as exc:
+        raise KeyFileError(key_path, f"cannot read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise KeyFileError(key_path, f"larger than {MAX_KEY_FILE_BYTES} bytes, not a key file")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise KeyFileError(key_path, f"not UTF-8 JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise KeyFileError(key_path, "expected a JSON object")
+    if missing := _KEY_FILE_FIELDS - document.keys():
+        raise KeyFileError(key_path, f"missing field(s) {', '.join(sorted(missing))}")
+    if unknown := document.keys() - _KEY_FILE_FIELDS:
+        raise KeyFileError(key_path, f"unknown field(s) {', '.join(sorted(unknown))}")
+
+    scheme = _parse_scheme(document["scheme"])
+    if scheme is None:
+        raise KeyFileError(
+            key_path,
+            f"field 'scheme': expected one of {', '.join(SCHEMES)}, got {document['scheme']!r}",
+        )
+    seed = _parse_hex32(document["seed"])
+    if seed is None:
+        # SECURITY: never echo the seed field's value, even a malformed one.
+        raise KeyFileError(key_path, "field 'seed': expected '0x' followed by 64 hex digits")
+    public_key = _parse_hex32(document["public_key"])
+    if public_key is None:
+        raise KeyFileError(key_path, "field 'public_key': expected '0x' followed by 64 hex digits")
+    address = document["address"]
+    if not isinstance(address, str):
+        raise KeyFileError(key_path, "field 'address': expected a string")
+
+    keypair = Keypair.from_seed(seed, scheme)
+    if public_key != keypair.public_key:
+        raise KeyFileError(key_path, "field 'public_key': does not match the seed")
+    try:
+        address_key, _ = ss58_decode(address)
+    except InvalidAddress as exc:
+        raise KeyFileError(key_path, f"field 'address': {exc.reason}") from None
+    if address_key != keypair.public_key:
+        raise KeyFileError(key_path, "field 'address': does not match the seed")
+    return keypair
+
+
+def _pair_from_seed(scheme: Scheme, seed: bytes) -> tuple[bytes, bytes]:
+    if len(seed) != SEED_LENGTH:
+        raise KeyMaterialError(f"seed must be {SEED_LENGTH} bytes, got {len(seed)}")
+    if scheme == "sr25519":
+        public_key, secret_key = sr25519.pair_from_seed(bytes(seed))
+        return bytes(public_key), bytes(secret_key)
+    signing_key = nacl.signing.SigningKey(bytes(seed))
+    return bytes(signing_key.verify_key), bytes(seed)
+
+
+@functools.lru_cache(maxsize=len(DEV_ACCOUNT_NAMES))
+def _derive_dev_keypair(name: str) -> Keypair:
+    # Substrate's "//Name": a hard junction from the phrase's root sr25519 pair, the chain
+    # code being the SCALE encoding of the name (compact length, UTF-8) zero-padded to 32.
+    # Dev names are short, so the length fits one compact byte and no hashing is needed.
+    mini_secret = bytes(bip39.bip39_to_mini_secret(DEV_PHRASE, ""))
+    root_public, root_secret = sr25519.pair_from_seed(mini_secret)
+    encoded_name = name.encode()
+    chain_code = (bytes([len(encoded_name) << 2]) + encoded_name).ljust(32, b"\0")
+    _, public_key, secret_key = sr25519.hard_derive_keypair(
+        (chain_code, root_public, root_secret), b""
+    )
+    return Keypair(scheme="sr25519", public_key=bytes(public_key), secret_key=bytes(secret_key))
+
+
+@functools.lru_cache(maxsize=1)
+def _dev_addresses() -> tuple[tuple[str, str], ...]:
+    # A tuple, not the dict callers get: a cached value must not be mutable.
+    return tuple((name, dev_keypair(name).address) for name in DEV_ACCOUNT_NAMES)
+
+
+def _parse_scheme(value: object) -> Scheme | None:
+    for scheme in SCHEMES:
+        if value == scheme:
+            return scheme
+    return None
+
+
+def _parse_hex32(value: object) -> bytes | None:
+    # fullmatch, not bytes.fromhex alone: fromhex skips whitespace and needs no prefix.
+    if not isinstance(value, str) or not _HEX32.fullmatch(value):
+        return None
+    return bytes.fromhex(value[2:])
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    directory_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)

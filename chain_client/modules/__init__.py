@@ -1,0 +1,15 @@
+"""The chain's modules, one file each, in the order their hooks run every block."""
+
+from chain_client.modules import audit, balances, file_bank, oss, sminer, storage_handler
+from chain_client.runtime import ModuleSpec
+
+__all__ = ["MODULES"]
+
+MODULES: tuple[ModuleSpec, ...] = (
+    balances.MODULE,
+    oss.MODULE,
+    sminer.MODULE,
+    storage_handler.MODULE,
+    file_bank.MODULE,
+    audit.MODULE,
+)

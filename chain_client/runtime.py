@@ -1,0 +1,212 @@
+"""The runtime: how modules declare their calls, queries, hooks and storage, and the
+context a call runs in.
+
+A module is a ``ModuleSpec``: its SQL schema, its calls (each with a strict pydantic
+argument model), its queries, and optional genesis and per-block hooks. A call either
+returns normally, having emitted its events, or raises ``DispatchError``; the node runs
+each call inside its own savepoint and rolls it back on that error.
+"""
+
+import hashlib
+import random
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from chain_client.params import Genesis, NetworkParams
+
+__all__ = [
+    "MAX_U128",
+    "CallContext",
+    "CallSpec",
+    "DispatchError",
+    "Event",
+    "InvalidArguments",
+    "ModuleSpec",
+    "QueryContext",
+    "QuerySpec",
+    "Runtime",
+    "UnknownCall",
+    "checked_add",
+    "ensure",
+]
+
+MAX_U128 = 2**128 - 1
+A = TypeVar("A", bound=BaseModel)
+
+
+class DispatchError(Exception):
+    """A call was refused by the module's rules; the block goes on without its changes."""
+
+    def __init__(self, module: str, error: str, detail: str = "") -> None:
+        self.module = module
+        self.error = error
+        self.detail = detail
+        super().__init__(self.reason)
+
+    @property
+    def reason(self) -> str:
+        return f"{self.module}.{self.error}" + (f": {self.detail}" if self.detail else "")
+
+    def __repr__(self) -> str:
+        return f"DispatchError({self.reason!r})"
+
+
+class UnknownCall(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such call or query: {name!r}")
+        self.name = name
+
+
+class InvalidArguments(ValueError):
+    def __init__(self, name: str, error: ValidationError | str) -> None:
+        if isinstance(error, ValidationError):
+            parts = []
+            for item in error.errors(include_url=False):
+                where = ".".join(str(p) for p in item["loc"]) or "(args)"
+                parts.append(f"{where}: {item['msg']}")
+            message = "; ".join(parts)
+        else:
+            message = error
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+def ensure(condition: bool, module: str, error: str, detail: str = "") -> None:
+    if not condition:
+        raise DispatchError(module, error, detail)
+
+
+def checked_add(module: str, *values: int, limit: int = MAX_U128) -> int:
+    total = sum(values)
+    ensure(0 <= total <= limit, module, "Overflow", f"result {total} outside 0..{limit}")
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    module: str
+    name: str
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"module": self.module, "name": self.name, "data": self.data}
+
+
+@dataclass(slots=True)
+class QueryContext:
+    db: sqlite3.Connection
+    params: NetworkParams
+    height: int
+
+
+@dataclass(slots=True)
+class CallContext:
+    """Everything a call or hook may touch. ``sender`` is None in hooks."""
+
+    db: sqlite3.Connection
+    params: NetworkParams
+    height: int
+    randomness: bytes
+    dev: bool
+    sender: str | None
+    scheme: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, module: str, name: str, **data: Any) -> None:
+        self.events.append(Event(module, name, data))
+
+    def rng(self, label: str) -> random.Random:
+        """A deterministic generator for one purpose in this block: every node draws the
+        same numbers because the seed is the block's randomness (from the parent hash)."""
+        seed = hashlib.sha256(self.randomness + label.encode()).digest()
+        return random.Random(int.from_bytes(seed, "big"))  # noqa: S311 - consensus, not secrets
+
+    @property
+    def caller(self) -> str:
+        assert self.sender is not None, "hooks have no caller"
+        return self.sender
+
+    def query(self) -> QueryContext:
+        return QueryContext(self.db, self.params, self.height)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSpec(Generic[A]):
+    name: str
+    args: type[A]
+    run: Callable[[CallContext, A], None]
+    dev_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySpec(Generic[A]):
+    name: str
+    args: type[A]
+    run: Callable[[QueryContext, A], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleSpec:
+    name: str
+    schema: str
+    calls: tuple[CallSpec[Any], ...] = ()
+    queries: tuple[QuerySpec[Any], ...] = ()
+    genesis: Callable[[CallContext, Genesis], None] | None = None
+    on_finalize: Callable[[CallContext], None] | None = None
+
+
+class Runtime:
+    """The set of modules a node runs, indexed by call and query name."""
+
+    def __init__(self, modules: Sequence[ModuleSpec]) -> None:
+        self.modules = tuple(modules)
+        self._calls: dict[str, CallSpec[Any]] = {}
+        self._queries: dict[str, QuerySpec[Any]] = {}
+        for module in self.modules:
+            for call in module.calls:
+                self._calls[f"{module.name}.{call.name}"] = call
+            for query in module.queries:
+                self._queries[f"{module.name}.{query.name}"] = query
+
+    def schema(self) -> Iterable[str]:
+        return (module.schema for module in self.modules)
+
+    @property
+    def call_names(self) -> list[str]:
+        return sorted(self._calls)
+
+    @property
+    def query_names(self) -> list[str]:
+        return sorted(self._queries)
+
+    def call(self, name: str, *, dev: bool) -> CallSpec[Any]:
+        spec = self._calls.get(name)
+        # SECURITY: dev-only calls (faucet, forced challenges) do not exist outside dev mode.
+        if spec is None or (spec.dev_only and not dev):
+            raise UnknownCall(name)
+        return spec
+
+    def parse_call_args(self, spec: CallSpec[A], args: dict[str, Any]) -> A:
+        return _validate(spec.name, spec.args, args, strict=True)
+
+    def query(self, name: str) -> QuerySpec[Any]:
+        spec = self._queries.get(name)
+        if spec is None:
+            raise UnknownCall(name)
+        return spec
+
+    def run_query(self, ctx: QueryContext, name: str, args: dict[str, Any], *, strict: bool) -> Any:
+        spec = self.query(name)
+        return spec.run(ctx, _validate(name, spec.args, args, strict=strict))
+
+
+def _validate(name: str, model: type[A], args: dict[str, Any], *, strict: bool) -> A:
+    try:
+        return model.model_validate(args, strict=strict)
+    except ValidationError as exc:
+        raise InvalidArguments(name, exc) from None

@@ -1,0 +1,142 @@
+"""``deoss devnet``: a local network of real processes on loopback.
+
+For now the network is one dev chain node; miners and the gateway join it as they are
+built. The devnet writes ``.devnet/devnet.json`` (atomically, once every process
+answers) so tests and people find the endpoints there.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from chain_client.cli import write_atomically
+from chain_client.keys import dev_accounts
+
+__all__ = ["DevnetError", "run_devnet", "start_chain_process", "wait_for_url"]
+
+
+class DevnetError(RuntimeError):
+    pass
+
+
+@dataclass(slots=True)
+class ChainProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    directory: Path
+
+
+async def wait_for_url(url_file: Path, process: subprocess.Popen[bytes], timeout: float) -> str:
+    """Waits until the process has written its URL and that URL answers /health."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DevnetError(f"{process.args!r} exited with {process.returncode}")
+            if url_file.exists():
+                url = url_file.read_text().strip()
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(url + "/health", timeout=aiohttp.ClientTimeout(2)) as r:
+                        if r.status == 200:
+                            return url
+            await asyncio.sleep(0.05)
+    raise DevnetError(f"{url_file} did not appear with a live URL within {timeout} s")
+
+
+async def start_chain_process(
+    directory: Path, *, block_time: float, dev: bool = True, log_file: Path | None = None,
+    extra: tuple[str, ...] = (),
+) -> ChainProcess:
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (directory / "rpc.url").unlink()
+    command = [sys.executable, "-m", "chain_client.cli", "run", "--dir", str(directory),
+               "--listen", "127.0.0.1:0", "--block-time", str(block_time), *extra]
+    if dev:
+        command.append("--dev")
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        url = await wait_for_url(directory / "rpc.url", process, timeout=30)
+    except BaseException:
+        stop_process(process)
+        raise
+    return ChainProcess(process, url, directory)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _wait_for_blocks(url: str, count: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        first: int | None = None
+        while time.monotonic() < deadline:
+            async with session.get(url + "/health") as response:
+                best = int((await response.json())["best_block"])
+            first = best if first is None else first
+            if best >= first + count:
+                return best
+            await asyncio.sleep(0.2)
+    raise DevnetError(f"the chain at {url} produced no block in {timeout} s")
+
+
+async def run_devnet(root: Path, *, block_time: float, fresh: bool) -> int:
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    chain = await start_chain_process(root / "chain", block_time=block_time,
+                                      log_file=root / "chain.log")
+    try:
+        await _wait_for_blocks(chain.url, 1, timeout=max(10.0, block_time * 5))
+        info: dict[str, Any] = {
+            "chain_rpc": chain.url,
+            "chain_dir": str(chain.directory),
+            "chain_pid": chain.process.pid,
+            "dev_accounts": dev_accounts(),
+            "started_at": int(time.time()),
+        }
+        write_atomically(root / "devnet.json", json.dumps(info, indent=2) + "\n")
+        print(f"""deoss devnet is up ({root / 'devnet.json'}):
+  chain RPC   {chain.url}
+  health      curl {chain.url}/health
+  latest      curl {chain.url}/block/latest
+  events      curl '{chain.url}/events?from=0'
+  dev keys    //Alice //Bob ... (e.g. .venv/bin/deoss-chain key show //Alice --dev)
+  logs        {root / 'chain.log'}
+Press Ctrl-C to stop.""", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.create_task(asyncio.to_thread(chain.process.wait))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if watcher in done:
+            print(f"deoss devnet: the chain node exited ({chain.process.returncode}); "
+                  f"see {root / 'chain.log'}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        stop_process(chain.process)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(root / "devnet.json")
