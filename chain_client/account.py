@@ -50,12 +50,12 @@ class ChainAccount:
                 refresh = True
         raise AssertionError("unreachable")
 
-    async def submit(self, call: str, **args: Any) -> str:
+    async def submit(self, call: str, /, **args: Any) -> str:
         """Queues the call; returns the extrinsic hash without waiting for a block."""
         tx_hash: str = await self._send(call, args, wait=None)
         return tx_hash
 
-    async def call(self, call: str, *, timeout: float = 60.0, **args: Any) -> ExtrinsicResult:
+    async def call(self, call: str, /, *, timeout: float = 60.0, **args: Any) -> ExtrinsicResult:
         """Submits the call and waits for its block; raises ``ExtrinsicFailed`` when the
         call was refused there."""
         result: ExtrinsicResult = await self._send(call, args, wait=timeout)

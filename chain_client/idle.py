@@ -4,49 +4,74 @@ A miner fills its unused capacity with idle units. The chain must check a commit
 a unit cheaply, and a miner that did not keep the unit must be unable to answer a
 challenge on it in time.
 
-Layout. A unit of ``unit_size`` bytes is ``leaf_count`` leaves of ``leaf_size`` bytes;
-its commitment is the Merkle root of those leaves (``chain_client.merkle``)::
+Layout. A unit is built in ``L = layers`` layers of ``n = leaf_count`` leaves of
+``leaf_size`` bytes; only the last layer is stored, and it is the unit. ``leaf[l][i]`` is
+leaf ``i`` of layer ``l``; integers are big-endian u64::
 
-    seed    = sha256("deoss/idle-seed" 0x00 || miner_public_key(32) || unit_index(u64 BE)
-                     || anchor_hash(32))
-    leaf_0  = scrypt(seed, salt="deoss/idle-leaf" || u64 BE 0, N, r, p=1, leaf_size)
-    j(i)    = u64 BE(sha256(leaf_{i-1})[:8]) mod i                        for i >= 1
-    mix_i   = scrypt(sha256(seed || u64 BE i || leaf_{i-1} || leaf_j(i)),
-                     salt="deoss/idle-leaf" || u64 BE i, N, r, p=1, leaf_size)
-    leaf_i  = leaf_{i-1} XOR leaf_j(i) XOR mix_i
+    seed       = sha256("deoss/idle-seed" 0x00 || miner_public_key(32) || unit_index
+                        || anchor_hash(32))
+    j(0, i)    = u64(sha256(leaf[0][i-1])[:8]) mod i                     i >= 1
+    j(l, 0)    = u64(sha256("deoss/idle-back" 0x00 || seed || l)[:8]) mod n     l >= 1
+    j(l, i)    = u64(sha256(leaf[l][i-1])[:8]) mod n                     l >= 1, i >= 1
+    prev(l, i) = leaf[l][i-1]                   none for i = 0
+    back(l, i) = leaf[l-1][j(l, i)] for l >= 1, leaf[0][j(0, i)] for l = 0; none for (0, 0)
+    mix(l, i)  = scrypt(sha256(seed || l || i || prev(l, i) || back(l, i)),
+                        salt="deoss/idle-leaf" || l || i, N, r, p=1, leaf_size)
+    leaf[l][i] = prev(l, i) XOR back(l, i) XOR mix(l, i)       (missing terms left out)
+    root[l]    = Merkle root of layer l in leaf_size leaves (``chain_client.merkle``)
+
+Layer 0 is a single chain whose look-backs reach earlier leaves of itself (scrypt's
+ROMix shape). Every later layer is a chain whose look-backs reach anywhere in the layer
+below. ``root[L-1]`` is the unit root that later challenges open leaves against.
 
 Why this shape:
 
 - ``anchor_hash`` is a recent block hash, so no unit can be made before that block, and
   the miner's key and the unit index make every unit distinct: nothing is shared or
   precomputed across miners or units.
-- Each leaf needs the one before it in full, so the only way to a leaf from nothing is to
-  replay the chain from the nearest complete leaf one keeps: regeneration is sequential
-  and extra cores do not shorten one unit's replay. Keeping hashes or seeds instead of
-  leaves does not help: a leaf is a function of whole leaves, not of their digests.
-- ``j(i)`` depends on the previous leaf's bytes, as in scrypt's ROMix, so the replay
-  cannot know in advance which earlier leaves it will need and must hold all of them:
-  generation needs memory the size of the unit.
-- Each step costs one small scrypt (``N``, ``r``). Rebuilding a random leaf from nothing
-  replays half a unit on average, so the per-leaf factor (replay time over challenge
-  deadline) is the honest generation time over twice the deadline, whatever ``N`` and
-  ``r``: the step cost must be chosen from the deadline. At about 1 ms a step
-  (``N=1024, r=4`` on the build box) a 64 MiB unit of 8 KiB leaves takes about 10 s to
-  make, which outlasts only deadlines of a few seconds. ``bench/bench_idle.py`` measures.
-- The chain checks a unit without the unit: a consistency proof opens leaf ``i``, leaf
-  ``i-1`` and leaf ``j(i)`` against the root and recomputes one step. Certification
-  samples leaves by Fiat-Shamir over the root (``cert_sample_indices``), so the miner
-  cannot choose which leaves are checked.
+- A leaf is a function of whole leaves, not of their digests, so keeping hashes or
+  seeds instead of leaves does not help; the look-back index depends on the previous
+  leaf's bytes, so a rebuild cannot know in advance which leaves it will need.
+- Why layers. With one layer, rebuilding leaf ``i`` replays leaves ``0..i``: half a
+  unit on average, and a miner that kept a tenth of the leaves rebuilds a missing one
+  from the nearest kept ones in a few thousand steps instead of a unit's worth. With
+  layers, every leaf of the last layer hangs on look-backs spread over the whole layer
+  below, each of those on the whole layer below that, and so on: rebuilding any stored
+  leaf needs the unstored layers ``0..L-3`` in full, most of layer ``L-2`` and a prefix
+  of the last, about ``(L - 1/2) n`` steps on average out of the ``L n`` that honest
+  generation costs, whatever the index. Keeping part of the last layer barely helps: a
+  missing leaf's own look-back is in layer ``L-2``, which nobody stores.
+- Extra cores barely help either. A layer is a chain, and it cannot run ahead of the one
+  below because its look-backs are uniform over it. The critical path of one leaf is
+  about ``(L - 1) n`` steps; the cheapest leaf (index 0) needs about ``(L - 3/2) n``.
 
-Limits, stated so parameters are chosen with them in mind. The factor is for a prover
-that kept nothing. One that keeps part of a unit rebuilds a missing leaf from the leaves
-it kept: on an 8192-leaf unit with a random half kept that takes about a dozen steps on
-average, with a tenth kept about 1700, with nothing kept about 4100 (``bench_idle.py``
-prints these). So a deadline catches provers that dropped nearly all of a unit, not
-ones that dropped a part. Fiat-Shamir sampling can also be ground by a miner who varies
-leaves it does not care about: with a fraction ``d`` of wrong leaves, ``count`` samples
-pass with probability ``(1 - d) ** count`` per attempt, so ``count`` must make that
-negligible even after many attempts.
+Measured (``bench/bench_idle.py``, one core of the 2-vCPU AMD EPYC build box, 64 MiB
+units of 8 KiB leaves, 12 s deadline; N=2048, r=4, L=8): a step costs about 2.4 ms,
+honest generation about 160 s per unit (0.42 MB/s per core), rebuilding a random
+last-layer leaf from nothing about 150 s, a per-leaf factor of about 12 (about 11 with
+unlimited cores, about 10.5 for the cheapest leaf); a miner that kept 90% of the last
+layer still pays about 130 s per missing leaf. The factor is honest generation time
+times ``(L - 1/2) / L`` over the deadline, so raising it costs honest miners the same
+proportion: no N, r or L makes regeneration dearer than generation. It is measured
+against this core; hardware with faster sequential scrypt shrinks it by its speed-up.
+
+Certification. The miner publishes every layer root. ``cert_challenges`` turns the roots
+into ``(layer, index)`` pairs (Fiat-Shamir), round-robin over the layers from the last
+one down; for each the miner opens the leaf, its ``prev`` and its ``back`` against the
+roots, and the chain recomputes the one step. That proves that the opened leaves follow
+the formula from the seed, and, by sampling, that most leaves of every layer do. It does
+not prove that every leaf does, nor that the miner stores anything afterwards (that is
+what later leaf challenges against ``root[L-1]`` are for). Because the pairs follow from
+the roots, a miner can grind: change a leaf it does not care about, recompute the roots,
+draw again. A layer that gets ``s_l`` samples and has a fraction ``d`` of wrong leaves
+passes one draw with probability ``(1 - d) ** s_l``. With ``s`` samples in all, a unit
+whose leaves are wrong in a fraction ``d`` over all layers passes with at most
+``(1 - d) ** s``; for ``s = 32`` that is 0.72 at d = 1%, 0.19 at 5%, 0.034 at 10%,
+7.9e-4 at 20%, 1.1e-5 at 30% and 2.3e-10 at 50%. The last layer alone gets only
+``ceil(s / L)`` of the samples (4 of 32 with L = 8: 0.66 at 10%, 0.32 at 25%), and a
+wrong last-layer leaf that is cheap to compute is a leaf the miner need not store. So
+``s`` must be chosen per layer, and after ``2**g`` draws a grinder passes a wrong
+fraction ``d`` with ``(1 - d) ** s_l >= 2**-g``.
 """
 
 from __future__ import annotations
@@ -55,8 +80,8 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from chain_client.merkle import (
@@ -70,28 +95,34 @@ from chain_client.merkle import (
 )
 
 __all__ = [
+    "MAX_LAYERS",
     "SCRYPT_MAXMEM",
-    "IdleConsistencyProof",
     "IdleSpec",
+    "IdleUnit",
+    "LayerConsistencyProof",
     "LeafOpening",
-    "cert_sample_indices",
-    "first_leaf",
+    "cert_challenges",
+    "derive_leaf",
     "generate_unit",
     "idle_seed",
-    "leaf_step",
+    "layer_root",
     "lookback_index",
-    "prove_consistency",
+    "prove_certification",
     "prove_leaf",
     "regenerate_leaf",
     "unit_root",
-    "verify_consistency",
+    "verify_certification",
     "verify_leaf",
 ]
 
 # Generous, so scrypt never refuses a valid spec; IdleSpec rejects specs that exceed it.
 SCRYPT_MAXMEM = 256 * 1024 * 1024
+# A unit holds all its layers in memory while it is made; beyond a few dozen that is a
+# configuration mistake, and the bound keeps proofs and root lists small.
+MAX_LAYERS = 32
 
 _SEED_PREFIX = b"deoss/idle-seed\x00"
+_BACK_PREFIX = b"deoss/idle-back\x00"
 _LEAF_SALT = b"deoss/idle-leaf"
 _CERT_PREFIX = b"deoss/idle-cert\x00"
 _KEY_SIZE = 32
@@ -106,9 +137,10 @@ class IdleSpec:
     leaf_size: int
     scrypt_n: int
     scrypt_r: int
+    layers: int
 
     def __post_init__(self) -> None:
-        for name in ("unit_size", "leaf_size", "scrypt_n", "scrypt_r"):
+        for name in ("unit_size", "leaf_size", "scrypt_n", "scrypt_r", "layers"):
             value = getattr(self, name)
             if type(value) is not int:
                 raise ValueError(f"IdleSpec.{name} must be an int, got {value!r}")
@@ -123,6 +155,8 @@ class IdleSpec:
             )
         if self.leaf_count > MAX_LEAF_COUNT:
             raise ValueError(f"IdleSpec.unit_size {self.unit_size} makes more than 2**32 leaves")
+        if not 1 <= self.layers <= MAX_LAYERS:
+            raise ValueError(f"IdleSpec.layers must be in [1, {MAX_LAYERS}], got {self.layers}")
         if self.scrypt_n < 2 or self.scrypt_n & (self.scrypt_n - 1):
             raise ValueError(f"IdleSpec.scrypt_n must be a power of two >= 2, got {self.scrypt_n}")
         if self.scrypt_r < 1:
@@ -149,9 +183,13 @@ def _u64(value: int, name: str) -> bytes:
     return value.to_bytes(8, "big")
 
 
+def _is_key(value: object) -> bool:
+    return isinstance(value, bytes) and len(value) == _KEY_SIZE
+
+
 def _require_key(value: object, name: str) -> None:
     # SECURITY: fixed sizes keep every concatenation below unambiguous.
-    if not isinstance(value, bytes) or len(value) != _KEY_SIZE:
+    if not _is_key(value):
         raise ValueError(f"{name} must be {_KEY_SIZE} bytes, got {value!r}")
 
 
@@ -162,90 +200,201 @@ def idle_seed(miner_public_key: bytes, unit_index: int, anchor_hash: bytes) -> b
     return hashlib.sha256(_SEED_PREFIX + miner_public_key + encoded_index + anchor_hash).digest()
 
 
-def _scrypt(spec: IdleSpec, password: bytes, index: int) -> bytes:
-    return hashlib.scrypt(
-        password,
-        salt=_LEAF_SALT + index.to_bytes(8, "big"),
+def _lookback(spec: IdleSpec, seed: bytes, layer: int, index: int, prev: Buffer | None) -> int:
+    # The 64-bit value's modulo bias is below 2**-32 for any unit of at most 2**32 leaves.
+    if prev is None:
+        digest = hashlib.sha256(_BACK_PREFIX + seed + layer.to_bytes(8, "big")).digest()
+    else:
+        digest = hashlib.sha256(prev).digest()
+    # Layer 0 looks back into itself, so only at leaves already made; later layers reach
+    # the whole layer below.
+    return int.from_bytes(digest[:8], "big") % (index if layer == 0 else spec.leaf_count)
+
+
+def _derive(
+    spec: IdleSpec,
+    seed: bytes,
+    layer: int,
+    index: int,
+    prev: Buffer | None,
+    back: Buffer | None,
+) -> bytes:
+    position = layer.to_bytes(8, "big") + index.to_bytes(8, "big")
+    password = hashlib.sha256(seed + position)
+    # Which of prev and back exist follows from (layer, index), and both are leaf_size
+    # bytes, so the hash input is unambiguous.
+    combined = 0
+    for part in (prev, back):
+        if part is not None:
+            password.update(part)
+            # XOR of whole leaves as big integers: one C-level operation, not a byte loop.
+            combined ^= int.from_bytes(part, "big")
+    mix = hashlib.scrypt(
+        password.digest(),
+        salt=_LEAF_SALT + position,
         n=spec.scrypt_n,
         r=spec.scrypt_r,
         p=1,
         maxmem=SCRYPT_MAXMEM,
         dklen=spec.leaf_size,
     )
+    return (combined ^ int.from_bytes(mix, "big")).to_bytes(spec.leaf_size, "big")
 
 
-def first_leaf(spec: IdleSpec, seed: bytes) -> bytes:
+def _check_position(spec: IdleSpec, layer: int, index: int) -> None:
+    if type(layer) is not int or not 0 <= layer < spec.layers:
+        raise ValueError(f"layer must be in [0, {spec.layers}), got {layer!r}")
+    if type(index) is not int or not 0 <= index < spec.leaf_count:
+        raise ValueError(f"leaf index must be in [0, {spec.leaf_count}), got {index!r}")
+
+
+def _check_leaf(spec: IdleSpec, leaf: Buffer | None, name: str, needed: bool) -> None:
+    if needed and (leaf is None or memoryview(leaf).nbytes != spec.leaf_size):
+        raise ValueError(f"{name} must be {spec.leaf_size} bytes here")
+    if not needed and leaf is not None:
+        raise ValueError(f"{name} must be None here")
+
+
+def lookback_index(
+    spec: IdleSpec, seed: bytes, layer: int, index: int, prev_leaf: Buffer | None
+) -> int:
+    """``j(layer, index)``; ``prev_leaf`` is leaf ``index - 1`` of ``layer``, None at 0."""
     _require_key(seed, "seed")
-    return _scrypt(spec, seed, 0)
+    _check_position(spec, layer, index)
+    if layer == 0 and index == 0:
+        raise ValueError("leaf 0 of layer 0 comes from the seed alone: it has no look-back")
+    _check_leaf(spec, prev_leaf, "prev_leaf", index > 0)
+    return _lookback(spec, seed, layer, index, prev_leaf)
 
 
-def lookback_index(prev_leaf: Buffer, index: int) -> int:
-    if index < 1:
-        raise ValueError(f"leaf {index} has no look-back; only leaves from 1 on do")
-    # The 64-bit value's modulo bias is below 2**-32 for any unit of at most 2**32 leaves.
-    return int.from_bytes(hashlib.sha256(prev_leaf).digest()[:8], "big") % index
-
-
-def _step(
-    spec: IdleSpec, seed: bytes, index: int, prev_leaf: Buffer, lookback_leaf: Buffer
+def derive_leaf(
+    spec: IdleSpec,
+    seed: bytes,
+    layer: int,
+    index: int,
+    prev_leaf: Buffer | None,
+    lookback_leaf: Buffer | None,
 ) -> bytes:
-    password = hashlib.sha256(seed)
-    password.update(index.to_bytes(8, "big"))
-    password.update(prev_leaf)
-    password.update(lookback_leaf)
-    mix = _scrypt(spec, password.digest(), index)
-    # XOR of whole leaves as big integers: one C-level operation instead of a byte loop.
-    combined = (
-        int.from_bytes(prev_leaf, "big")
-        ^ int.from_bytes(lookback_leaf, "big")
-        ^ int.from_bytes(mix, "big")
-    )
-    return combined.to_bytes(spec.leaf_size, "big")
-
-
-def leaf_step(
-    spec: IdleSpec, seed: bytes, index: int, prev_leaf: Buffer, lookback_leaf: Buffer
-) -> bytes:
+    """One step of the construction; the caller supplies ``back`` at ``j(layer, index)``."""
     _require_key(seed, "seed")
-    if type(index) is not int or not 1 <= index < spec.leaf_count:
-        raise ValueError(f"leaf index must be in [1, {spec.leaf_count}), got {index!r}")
-    for name, leaf in (("prev_leaf", prev_leaf), ("lookback_leaf", lookback_leaf)):
-        if memoryview(leaf).nbytes != spec.leaf_size:
-            raise ValueError(f"{name} must be {spec.leaf_size} bytes")
-    return _step(spec, seed, index, prev_leaf, lookback_leaf)
+    _check_position(spec, layer, index)
+    _check_leaf(spec, prev_leaf, "prev_leaf", index > 0)
+    _check_leaf(spec, lookback_leaf, "lookback_leaf", layer > 0 or index > 0)
+    return _derive(spec, seed, layer, index, prev_leaf, lookback_leaf)
 
 
-def _generate_prefix(spec: IdleSpec, seed: bytes, leaf_count: int) -> bytearray:
-    size = spec.leaf_size
-    # The look-back reaches any earlier leaf, so all of them stay in memory.
-    unit = bytearray(leaf_count * size)
-    prev = first_leaf(spec, seed)
-    unit[:size] = prev
-    with memoryview(unit) as view:
-        for index in range(1, leaf_count):
-            back = lookback_index(prev, index)
-            prev = _step(spec, seed, index, prev, view[back * size : (back + 1) * size])
-            view[index * size : (index + 1) * size] = prev
-    return unit
+class _LayerBuilder:
+    """Layers made on demand, each as a prefix: exactly the work a rebuild must do."""
+
+    __slots__ = ("buffers", "filled", "seed", "spec")
+
+    def __init__(self, spec: IdleSpec, seed: bytes) -> None:
+        self.spec = spec
+        self.seed = seed
+        # Zeroed bytearrays are mapped lazily by the OS: a partial rebuild only touches
+        # the prefixes it fills.
+        self.buffers = [bytearray(spec.unit_size) for _ in range(spec.layers)]
+        self.filled = [0] * spec.layers
+
+    def fill(self, layer: int, last: int) -> None:
+        """Make leaves ``0..last`` of ``layer`` and whatever they depend on below."""
+        spec, seed, size = self.spec, self.seed, self.spec.leaf_size
+        buffer = self.buffers[layer]
+        below = self.buffers[max(layer - 1, 0)]
+        index = self.filled[layer]
+        # The leaf just made is the next one's prev; only the first must be read back.
+        prev = bytes(buffer[(index - 1) * size : index * size]) if index else None
+        while index <= last:
+            back: bytes | None = None
+            if layer or index:
+                back_index = _lookback(spec, seed, layer, index, prev)
+                if layer:
+                    # Recursion depth is at most the layer count.
+                    self.fill(layer - 1, back_index)
+                back = bytes(below[back_index * size : (back_index + 1) * size])
+            prev = _derive(spec, seed, layer, index, prev, back)
+            buffer[index * size : (index + 1) * size] = prev
+            index += 1
+            self.filled[layer] = index
 
 
-def generate_unit(spec: IdleSpec, seed: bytes) -> bytes:
-    """The whole unit. CPU-bound for seconds at network sizes: call it in a thread."""
-    return bytes(_generate_prefix(spec, seed, spec.leaf_count))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdleUnit:
+    """Every layer of one unit. Once certified the miner keeps ``data`` and drops the rest."""
+
+    seed: bytes
+    # Hundreds of MiB: never in a repr.
+    layers: tuple[bytes, ...] = field(repr=False)
+    layer_roots: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _require_key(self.seed, "seed")
+        if not isinstance(self.layers, tuple) or not 1 <= len(self.layers) <= MAX_LAYERS:
+            raise ValueError(f"an idle unit has 1 to {MAX_LAYERS} layers in a tuple")
+        if not all(isinstance(layer, bytes) and layer for layer in self.layers):
+            raise ValueError("every layer must be non-empty bytes")
+        if len({len(layer) for layer in self.layers}) != 1:
+            raise ValueError("every layer of a unit has the same size")
+        if not isinstance(self.layer_roots, tuple) or len(self.layer_roots) != len(self.layers):
+            raise ValueError("an idle unit has one root per layer, in a tuple")
+        if not all(_is_key(root) for root in self.layer_roots):
+            raise ValueError(f"every layer root must be {DIGEST_SIZE} bytes")
+
+    @property
+    def data(self) -> bytes:
+        return self.layers[-1]
+
+    @property
+    def root(self) -> bytes:
+        return self.layer_roots[-1]
+
+
+def generate_unit(spec: IdleSpec, seed: bytes) -> IdleUnit:
+    """All layers of a unit. CPU-bound for minutes at network sizes: call it in a thread."""
+    _require_key(seed, "seed")
+    builder = _LayerBuilder(spec, seed)
+    # Layer by layer, so every layer is complete even where no look-back reached its end.
+    for layer in range(spec.layers):
+        builder.fill(layer, spec.leaf_count - 1)
+    layers = []
+    for layer in range(spec.layers):
+        layers.append(bytes(builder.buffers[layer]))
+        # Copy one layer at a time: peak memory stays one layer above the unit's layers.
+        builder.buffers[layer] = bytearray()
+    roots = tuple(merkle_root(layer, spec.leaf_size) for layer in layers)
+    return IdleUnit(seed=seed, layers=tuple(layers), layer_roots=roots)
 
 
 def regenerate_leaf(spec: IdleSpec, seed: bytes, index: int) -> bytes:
-    """Leaf ``index`` from nothing, as a prover that kept nothing must: ``index + 1`` steps."""
-    if type(index) is not int or not 0 <= index < spec.leaf_count:
-        raise ValueError(f"leaf index must be in [0, {spec.leaf_count}), got {index!r}")
-    prefix = _generate_prefix(spec, seed, index + 1)
-    return bytes(prefix[index * spec.leaf_size :])
+    """Last-layer leaf ``index`` from nothing, as a prover that kept nothing must.
+
+    Makes only what the leaf depends on: a prefix of the last layer and of each layer
+    below, which the uniform look-backs stretch to nearly whole layers.
+    """
+    _require_key(seed, "seed")
+    last = spec.layers - 1
+    _check_position(spec, last, index)
+    builder = _LayerBuilder(spec, seed)
+    builder.fill(last, index)
+    size = spec.leaf_size
+    return bytes(builder.buffers[last][index * size : (index + 1) * size])
 
 
-def unit_root(spec: IdleSpec, data: Buffer) -> bytes:
+def layer_root(spec: IdleSpec, data: Buffer) -> bytes:
+    """The root of one stored layer, e.g. to check the unit still on disk."""
     if memoryview(data).nbytes != spec.unit_size:
-        raise ValueError(f"an idle unit is {spec.unit_size} bytes, got {memoryview(data).nbytes}")
+        raise ValueError(f"an idle layer is {spec.unit_size} bytes, got {memoryview(data).nbytes}")
     return merkle_root(data, spec.leaf_size)
+
+
+def unit_root(unit_or_layer_roots: IdleUnit | Sequence[bytes]) -> bytes:
+    """The root later challenges open leaves against: the last layer's."""
+    if isinstance(unit_or_layer_roots, IdleUnit):
+        return unit_or_layer_roots.root
+    roots = unit_or_layer_roots
+    if not isinstance(roots, Sequence) or not roots or not _is_key(roots[-1]):
+        raise ValueError(f"layer roots must be a non-empty sequence of {DIGEST_SIZE}-byte roots")
+    return roots[-1]
 
 
 def _expect_keys(obj: object, keys: frozenset[str], what: str) -> Mapping[str, Any]:
@@ -305,51 +454,78 @@ class LeafOpening:
         return cls(fields["index"], leaf, tuple(path))
 
 
-@dataclass(frozen=True, slots=True)
-class IdleConsistencyProof:
-    """Leaf ``i`` with the two leaves it was derived from (none for leaf 0)."""
+def _opening_json(opening: LeafOpening | None) -> dict[str, Any] | None:
+    return None if opening is None else opening.to_json()
 
+
+def _opening_from_json(obj: object) -> LeafOpening | None:
+    return None if obj is None else LeafOpening.from_json(obj)
+
+
+def _leaf_of(opening: LeafOpening | None) -> bytes | None:
+    return None if opening is None else opening.leaf
+
+
+@dataclass(frozen=True, slots=True)
+class LayerConsistencyProof:
+    """Leaf ``(layer, i)`` with the leaves it was derived from.
+
+    ``leaf`` and ``prev`` open against ``root[layer]``, ``lookback`` against
+    ``root[layer - 1]`` (layer 0's own root for layer 0).
+    """
+
+    layer: int
     leaf: LeafOpening
     prev: LeafOpening | None
     lookback: LeafOpening | None
 
     def __post_init__(self) -> None:
+        if type(self.layer) is not int or not 0 <= self.layer < MAX_LAYERS:
+            raise ValueError(f"layer must be an int in [0, {MAX_LAYERS}), got {self.layer!r}")
         openings = (self.leaf, self.prev, self.lookback)
         if not isinstance(self.leaf, LeafOpening) or not all(
             opening is None or isinstance(opening, LeafOpening) for opening in openings
         ):
             raise ValueError("a consistency proof is made of leaf openings")
         index = self.leaf.index
-        if index == 0:
-            if self.prev is not None or self.lookback is not None:
-                raise ValueError("leaf 0 is derived from the seed alone: no prev or lookback")
+        if index == 0 and self.prev is not None:
+            raise ValueError("leaf 0 of a layer has no prev")
+        if index > 0:
+            if self.prev is None:
+                raise ValueError(f"leaf {index} needs its prev opening")
+            if self.prev.index != index - 1:
+                raise ValueError(
+                    f"prev of leaf {index} must be leaf {index - 1}, got {self.prev.index}"
+                )
+        if self.layer == 0 and index == 0:
+            if self.lookback is not None:
+                raise ValueError("leaf 0 of layer 0 comes from the seed alone: no lookback")
             return
-        if self.prev is None or self.lookback is None:
-            raise ValueError(f"leaf {index} needs both its prev and lookback openings")
-        if self.prev.index != index - 1:
+        if self.lookback is None:
+            raise ValueError(f"leaf {index} of layer {self.layer} needs its lookback opening")
+        if self.layer == 0 and self.lookback.index >= index:
             raise ValueError(
-                f"prev of leaf {index} must be leaf {index - 1}, got {self.prev.index}"
-            )
-        if self.lookback.index >= index:
-            raise ValueError(
-                f"lookback of leaf {index} must be an earlier leaf, got {self.lookback.index}"
+                f"lookback of leaf {index} in layer 0 must be an earlier leaf, "
+                f"got {self.lookback.index}"
             )
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "layer": self.layer,
             "leaf": self.leaf.to_json(),
-            "prev": None if self.prev is None else self.prev.to_json(),
-            "lookback": None if self.lookback is None else self.lookback.to_json(),
+            "prev": _opening_json(self.prev),
+            "lookback": _opening_json(self.lookback),
         }
 
     @classmethod
     def from_json(cls, obj: object) -> Self:
-        fields = _expect_keys(obj, frozenset({"leaf", "prev", "lookback"}), "consistency proof")
-        prev, lookback = fields["prev"], fields["lookback"]
+        keys = frozenset({"layer", "leaf", "prev", "lookback"})
+        fields = _expect_keys(obj, keys, "layer consistency proof")
         return cls(
+            fields["layer"],
             LeafOpening.from_json(fields["leaf"]),
-            None if prev is None else LeafOpening.from_json(prev),
-            None if lookback is None else LeafOpening.from_json(lookback),
+            _opening_from_json(fields["prev"]),
+            _opening_from_json(fields["lookback"]),
         )
 
 
@@ -372,64 +548,139 @@ def verify_leaf(
     return verify_path(leaf_hash(opening.leaf), opening.index, leaf_count, opening.path, root)
 
 
-def prove_consistency(
-    spec: IdleSpec, data: Buffer, tree: MerkleTree, index: int
-) -> IdleConsistencyProof:
-    if tree.leaf_count != spec.leaf_count or memoryview(data).nbytes != spec.unit_size:
-        raise ValueError("the data and tree are not an idle unit of this spec")
-    size = spec.leaf_size
-    opening = prove_leaf(tree, data, size, index)
-    if index == 0:
-        return IdleConsistencyProof(opening, None, None)
-    prev = prove_leaf(tree, data, size, index - 1)
-    lookback = prove_leaf(tree, data, size, lookback_index(prev.leaf, index))
-    return IdleConsistencyProof(opening, prev, lookback)
+def _checked_roots(layer_roots: Sequence[bytes]) -> tuple[bytes, ...]:
+    if not isinstance(layer_roots, Sequence) or not 1 <= len(layer_roots) <= MAX_LAYERS:
+        raise ValueError(f"layer_roots must be a sequence of 1 to {MAX_LAYERS} roots")
+    for layer, root in enumerate(layer_roots):
+        _require_key(root, f"layer_roots[{layer}]")
+    return tuple(layer_roots)
 
 
-def verify_consistency(
-    spec: IdleSpec, seed: bytes, root: bytes, proof: IdleConsistencyProof, expected_index: int
-) -> bool:
-    """Whether leaf ``expected_index`` is in the unit under ``root`` and derived correctly.
+def cert_challenges(
+    layer_roots: Sequence[bytes],
+    miner_public_key: bytes,
+    unit_index: int,
+    count: int,
+    leaf_count: int,
+) -> list[tuple[int, int]]:
+    """``count`` distinct ``(layer, index)`` pairs to check when a unit is certified.
 
-    Never raises. The Merkle checks run first: they are cheap, the scrypt step is not.
+    Fiat-Shamir: they follow from every layer root, so they are fixed only once all
+    layers are. Draw ``k`` goes to layer ``L - 1 - k mod L``: every layer is checked, and
+    the last layer, the one later challenged, gets any extra.
     """
-    if not isinstance(spec, IdleSpec) or not isinstance(proof, IdleConsistencyProof):
-        return False
-    if not isinstance(seed, bytes) or len(seed) != _KEY_SIZE:
-        return False
-    count, size, opening = spec.leaf_count, spec.leaf_size, proof.leaf
-    if not verify_leaf(root, count, size, opening, expected_index):
-        return False
-    if opening.index == 0:
-        return opening.leaf == _scrypt(spec, seed, 0)
-    prev, lookback = proof.prev, proof.lookback
-    if prev is None or lookback is None:
-        return False
-    if not verify_leaf(root, count, size, prev, opening.index - 1):
-        return False
-    if not verify_leaf(root, count, size, lookback, lookback_index(prev.leaf, opening.index)):
-        return False
-    return opening.leaf == _step(spec, seed, opening.index, prev.leaf, lookback.leaf)
-
-
-def cert_sample_indices(
-    root: bytes, miner_public_key: bytes, unit_index: int, count: int, leaf_count: int
-) -> list[int]:
-    """``count`` distinct leaf indices to check when a unit is certified, in draw order.
-
-    Fiat-Shamir: they follow from the root, so they are fixed only once the unit is.
-    """
-    _require_key(root, "root")
+    roots = _checked_roots(layer_roots)
     _require_key(miner_public_key, "miner_public_key")
-    prefix = _CERT_PREFIX + root + miner_public_key + _u64(unit_index, "unit_index")
+    encoded_index = _u64(unit_index, "unit_index")
     if type(leaf_count) is not int or not 1 <= leaf_count <= MAX_LEAF_COUNT:
         raise ValueError(f"leaf_count must be in [1, 2**32], got {leaf_count!r}")
-    if type(count) is not int or not 0 <= count <= leaf_count:
-        raise ValueError(f"count must be in [0, leaf_count={leaf_count}], got {count!r}")
-    chosen: dict[int, None] = {}
+    layers = len(roots)
+    if type(count) is not int or not 0 <= count <= layers * leaf_count:
+        raise ValueError(
+            f"count must be in [0, layers * leaf_count = {layers * leaf_count}], got {count!r}"
+        )
+    # The layer count first, though fixed-size roots already make the input unambiguous.
+    encoded_layers = layers.to_bytes(8, "big")
+    prefix = _CERT_PREFIX + encoded_layers + b"".join(roots) + miner_public_key + encoded_index
+    chosen: dict[tuple[int, int], None] = {}
     counter = 0
     while len(chosen) < count:
+        layer = layers - 1 - len(chosen) % layers
         digest = hashlib.sha256(prefix + counter.to_bytes(8, "big")).digest()
-        chosen.setdefault(int.from_bytes(digest[:8], "big") % leaf_count)
+        # A repeat is simply redrawn for the same layer with the next counter.
+        chosen.setdefault((layer, int.from_bytes(digest[:8], "big") % leaf_count))
         counter += 1
     return list(chosen)
+
+
+def prove_certification(
+    spec: IdleSpec, unit: IdleUnit, challenges: Sequence[tuple[int, int]]
+) -> list[LayerConsistencyProof]:
+    if (
+        not isinstance(unit, IdleUnit)
+        or len(unit.layers) != spec.layers
+        or len(unit.data) != spec.unit_size
+    ):
+        raise ValueError("the unit is not an idle unit of this spec")
+    size = spec.leaf_size
+    trees: dict[int, MerkleTree] = {}
+
+    def open_leaf(layer: int, index: int) -> LeafOpening:
+        if layer not in trees:
+            trees[layer] = MerkleTree.from_data(unit.layers[layer], size)
+        return prove_leaf(trees[layer], unit.layers[layer], size, index)
+
+    proofs = []
+    for layer, index in challenges:
+        _check_position(spec, layer, index)
+        opening = open_leaf(layer, index)
+        prev = open_leaf(layer, index - 1) if index else None
+        lookback = None
+        if layer or index:
+            back_index = _lookback(spec, unit.seed, layer, index, _leaf_of(prev))
+            lookback = open_leaf(max(layer - 1, 0), back_index)
+        proofs.append(LayerConsistencyProof(layer, opening, prev, lookback))
+    return proofs
+
+
+def _openings_in_tree(
+    spec: IdleSpec,
+    seed: bytes,
+    roots: Sequence[bytes],
+    proof: object,
+    challenge: object,
+) -> bool:
+    """Everything about one proof except the scrypt step: shapes, paths, the look-back."""
+    if not isinstance(challenge, tuple) or len(challenge) != 2:
+        return False
+    layer, index = challenge
+    if type(layer) is not int or type(index) is not int:
+        return False
+    if not (0 <= layer < spec.layers and 0 <= index < spec.leaf_count):
+        return False
+    if not isinstance(proof, LayerConsistencyProof) or proof.layer != layer:
+        return False
+    count, size = spec.leaf_count, spec.leaf_size
+    if not verify_leaf(roots[layer], count, size, proof.leaf, index):
+        return False
+    prev = proof.prev
+    if index and (prev is None or not verify_leaf(roots[layer], count, size, prev, index - 1)):
+        return False
+    if layer == 0 and index == 0:
+        return proof.lookback is None
+    if proof.lookback is None:
+        return False
+    back_index = _lookback(spec, seed, layer, index, _leaf_of(prev))
+    return verify_leaf(roots[max(layer - 1, 0)], count, size, proof.lookback, proof.lookback.index)
+
+
+def verify_certification(
+    spec: IdleSpec,
+    seed: bytes,
+    layer_roots: Sequence[bytes],
+    proofs: Sequence[LayerConsistencyProof],
+    challenges: Sequence[tuple[int, int]],
+) -> bool:
+    """Whether every challenged leaf is in its layer and derived correctly.
+
+    Never raises. Every Merkle check runs before any scrypt step: they are cheap, the
+    steps are not, so a bad proof costs the chain little.
+    """
+    if not isinstance(spec, IdleSpec) or not _is_key(seed):
+        return False
+    if not isinstance(layer_roots, Sequence) or len(layer_roots) != spec.layers:
+        return False
+    if not all(_is_key(root) for root in layer_roots):
+        return False
+    if not isinstance(proofs, Sequence) or not isinstance(challenges, Sequence):
+        return False
+    if len(proofs) != len(challenges):
+        return False
+    for proof, challenge in zip(proofs, challenges, strict=True):
+        if not _openings_in_tree(spec, seed, layer_roots, proof, challenge):
+            return False
+    for proof in proofs:
+        prev, back = _leaf_of(proof.prev), _leaf_of(proof.lookback)
+        if proof.leaf.leaf != _derive(spec, seed, proof.layer, proof.leaf.index, prev, back):
+            return False
+    return True

@@ -125,7 +125,7 @@ class LocalChain:
     async def receipt(self, tx_hash: str) -> ExtrinsicResult | None:
         return await asyncio.to_thread(self.node.receipt, tx_hash)
 
-    async def query(self, name: str, **args: Any) -> Any:
+    async def query(self, name: str, /, **args: Any) -> Any:
         return await asyncio.to_thread(self.node.query, name, args)
 
     async def query_lax(self, name: str, args: dict[str, Any]) -> Any:

@@ -428,9 +428,13 @@ class LedgerNode:
         try:
             spec = self.runtime.call(extrinsic.call, dev=self.dev)
             spec.run(ctx, self.runtime.parse_call_args(spec, extrinsic.args))
-        except DispatchError as exc:
+        except Exception as exc:
             db.execute("ROLLBACK TO extrinsic")
             db.execute("RELEASE extrinsic")
+            if not isinstance(exc, DispatchError):
+                # A bug in a call must not stall the chain by failing every block it is in.
+                log.exception("call %s crashed at block %d", extrinsic.call, height)
+                exc = DispatchError("system", "InternalError", type(exc).__name__)
             failed = Event("system", "ExtrinsicFailed",
                            {"hash": pending.hash, "reason": exc.reason, "module": exc.module,
                             "error": exc.error})
@@ -448,14 +452,15 @@ class LedgerNode:
             db.execute("SAVEPOINT hook")
             try:
                 module.on_finalize(ctx)
-            except DispatchError as exc:
-                # A hook refusing its own work is a bug; keep the chain alive without it.
+            except Exception as exc:
+                # A hook failing is a bug; keep the chain alive without that hook's changes.
                 db.execute("ROLLBACK TO hook")
                 db.execute("RELEASE hook")
                 self.stats.hook_failures += 1
-                log.error("hook %s failed at block %d: %s", module.name, height, exc.reason)
+                log.exception("hook %s failed at block %d", module.name, height)
+                reason = exc.reason if isinstance(exc, DispatchError) else repr(exc)
                 events.append(Event("system", "HookFailed",
-                                    {"module": module.name, "reason": exc.reason}))
+                                    {"module": module.name, "reason": reason}))
                 continue
             db.execute("RELEASE hook")
             events.extend(ctx.events)

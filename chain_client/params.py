@@ -95,6 +95,7 @@ class NetworkParams:
     service_power_percent: int = 95
     # Money.
     collateral_per_tib: int = 4_000 * TOKEN
+    territory_unit: int = GIB  # what one "gib" of mint_territory buys; small on test networks
     territory_unit_price: int = 30 * TOKEN
     territory_min_days: int = 30
     faucet_amount: int = 1_000_000 * TOKEN
@@ -148,6 +149,7 @@ class NetworkParams:
         need(self.idle_scrypt_r >= 1, "idle_scrypt_r", "at least 1")
         need(1 <= self.idle_layers <= 64, "idle_layers", "1 to 64")
         need(self.block_time >= 0, "block_time", "seconds, 0 for manual blocks")
+        need(self.territory_unit >= 1, "territory_unit", "at least 1 byte")
         need(self.blocks_per_day >= 1, "blocks_per_day", "at least 1")
         need(self.challenge_interval >= 1, "challenge_interval", "at least 1")
         need(self.challenge_deadline >= 1, "challenge_deadline", "at least 1")
@@ -259,6 +261,7 @@ def dev_params(**changes: Any) -> NetworkParams:
         era_length=40,
         era_reward=100 * TOKEN,
         collateral_per_tib=4_000 * TOKEN,
+        territory_unit=256 * KIB,
         territory_unit_price=TOKEN,
         territory_min_days=1,
         grace_period=20,

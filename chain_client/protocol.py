@@ -91,7 +91,7 @@ class Chain(Protocol):
 
     async def receipt(self, tx_hash: str) -> ExtrinsicResult | None: ...
 
-    async def query(self, name: str, **args: Any) -> Any:
+    async def query(self, name: str, /, **args: Any) -> Any:
         """Runs a module query (``"module.name"``) on the last committed block."""
         ...
 

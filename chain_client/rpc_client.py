@@ -104,7 +104,7 @@ class HttpChain:
             raise
         return ExtrinsicResult.from_json(body)
 
-    async def query(self, name: str, **args: Any) -> Any:
+    async def query(self, name: str, /, **args: Any) -> Any:
         _, body = await self._call("POST", "/query", body={"name": name, "args": args})
         return body["result"]
 

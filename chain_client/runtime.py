@@ -117,8 +117,8 @@ class CallContext:
     scheme: str | None = None
     events: list[Event] = field(default_factory=list)
 
-    def emit(self, module: str, name: str, **data: Any) -> None:
-        self.events.append(Event(module, name, data))
+    def emit(self, module: str, event: str, /, **data: Any) -> None:
+        self.events.append(Event(module, event, data))
 
     def rng(self, label: str) -> random.Random:
         """A deterministic generator for one purpose in this block: every node draws the

@@ -175,7 +175,7 @@ def _opening_valid(raw: object, root_hex: str, size: int, leaf_size: int, index:
 
 class ProofArgs(Args):
     challenge_id: U64
-    proofs: tuple[tuple[dict[str, Any], ...], ...] = Field(max_length=1024)
+    proofs: list[list[dict[str, Any]]] = Field(max_length=1024)
 
 
 def _check_answer(ctx: CallContext, challenge: dict[str, Any], part: str) -> None:

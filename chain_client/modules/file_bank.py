@@ -103,7 +103,7 @@ class FragmentDecl(BaseModel):
 
 class SegmentDecl(BaseModel):
     model_config = Args.model_config
-    fragments: tuple[FragmentDecl, ...] = Field(max_length=255)
+    fragments: list[FragmentDecl] = Field(max_length=255)
 
 
 class FileDecl(BaseModel):
@@ -115,12 +115,12 @@ class FileDecl(BaseModel):
     size: U64
     data_shards: U32
     total_shards: U32
-    segments: tuple[SegmentDecl, ...] = Field(max_length=100_000)
+    segments: list[SegmentDecl] = Field(max_length=100_000)
     sealed_meta: Base64Bytes
 
 
 class DeclarationArgs(Args):
-    files: tuple[FileDecl, ...]
+    files: list[FileDecl]
 
 
 def _file(db: sqlite3.Connection, fid: str) -> dict[str, Any] | None:
@@ -261,6 +261,9 @@ def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
            f"{ctx.caller} may not act for {decl.owner}")
     found = storage_handler.territory(ctx.db, decl.owner, decl.territory)
     ensure(found is not None, NAME, "NoSuchTerritory", f"{decl.owner} has no {decl.territory!r}")
+    assert found is not None
+    ensure(found["state"] == storage_handler.ACTIVE, storage_handler.NAME, "TerritoryNotActive",
+           f"territory {decl.territory!r} of {decl.owner} is {found['state']}")
     current = ctx.db.execute(
         "SELECT fid FROM fb_refs WHERE owner = ? AND key = ?", (decl.owner, decl.key)
     ).fetchone()

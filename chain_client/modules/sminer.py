@@ -299,12 +299,12 @@ def increase_declared_space(ctx: CallContext, args: SpaceArgs) -> None:
 class IdleUnitCert(BaseModel):
     model_config = Args.model_config
     anchor_height: U64
-    layer_roots: tuple[Hash32, ...] = Field(min_length=1, max_length=64)
-    proofs: tuple[dict[str, Any], ...] = Field(max_length=1024)
+    layer_roots: list[Hash32] = Field(min_length=1, max_length=64)
+    proofs: list[dict[str, Any]] = Field(max_length=1024)
 
 
 class CertIdleArgs(Args):
-    units: tuple[IdleUnitCert, ...]
+    units: list[IdleUnitCert]
 
 
 def cert_idle_space(ctx: CallContext, args: CertIdleArgs) -> None:
@@ -355,7 +355,7 @@ def cert_idle_space(ctx: CallContext, args: CertIdleArgs) -> None:
 
 
 class ReplaceArgs(Args):
-    unit_indices: tuple[U64, ...]
+    unit_indices: list[U64]
 
 
 def replace_idle_space(ctx: CallContext, args: ReplaceArgs) -> None:

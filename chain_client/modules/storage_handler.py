@@ -12,7 +12,6 @@ import sqlite3
 from typing import Any
 
 from chain_client.modules import balances
-from chain_client.params import GIB
 from chain_client.runtime import (
     CallContext,
     CallSpec,
@@ -142,7 +141,7 @@ def mint_territory(ctx: CallContext, args: MintArgs) -> None:
     ensure(existing is None or existing["state"] == EXPIRED, NAME, "TerritoryExists",
            f"{ctx.caller} already has territory {args.name!r}")
     price = checked_add(NAME, args.gib * args.days * params.territory_unit_price)
-    space = args.gib * GIB
+    space = args.gib * ctx.params.territory_unit
     _sell_space(ctx, space)
     _pay(ctx, price)
     token = hashlib.sha256(ctx.randomness + ctx.caller.encode() + args.name.encode()).hexdigest()
@@ -163,11 +162,12 @@ class ExpandArgs(Args):
 def expand_territory(ctx: CallContext, args: ExpandArgs) -> None:
     found = _require(ctx.db, ctx.caller, args.name)
     ensure(found["state"] == ACTIVE, NAME, "TerritoryNotActive", f"{args.name!r} is {found['state']}")
-    ensure(1 <= args.gib and found["total"] // GIB + args.gib <= MAX_GIB, NAME, "BadSize",
+    unit = ctx.params.territory_unit
+    ensure(1 <= args.gib and found["total"] // unit + args.gib <= MAX_GIB, NAME, "BadSize",
            f"a territory holds 1 to {MAX_GIB} GiB")
     days_left = -(-(found["deadline"] - ctx.height) // ctx.params.blocks_per_day)
     price = checked_add(NAME, args.gib * days_left * ctx.params.territory_unit_price)
-    space = args.gib * GIB
+    space = args.gib * ctx.params.territory_unit
     _sell_space(ctx, space)
     _pay(ctx, price)
     ctx.db.execute(
@@ -188,7 +188,8 @@ def renew_territory(ctx: CallContext, args: RenewArgs) -> None:
     ensure(found["state"] in (ACTIVE, FROZEN), NAME, "TerritoryExpired",
            f"{args.name!r} expired; mint it again")
     ensure(args.days >= 1, NAME, "LeaseTooShort", "at least 1 day")
-    price = checked_add(NAME, found["total"] // GIB * args.days * ctx.params.territory_unit_price)
+    gib = found["total"] // ctx.params.territory_unit
+    price = checked_add(NAME, gib * args.days * ctx.params.territory_unit_price)
     _pay(ctx, price)
     deadline = max(found["deadline"], ctx.height) + args.days * ctx.params.blocks_per_day
     ctx.db.execute(

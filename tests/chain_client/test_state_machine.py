@@ -1,0 +1,163 @@
+"""Random sequences of calls on the real SQLite node; the accounting invariants are
+checked after every step (every step ends with a block)."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+
+from chain_client.keys import Keypair, dev_keypair
+from chain_client.node import LedgerNode
+from chain_client.params import Genesis, dev_params
+from tests.chain_client.invariants import check_invariants
+from tests.chain_client.sim import FileSpec, MinerState, Sim, build_file, idle_answer, service_answer
+
+
+class ChainMachine(RuleBasedStateMachine):
+    miners = Bundle("miners")
+    owners = Bundle("owners")
+    files = Bundle("files")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="deoss-sm-"))
+        params = dev_params(block_time=0.0, deal_report_timeout=4, orphan_ttl=50,
+                            blocks_per_day=6, grace_period=6, challenge_interval=5,
+                            challenge_deadline=3, era_length=7, offline_after=25,
+                            offline_restoral_delay=10, exit_cooldown=3)
+        self.node = LedgerNode(self.directory / "chain.db", Genesis(params=params, dev=True))
+        self.sim = Sim(self.node)
+        self.alice = dev_keypair("Alice")
+        self.specs: dict[str, FileSpec] = {}
+        self.all_miners: list[MinerState] = []
+        self.owner_keys: list[Keypair] = []
+
+    def teardown(self) -> None:
+        self.node.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @invariant()
+    def accounting_holds(self) -> None:
+        check_invariants(self.node._db)
+
+    @rule(target=miners, units=st.integers(0, 3))
+    def register_miner(self, units: int) -> MinerState:
+        miner = MinerState(Keypair.generate())
+        self.sim.fund(self.alice, miner.keypair)
+        self.sim.add_miner(miner, units=units, declared_units=4)
+        self.all_miners.append(miner)
+        return miner
+
+    @rule(miner=miners)
+    def certify_more(self, miner: MinerState) -> None:
+        record = self.sim.query("sminer.miner", account=miner.keypair.address)
+        if record["state"] == "positive" and record["idle"] + record["locked"] + \
+                record["service"] + self.sim.params.idle_unit_size <= record["declared"]:
+            self.sim.certify(miner, 1)
+
+    @rule(target=owners, days=st.integers(1, 3))
+    def mint_territory(self, days: int) -> Keypair:
+        owner = Keypair.generate()
+        self.sim.fund(self.alice, owner)
+        self.owner_keys.append(owner)
+        self.sim.run(owner, "storage_handler.mint_territory", name="t", gib=1, days=days)
+        return owner
+
+    @rule(target=files, owner=owners, segments=st.integers(1, 2), data=st.data())
+    def declare(self, owner: Keypair, segments: int, data: st.DataObject) -> str:
+        positive = [m.keypair.address for m in self.all_miners
+                    if self.sim.query("sminer.miner", account=m.keypair.address)["state"] == "positive"]
+        if not positive:
+            positive = [Keypair.generate().address]
+        chosen = data.draw(st.permutations(positive))
+        size = data.draw(st.sampled_from([self.sim.params.leaf_size, self.sim.params.fragment_size]))
+        spec = build_file(self.sim.params, owner=owner.address, territory="t",
+                          key=f"k{len(self.specs)}", miners=list(chosen), segments=segments,
+                          fragment_size=size)
+        self.specs[spec.fid] = spec
+        self.sim.run(owner, "file_bank.upload_declaration", files=[spec.declaration])
+        return spec.fid
+
+    @rule(fid=files, data=st.data())
+    def report(self, fid: str, data: st.DataObject) -> None:
+        file = self.sim.query("file_bank.file", fid=fid)
+        if file is None or file["state"] != "deal":
+            return
+        holders = sorted({f["miner"] for s in file["segments"] for f in s["fragments"]
+                          if f["miner"] and not f["reported"]})
+        for address in data.draw(st.lists(st.sampled_from(holders), unique=True)) if holders else []:
+            miner = next(m for m in self.all_miners if m.keypair.address == address)
+            self.sim.submit(miner.keypair, "file_bank.transfer_report", fid=fid)
+        self.sim.block()
+
+    @rule(fid=files, miner=miners)
+    def reassign(self, fid: str, miner: MinerState) -> None:
+        file = self.sim.query("file_bank.file", fid=fid)
+        if file is None or file["state"] != "deal":
+            return
+        owner = file["refs"][0]["owner"] if file["refs"] else None
+        for segment, entry in enumerate(file["segments"]):
+            for fragment in entry["fragments"]:
+                if fragment["miner"] is None and owner is not None:
+                    signer = next((k for k in self.owner_keys if k.address == owner), None)
+                    if signer is not None:
+                        self.sim.run(signer, "file_bank.reassign_fragment", fid=fid,
+                                     segment=segment, index=fragment["index"],
+                                     miner=miner.keypair.address)
+                    return
+
+    @rule(fid=consumes(files))
+    def delete(self, fid: str) -> None:
+        spec = self.specs[fid]
+        owner = next((k for k in self.owner_keys if k.address == spec.declaration["owner"]), None)
+        if owner is not None:
+            self.sim.run(owner, "file_bank.delete_file", owner=owner.address,
+                         key=spec.declaration["key"])
+
+    @rule(blocks=st.integers(1, 12))
+    def advance(self, blocks: int) -> None:
+        self.sim.blocks(blocks)
+
+    @rule(miner=miners)
+    def challenge(self, miner: MinerState) -> None:
+        self.sim.run(self.alice, "audit.challenge_now", miner=miner.keypair.address)
+
+    @rule(miner=miners, honest=st.booleans())
+    def answer(self, miner: MinerState, honest: bool) -> None:
+        for challenge in self.sim.query("audit.challenges", miner=miner.keypair.address):
+            fragments = {fid: data for spec in self.specs.values()
+                         for fid, data in spec.fragments.items()}
+            if not honest:
+                fragments = {fid: bytes(len(data)) for fid, data in fragments.items()}
+            if challenge["service_status"] == "open":
+                self.sim.run(miner.keypair, "audit.submit_service_proof",
+                             challenge_id=challenge["id"],
+                             proofs=service_answer(self.sim.params, challenge, fragments))
+            if challenge["idle_status"] == "open" and honest:
+                self.sim.run(miner.keypair, "audit.submit_idle_proof",
+                             challenge_id=challenge["id"],
+                             proofs=idle_answer(self.sim.params, challenge, miner))
+
+    @rule(miner=miners)
+    def replace_idle(self, miner: MinerState) -> None:
+        record = self.sim.query("sminer.miner", account=miner.keypair.address)
+        owed = record["pending_replacement"] // self.sim.params.idle_unit_size
+        units = self.sim.query("sminer.idle_units", account=miner.keypair.address)
+        if owed and units:
+            chosen = [u["unit_index"] for u in units[:owed]]
+            self.sim.run(miner.keypair, "sminer.replace_idle_space", unit_indices=chosen)
+
+    @rule(miner=miners)
+    def heartbeat(self, miner: MinerState) -> None:
+        self.sim.run(miner.keypair, "sminer.heartbeat")
+
+    @rule(miner=miners)
+    def exit(self, miner: MinerState) -> None:
+        self.sim.run(miner.keypair, "sminer.exit")
+
+
+ChainMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=40, deadline=None)
+TestChainStateMachine = ChainMachine.TestCase
