@@ -651,7 +651,7 @@ def _openings_in_tree(
     if proof.lookback is None:
         return False
     back_index = _lookback(spec, seed, layer, index, _leaf_of(prev))
-    return verify_leaf(roots[max(layer - 1, 0)], count, size, proof.lookback, proof.lookback.index)
+    return verify_leaf(roots[max(layer - 1, 0)], count, size, proof.lookback, back_index)
 
 
 def verify_certification(

@@ -56,10 +56,6 @@ class HttpChain:
             return status, payload
         error = payload.get("error", {}) if isinstance(payload, dict) else {}
         code, message = error.get("code", f"HTTP{status}"), error.get("message", str(payload))
-        if status == 404 and code == "UnknownQuery":
-            raise UnknownCall(str(message))
-        if code == "InvalidArguments":
-            raise InvalidArguments(path, str(message))
         if status >= 500 and code != "PoolFull":
             raise ChainUnavailable(f"{method} {path}: {status} {message}")
         raise Rejected(str(code), str(message))
@@ -105,7 +101,15 @@ class HttpChain:
         return ExtrinsicResult.from_json(body)
 
     async def query(self, name: str, /, **args: Any) -> Any:
-        _, body = await self._call("POST", "/query", body={"name": name, "args": args})
+        try:
+            _, body = await self._call("POST", "/query", body={"name": name, "args": args})
+        except Rejected as exc:
+            # The same exceptions as the in-process chain raises.
+            if exc.code == "UnknownQuery":
+                raise UnknownCall(name) from None
+            if exc.code == "InvalidArguments":
+                raise InvalidArguments(name, exc.message) from None
+            raise
         return body["result"]
 
     async def block(self, height: int) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ the things tests declare (miners with certified idle space, files with real frag
 """
 
 import os
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,7 @@ def build_file(
     segments: int = 1,
     fragment_size: int | None = None,
     total_shards: int | None = None,
+    rng: random.Random | None = None,
 ) -> FileSpec:
     """A declaration with random fragment contents whose ids are their real Merkle roots,
     placed round-robin on ``miners`` (distinct within a segment when there are enough)."""
@@ -85,7 +87,7 @@ def build_file(
     for number in range(segments):
         entries = []
         for index in range(n):
-            data = os.urandom(size)
+            data = rng.randbytes(size) if rng else os.urandom(size)
             fragment_id = merkle_root(data, params.leaf_size).hex()
             fragments[fragment_id] = data
             miner = miners[(number + index) % len(miners)]
@@ -130,9 +132,11 @@ def idle_answer(params: NetworkParams, challenge: dict[str, Any], miner: MinerSt
 class Sim:
     """Signs and submits synchronously on a node, producing blocks by hand."""
 
-    def __init__(self, node: LedgerNode) -> None:
+    def __init__(self, node: LedgerNode, *, deterministic: bool = False) -> None:
         self.node = node
         self.params = node.params
+        # Block hashes (hence randomness) cover the timestamp; a fixed clock replays alike.
+        self.deterministic = deterministic
 
     def submit(self, signer: Keypair, call: str, /, **args: Any) -> str:
         nonce = self.node.next_nonce(signer.address)
@@ -140,11 +144,11 @@ class Sim:
         return self.node.submit(extrinsic)
 
     def block(self) -> BlockResult:
-        return self.node.produce_block()
+        return self.node.produce_block(0.0 if self.deterministic else None)
 
     def blocks(self, count: int) -> None:
         for _ in range(count):
-            self.node.produce_block()
+            self.block()
 
     def run(self, signer: Keypair, call: str, /, **args: Any) -> ExtrinsicResult:
         tx_hash = self.submit(signer, call, **args)
@@ -174,10 +178,13 @@ class Sim:
             self.submit(funder, "balances.faucet", dest=account.address)
         self.block()
 
-    def add_miner(self, miner: MinerState, *, units: int, declared_units: int | None = None) -> None:
+    def add_miner(
+        self, miner: MinerState, *, units: int, declared_units: int | None = None,
+        spare_collateral: int = 0,
+    ) -> None:
         params = self.params
         declared = (declared_units or units) * params.idle_unit_size
-        collateral = self.query("sminer.collateral_limit", space=declared)
+        collateral = self.query("sminer.collateral_limit", space=declared) + spare_collateral
         self.ok(miner.keypair, "sminer.register", endpoint="http://127.0.0.1:1",
                 declared_space=declared, collateral=collateral)
         if units:

@@ -736,3 +736,61 @@ def test_leaf_of_wrong_size_fails_even_if_committed() -> None:
     opening = prove_leaf(tree, data, 256, 1)
     assert len(opening.leaf) == 44
     assert not verify_leaf(tree.root, 2, 256, opening, 1)
+
+
+def commit_leaf(unit: IdleUnit, layer: int, index: int, leaf: bytes) -> tuple[bytes, ...]:
+    """Layers of ``unit`` with one leaf replaced, as a cheating miner would commit them."""
+    layers = list(unit.layers)
+    changed = bytearray(layers[layer])
+    changed[index * LEAF_SIZE : (index + 1) * LEAF_SIZE] = leaf
+    layers[layer] = bytes(changed)
+    return tuple(layers)
+
+
+def opening_in(layers: tuple[bytes, ...], layer: int, index: int) -> LeafOpening:
+    return prove_leaf(
+        MerkleTree.from_data(layers[layer], LEAF_SIZE), layers[layer], LEAF_SIZE, index
+    )
+
+
+@pytest.mark.parametrize(("layer", "index"), [(0, 9), (1, 0), (2, 5)])
+def test_leaf_derived_from_a_chosen_lookback_fails(unit: IdleUnit, layer: int, index: int) -> None:
+    # The cheater derives the leaf honestly but from a look-back of its choice, and opens
+    # that one: every path and the step check out; only j(l, i) is wrong.
+    below = max(layer - 1, 0)
+    prev = leaf_at(unit.layers[layer], index - 1) if index else None
+    right = lookback_index(SPEC, SEED, layer, index, prev)
+    wrong = (right + 1) % (index if layer == 0 else LEAF_COUNT)
+    leaf = derive_leaf(SPEC, SEED, layer, index, prev, leaf_at(unit.layers[below], wrong))
+    layers = commit_leaf(unit, layer, index, leaf)
+    roots = tuple(merkle_root(data, LEAF_SIZE) for data in layers)
+    proof = LayerConsistencyProof(
+        layer,
+        opening_in(layers, layer, index),
+        opening_in(layers, layer, index - 1) if index else None,
+        opening_in(layers, below, wrong),
+    )
+    assert not verify_certification(SPEC, SEED, roots, [proof], [(layer, index)])
+
+
+@pytest.mark.parametrize(("layer", "index"), [(0, 9), (2, 5)])
+def test_leaf_derived_from_an_uncommitted_prev_fails(
+    unit: IdleUnit, layer: int, index: int
+) -> None:
+    # The cheater derives the leaf from a prev it never committed to, with the look-back
+    # that prev selects: only the prev's Merkle path is wrong.
+    below = max(layer - 1, 0)
+    fake_prev = hashlib.sha256(b"not the prev").digest() * (LEAF_SIZE // 32)
+    back_index = lookback_index(SPEC, SEED, layer, index, fake_prev)
+    back = leaf_at(unit.layers[below], back_index)
+    leaf = derive_leaf(SPEC, SEED, layer, index, fake_prev, back)
+    layers = commit_leaf(unit, layer, index, leaf)
+    roots = tuple(merkle_root(data, LEAF_SIZE) for data in layers)
+    real_prev = opening_in(layers, layer, index - 1)
+    proof = LayerConsistencyProof(
+        layer,
+        opening_in(layers, layer, index),
+        dataclasses.replace(real_prev, leaf=fake_prev),
+        opening_in(layers, below, back_index),
+    )
+    assert not verify_certification(SPEC, SEED, roots, [proof], [(layer, index)])

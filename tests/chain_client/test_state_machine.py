@@ -1,13 +1,23 @@
 """Random sequences of calls on the real SQLite node; the accounting invariants are
 checked after every step (every step ends with a block)."""
 
+import hashlib
+import random
 import shutil
 import tempfile
 from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+)
 
 from chain_client.keys import Keypair, dev_keypair
 from chain_client.node import LedgerNode
@@ -29,15 +39,32 @@ class ChainMachine(RuleBasedStateMachine):
                             challenge_deadline=3, era_length=7, offline_after=25,
                             offline_restoral_delay=10, exit_cooldown=3)
         self.node = LedgerNode(self.directory / "chain.db", Genesis(params=params, dev=True))
-        self.sim = Sim(self.node)
+        self.sim = Sim(self.node, deterministic=True)
+        # Replays must rebuild the same chain: keys and contents come from fixed seeds.
+        self.rng = random.Random(0)
+        self.keys = 0
         self.alice = dev_keypair("Alice")
         self.specs: dict[str, FileSpec] = {}
         self.all_miners: list[MinerState] = []
         self.owner_keys: list[Keypair] = []
 
+    def new_key(self) -> Keypair:
+        self.keys += 1
+        return Keypair.from_seed(hashlib.sha256(f"key{self.keys}".encode()).digest(), "sr25519")
+
     def teardown(self) -> None:
         self.node.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    @initialize(target=miners, count=st.integers(4, 6))
+    def start_network(self, count: int) -> object:
+        """Enough miners for files to spread; the rules add more and take them away."""
+        started = [MinerState(self.new_key()) for _ in range(count)]
+        self.sim.fund(self.alice, *(m.keypair for m in started))
+        for miner in started:
+            self.sim.add_miner(miner, units=8, declared_units=10, spare_collateral=10**6)
+            self.all_miners.append(miner)
+        return multiple(*started)
 
     @invariant()
     def accounting_holds(self) -> None:
@@ -45,7 +72,7 @@ class ChainMachine(RuleBasedStateMachine):
 
     @rule(target=miners, units=st.integers(0, 3))
     def register_miner(self, units: int) -> MinerState:
-        miner = MinerState(Keypair.generate())
+        miner = MinerState(self.new_key())
         self.sim.fund(self.alice, miner.keypair)
         self.sim.add_miner(miner, units=units, declared_units=4)
         self.all_miners.append(miner)
@@ -58,12 +85,12 @@ class ChainMachine(RuleBasedStateMachine):
                 record["service"] + self.sim.params.idle_unit_size <= record["declared"]:
             self.sim.certify(miner, 1)
 
-    @rule(target=owners, days=st.integers(1, 3))
+    @rule(target=owners, days=st.integers(2, 8))
     def mint_territory(self, days: int) -> Keypair:
-        owner = Keypair.generate()
+        owner = self.new_key()
         self.sim.fund(self.alice, owner)
         self.owner_keys.append(owner)
-        self.sim.run(owner, "storage_handler.mint_territory", name="t", gib=1, days=days)
+        self.sim.run(owner, "storage_handler.mint_territory", name="t", gib=2, days=days)
         return owner
 
     @rule(target=files, owner=owners, segments=st.integers(1, 2), data=st.data())
@@ -71,15 +98,29 @@ class ChainMachine(RuleBasedStateMachine):
         positive = [m.keypair.address for m in self.all_miners
                     if self.sim.query("sminer.miner", account=m.keypair.address)["state"] == "positive"]
         if not positive:
-            positive = [Keypair.generate().address]
+            positive = [self.new_key().address]
         chosen = data.draw(st.permutations(positive))
-        size = data.draw(st.sampled_from([self.sim.params.leaf_size, self.sim.params.fragment_size]))
+        size = data.draw(st.sampled_from([self.sim.params.leaf_size, 3 * self.sim.params.leaf_size,
+                                          self.sim.params.fragment_size]))
         spec = build_file(self.sim.params, owner=owner.address, territory="t",
                           key=f"k{len(self.specs)}", miners=list(chosen), segments=segments,
-                          fragment_size=size)
+                          fragment_size=size, rng=self.rng)
         self.specs[spec.fid] = spec
         self.sim.run(owner, "file_bank.upload_declaration", files=[spec.declaration])
         return spec.fid
+
+    @rule(target=files, owner=owners, data=st.data())
+    def store(self, owner: Keypair, data: st.DataObject) -> str:
+        """Declare and have every miner report: the common, successful path."""
+        fid = self.declare(owner, 1, data)
+        file = self.sim.query("file_bank.file", fid=fid)
+        if file is not None and file["state"] == "deal":
+            for address in sorted({f["miner"] for s in file["segments"] for f in s["fragments"]}):
+                miner = next((m for m in self.all_miners if m.keypair.address == address), None)
+                if miner is not None:
+                    self.sim.submit(miner.keypair, "file_bank.transfer_report", fid=fid)
+            self.sim.block()
+        return fid
 
     @rule(fid=files, data=st.data())
     def report(self, fid: str, data: st.DataObject) -> None:
@@ -88,7 +129,9 @@ class ChainMachine(RuleBasedStateMachine):
             return
         holders = sorted({f["miner"] for s in file["segments"] for f in s["fragments"]
                           if f["miner"] and not f["reported"]})
-        for address in data.draw(st.lists(st.sampled_from(holders), unique=True)) if holders else []:
+        everyone = data.draw(st.booleans())
+        chosen = holders if everyone else data.draw(st.lists(st.sampled_from(holders), unique=True))
+        for address in chosen if holders else []:
             miner = next(m for m in self.all_miners if m.keypair.address == address)
             self.sim.submit(miner.keypair, "file_bank.transfer_report", fid=fid)
         self.sim.block()
@@ -154,10 +197,11 @@ class ChainMachine(RuleBasedStateMachine):
     def heartbeat(self, miner: MinerState) -> None:
         self.sim.run(miner.keypair, "sminer.heartbeat")
 
-    @rule(miner=miners)
-    def exit(self, miner: MinerState) -> None:
-        self.sim.run(miner.keypair, "sminer.exit")
+    @rule(miner=miners, dice=st.integers(0, 3))
+    def exit(self, miner: MinerState, dice: int) -> None:
+        if dice == 0:  # rarely: an exit takes a miner away for good
+            self.sim.run(miner.keypair, "sminer.exit")
 
 
-ChainMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=40, deadline=None)
+ChainMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=50, deadline=None)
 TestChainStateMachine = ChainMachine.TestCase
