@@ -1,0 +1,44 @@
+"""``deoss devnet``, as ``make devnet`` runs it: real processes, a live chain."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def health(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url + "/health", timeout=5) as response:  # noqa: S310
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+@pytest.mark.e2e
+def test_devnet_starts_a_chain_that_makes_blocks(tmp_path: Path) -> None:
+    root = tmp_path / "devnet"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "devnet", "--dir", str(root), "--block-time", "0.3",
+         "--fresh"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (root / "devnet.json").exists():
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "devnet.json never appeared"
+            time.sleep(0.1)
+        info = json.loads((root / "devnet.json").read_text())
+        first = int(health(info["chain_rpc"])["best_block"])  # type: ignore[arg-type]
+        time.sleep(1.5)
+        assert int(health(info["chain_rpc"])["best_block"]) > first  # type: ignore[arg-type]
+        assert "Alice" in info["dev_accounts"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0].decode()
+    assert process.returncode == 0, output
+    assert "chain RPC" in output
+    assert not (root / "devnet.json").exists()
