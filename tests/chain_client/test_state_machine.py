@@ -129,9 +129,11 @@ class ChainMachine(RuleBasedStateMachine):
             return
         holders = sorted({f["miner"] for s in file["segments"] for f in s["fragments"]
                           if f["miner"] and not f["reported"]})
+        if not holders:
+            return
         everyone = data.draw(st.booleans())
         chosen = holders if everyone else data.draw(st.lists(st.sampled_from(holders), unique=True))
-        for address in chosen if holders else []:
+        for address in chosen:
             miner = next(m for m in self.all_miners if m.keypair.address == address)
             self.sim.submit(miner.keypair, "file_bank.transfer_report", fid=fid)
         self.sim.block()
