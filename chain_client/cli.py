@@ -65,8 +65,10 @@ async def _serve(args: argparse.Namespace) -> int:
     if chain.node.dev != args.dev:
         await chain.close()
         wanted = "with" if chain.node.dev else "without"
-        print(f"deoss-chain: {database} is a chain made {wanted} --dev; start it the same way",
-              file=sys.stderr)
+        print(
+            f"deoss-chain: {database} is a chain made {wanted} --dev; start it the same way",
+            file=sys.stderr,
+        )
         return 2
     host, port = args.listen
     runner = web.AppRunner(make_app(chain), access_log=None)
@@ -77,8 +79,11 @@ async def _serve(args: argparse.Namespace) -> int:
     url = f"http://{host if ':' not in host else f'[{host}]'}:{bound[1]}"
     write_atomically(directory / "rpc.url", url + "\n")
     mode = "manual blocks" if chain.manual else f"a block every {chain.block_time:g} s"
-    print(f"deoss-chain: serving {url} ({'dev, ' if chain.node.dev else ''}{mode}; "
-          f"genesis {chain.node.genesis_hash_hex})", flush=True)
+    print(
+        f"deoss-chain: serving {url} ({'dev, ' if chain.node.dev else ''}{mode}; "
+        f"genesis {chain.node.genesis_hash_hex})",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _genesis_cmd(args: argparse.Namespace) -> int:
     genesis = Genesis(params=dev_params() if args.dev else NetworkParams(), dev=args.dev)
-    import json  # noqa: PLC0415 - only this command prints JSON
+    import json
 
     print(json.dumps(genesis.to_json(), indent=2))
     return 0
@@ -118,13 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a ledger node serving the JSON RPC")
     run.add_argument("--dir", required=True, help="data directory (chain.db, rpc.url)")
-    run.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 9944),
-                     help="HOST:PORT; port 0 picks a free one (default 127.0.0.1:9944)")
+    run.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", 9944),
+        help="HOST:PORT; port 0 picks a free one (default 127.0.0.1:9944)",
+    )
     run.add_argument("--genesis", help="genesis JSON (first start only)")
-    run.add_argument("--block-time", type=float, default=None,
-                     help="seconds between blocks, fractions allowed; 0 = manual mode")
-    run.add_argument("--dev", action="store_true",
-                     help="dev network: fund the well-known dev accounts, enable dev calls")
+    run.add_argument(
+        "--block-time",
+        type=float,
+        default=None,
+        help="seconds between blocks, fractions allowed; 0 = manual mode",
+    )
+    run.add_argument(
+        "--dev",
+        action="store_true",
+        help="dev network: fund the well-known dev accounts, enable dev calls",
+    )
     run.set_defaults(func=_run)
     genesis = commands.add_parser("genesis", help="print a genesis config to start from")
     genesis.add_argument("--dev", action="store_true", help="small dev parameters")

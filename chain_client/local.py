@@ -30,7 +30,8 @@ class LocalChain:
             raise ValueError(f"block_time must be >= 0, got {self.block_time}")
         self._waiters: dict[str, asyncio.Future[ExtrinsicResult]] = {}
         self._best = node.best()[0]
-        self._new_block = asyncio.Condition()
+        # Set when a block arrives, then replaced: waiters hold the one current at the time.
+        self._new_block = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._producer: asyncio.Task[None] | None = None
 
@@ -91,11 +92,8 @@ class LocalChain:
             if waiter is not None and not waiter.done():
                 waiter.set_exception(Rejected(code, "dropped from the block"))
         self._best = max(self._best, result.height)
-        asyncio.ensure_future(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._new_block:
-            self._new_block.notify_all()
+        self._new_block.set()
+        self._new_block = asyncio.Event()
 
     # -- the Chain contract -------------------------------------------------------
 
@@ -112,7 +110,9 @@ class LocalChain:
     async def submit(self, extrinsic: Extrinsic) -> str:
         return self.node.submit(extrinsic)
 
-    async def submit_and_wait(self, extrinsic: Extrinsic, *, timeout: float = 60.0) -> ExtrinsicResult:
+    async def submit_and_wait(
+        self, extrinsic: Extrinsic, *, timeout: float = 60.0
+    ) -> ExtrinsicResult:
         tx_hash = extrinsic.hash(self.node.genesis_hash)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters[tx_hash] = waiter
@@ -135,13 +135,13 @@ class LocalChain:
     async def block(self, height: int) -> dict[str, Any] | None:
         return await asyncio.to_thread(self.node.block, height)
 
-    async def events(self, from_height: int, *, timeout: float = 0.0, max_blocks: int = 100) -> EventPage:
-        if from_height > self._best and timeout > 0:
-            async with self._new_block:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._new_block.wait_for(lambda: self._best >= from_height), timeout
-                    )
+    async def events(
+        self, from_height: int, *, timeout: float = 0.0, max_blocks: int = 100
+    ) -> EventPage:
+        deadline = time.monotonic() + timeout
+        while from_height > self._best and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_block.wait(), left)
         events, following = await asyncio.to_thread(self.node.events_since, from_height, max_blocks)
         return EventPage(tuple(events), following)
 

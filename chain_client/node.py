@@ -196,7 +196,7 @@ class LedgerNode:
             return self._reader.execute(sql, args).fetchall()
 
     def best(self) -> tuple[int, str]:
-        (height, block_hash), = self._read(
+        ((height, block_hash),) = self._read(
             "SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1"
         )
         return int(height), str(block_hash)
@@ -228,12 +228,19 @@ class LedgerNode:
         )
         if not rows:
             return None
-        keys = ("height", "hash", "parent_hash", "timestamp", "extrinsics_root", "events_root",
-                "randomness", "extrinsic_count")
+        keys = (
+            "height",
+            "hash",
+            "parent_hash",
+            "timestamp",
+            "extrinsics_root",
+            "events_root",
+            "randomness",
+            "extrinsic_count",
+        )
         block = dict(zip(keys, rows[0], strict=True))
         block["extrinsics"] = [
-            {"index": idx, "hash": tx_hash, "success": bool(ok), "error": error,
-             **json.loads(body)}
+            {"index": idx, "hash": tx_hash, "success": bool(ok), "error": error, **json.loads(body)}
             for idx, tx_hash, body, ok, error in self._read(
                 "SELECT idx, hash, body, success, error FROM extrinsics WHERE height = ? "
                 "ORDER BY idx",
@@ -245,8 +252,14 @@ class LedgerNode:
 
     def _events(self, first: int, last: int) -> list[dict[str, Any]]:
         return [
-            {"block": height, "index": idx, "extrinsic": extrinsic, "module": module,
-             "name": name, "data": json.loads(data)}
+            {
+                "block": height,
+                "index": idx,
+                "extrinsic": extrinsic,
+                "module": module,
+                "name": name,
+                "data": json.loads(data),
+            }
             for height, idx, extrinsic, module, name, data in self._read(
                 "SELECT height, idx, extrinsic, module, name, data FROM events "
                 "WHERE height BETWEEN ? AND ? ORDER BY height, idx",
@@ -309,7 +322,9 @@ class LedgerNode:
                 raise Rejected("AlreadyInPool", tx_hash)
             expected = self.state_nonce(signer) + self._pool_by_signer.get(signer, 0)
             if extrinsic.nonce < expected:
-                raise Rejected("StaleNonce", f"nonce {extrinsic.nonce} already used; next is {expected}")
+                raise Rejected(
+                    "StaleNonce", f"nonce {extrinsic.nonce} already used; next is {expected}"
+                )
             if extrinsic.nonce > expected:
                 raise Rejected("FutureNonce", f"nonce {extrinsic.nonce}; next is {expected}")
             if len(self._pool) >= self.params.max_pool_extrinsics:
@@ -321,7 +336,7 @@ class LedgerNode:
 
     def _take(self, limit: int) -> list[_Pending]:
         with self._pool_lock:
-            taken = []
+            taken: list[_Pending] = []
             while self._pool and len(taken) < limit:
                 _, pending = self._pool.popitem(last=False)
                 taken.append(pending)
@@ -353,7 +368,9 @@ class LedgerNode:
             "SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1"
         ).fetchone()
         height = parent_height + 1
-        randomness = hashlib.sha256(b"deoss/randomness\x00" + bytes.fromhex(parent_hash[2:])).digest()
+        randomness = hashlib.sha256(
+            b"deoss/randomness\x00" + bytes.fromhex(parent_hash[2:])
+        ).digest()
         batch = self._take(self.params.max_block_extrinsics)
         events: list[tuple[int | None, Event]] = []
         results: list[ExtrinsicResult] = []
@@ -368,18 +385,36 @@ class LedgerNode:
                     dropped.append((pending.hash, "StaleNonce"))
                     continue
                 ok, error, call_events = outcome
-                rows.append((height, index, pending.hash, pending.signer, pending.extrinsic.call,
-                             json.dumps(pending.extrinsic.to_json()), int(ok), error))
+                rows.append(
+                    (
+                        height,
+                        index,
+                        pending.hash,
+                        pending.signer,
+                        pending.extrinsic.call,
+                        json.dumps(pending.extrinsic.to_json()),
+                        int(ok),
+                        error,
+                    )
+                )
                 events.extend((index, event) for event in call_events)
-                results.append(ExtrinsicResult(pending.hash, height, index, ok, error,
-                                               tuple(_event_json(e) for e in call_events)))
+                results.append(
+                    ExtrinsicResult(
+                        pending.hash,
+                        height,
+                        index,
+                        ok,
+                        error,
+                        tuple(_event_json(e) for e in call_events),
+                    )
+                )
             events.extend((None, event) for event in self._run_hooks(db, height, randomness))
             db.executemany("INSERT INTO extrinsics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._store_events(height, events)
             extrinsics_root = _root([bytes.fromhex(row[2][2:]) for row in rows])
-            events_root = _root([
-                hashlib.sha256(canonical_json(_event_json(event))).digest() for _, event in events
-            ])
+            events_root = _root(
+                [hashlib.sha256(canonical_json(_event_json(event))).digest() for _, event in events]
+            )
             header = {
                 "height": height,
                 "parent_hash": parent_hash,
@@ -391,8 +426,16 @@ class LedgerNode:
             block_hash = "0x" + hashlib.sha256(canonical_json(header)).hexdigest()
             db.execute(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (height, block_hash, parent_hash, timestamp, extrinsics_root, events_root,
-                 header["randomness"], len(rows)),
+                (
+                    height,
+                    block_hash,
+                    parent_hash,
+                    timestamp,
+                    extrinsics_root,
+                    events_root,
+                    header["randomness"],
+                    len(rows),
+                ),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -435,9 +478,16 @@ class LedgerNode:
                 # A bug in a call must not stall the chain by failing every block it is in.
                 log.exception("call %s crashed at block %d", extrinsic.call, height)
                 exc = DispatchError("system", "InternalError", type(exc).__name__)
-            failed = Event("system", "ExtrinsicFailed",
-                           {"hash": pending.hash, "reason": exc.reason, "module": exc.module,
-                            "error": exc.error})
+            failed = Event(
+                "system",
+                "ExtrinsicFailed",
+                {
+                    "hash": pending.hash,
+                    "reason": exc.reason,
+                    "module": exc.module,
+                    "error": exc.error,
+                },
+            )
             return False, exc.reason, [failed]
         db.execute("RELEASE extrinsic")
         success = Event("system", "ExtrinsicSuccess", {"hash": pending.hash})
@@ -459,8 +509,9 @@ class LedgerNode:
                 self.stats.hook_failures += 1
                 log.exception("hook %s failed at block %d", module.name, height)
                 reason = exc.reason if isinstance(exc, DispatchError) else repr(exc)
-                events.append(Event("system", "HookFailed",
-                                    {"module": module.name, "reason": reason}))
+                events.append(
+                    Event("system", "HookFailed", {"module": module.name, "reason": reason})
+                )
                 continue
             db.execute("RELEASE hook")
             events.extend(ctx.events)

@@ -129,9 +129,17 @@ class NetworkParams:
             value = getattr(self, item.name)
             if isinstance(value, int) and not isinstance(value, bool):
                 need(value >= 0, item.name, "must not be negative")
-        need(1 <= self.data_shards <= self.total_shards <= 255, "total_shards", "need 1 <= k <= n <= 255")
+        need(
+            1 <= self.data_shards <= self.total_shards <= 255,
+            "total_shards",
+            "need 1 <= k <= n <= 255",
+        )
         need(self.leaf_size >= 64 and self.leaf_size % 64 == 0, "leaf_size", "a multiple of 64")
-        need(self.stripe_block_size % self.leaf_size == 0, "stripe_block_size", "a multiple of leaf_size")
+        need(
+            self.stripe_block_size % self.leaf_size == 0,
+            "stripe_block_size",
+            "a multiple of leaf_size",
+        )
         need(
             self.fragment_size % self.stripe_block_size == 0,
             "fragment_size",
@@ -142,10 +150,16 @@ class NetworkParams:
             "segment_size",
             "must equal fragment_size * data_shards",
         )
-        need(self.idle_unit_size % self.leaf_size == 0 and self.idle_unit_size > 0,
-             "idle_unit_size", "a positive multiple of leaf_size")
-        need(self.idle_scrypt_n >= 2 and self.idle_scrypt_n & (self.idle_scrypt_n - 1) == 0,
-             "idle_scrypt_n", "a power of two >= 2")
+        need(
+            self.idle_unit_size % self.leaf_size == 0 and self.idle_unit_size > 0,
+            "idle_unit_size",
+            "a positive multiple of leaf_size",
+        )
+        need(
+            self.idle_scrypt_n >= 2 and self.idle_scrypt_n & (self.idle_scrypt_n - 1) == 0,
+            "idle_scrypt_n",
+            "a power of two >= 2",
+        )
         need(self.idle_scrypt_r >= 1, "idle_scrypt_r", "at least 1")
         need(1 <= self.idle_layers <= 64, "idle_layers", "1 to 64")
         need(self.block_time >= 0, "block_time", "seconds, 0 for manual blocks")
@@ -156,11 +170,17 @@ class NetworkParams:
         need(self.era_length >= 1, "era_length", "at least 1")
         need(self.deal_report_timeout >= 1, "deal_report_timeout", "at least 1")
         need(self.restoral_order_life >= 1, "restoral_order_life", "at least 1")
-        need(self.orphan_ttl > self.deal_report_timeout, "orphan_ttl",
-             "must be longer than deal_report_timeout")
-        need(self.idle_power_percent + self.service_power_percent == 100,
-             "service_power_percent", "idle and service power percents must add up to 100")
-        need(1 <= self.max_block_extrinsics, "max_block_extrinsics", "at least 1")
+        need(
+            self.orphan_ttl > self.deal_report_timeout,
+            "orphan_ttl",
+            "must be longer than deal_report_timeout",
+        )
+        need(
+            self.idle_power_percent + self.service_power_percent == 100,
+            "service_power_percent",
+            "idle and service power percents must add up to 100",
+        )
+        need(self.max_block_extrinsics >= 1, "max_block_extrinsics", "at least 1")
         schedule = self.penalties
         if not schedule.miss_fine_percent or any(
             not 0 <= p <= 100 for p in schedule.miss_fine_percent
@@ -203,7 +223,9 @@ class NetworkParams:
                 value = float(value)
             if type(value) is not expected:
                 raise ConfigError(
-                    source, key, f"must be {expected.__name__}, got {type(value).__name__} {value!r}"
+                    source,
+                    key,
+                    f"must be {expected.__name__}, got {type(value).__name__} {value!r}",
                 )
             values[key] = value
         return cls(**values)
@@ -319,7 +341,9 @@ class Genesis:
                 or isinstance(entry[1], bool)
                 or entry[1] < 0
             ):
-                raise ConfigError(source, f"endowed[{i}]", f"must be [address, amount], got {entry!r}")
+                raise ConfigError(
+                    source, f"endowed[{i}]", f"must be [address, amount], got {entry!r}"
+                )
             endowed.append((entry[0], entry[1]))
         timestamp = obj.get("timestamp", 0)
         if not isinstance(timestamp, int) or isinstance(timestamp, bool):

@@ -56,7 +56,8 @@ class ExtrinsicResult:
 
     def events_named(self, module: str, name: str) -> list[dict[str, Any]]:
         return [
-            event["data"] for event in self.events
+            event["data"]
+            for event in self.events
             if event["module"] == module and event["name"] == name
         ]
 
@@ -84,7 +85,9 @@ class Chain(Protocol):
         """Queues an extrinsic; returns its hash. Raises ``Rejected``."""
         ...
 
-    async def submit_and_wait(self, extrinsic: Extrinsic, *, timeout: float = 60.0) -> ExtrinsicResult:
+    async def submit_and_wait(
+        self, extrinsic: Extrinsic, *, timeout: float = 60.0
+    ) -> ExtrinsicResult:
         """Queues an extrinsic and waits until a block includes it. Raises ``Rejected``,
         or ``TimeoutError`` when no block included it in time (it may still be)."""
         ...
@@ -97,7 +100,9 @@ class Chain(Protocol):
 
     async def block(self, height: int) -> dict[str, Any] | None: ...
 
-    async def events(self, from_height: int, *, timeout: float = 0.0, max_blocks: int = 100) -> EventPage:
+    async def events(
+        self, from_height: int, *, timeout: float = 0.0, max_blocks: int = 100
+    ) -> EventPage:
         """Events from ``from_height`` on; waits up to ``timeout`` seconds for a block
         when there is none yet (a long poll)."""
         ...

@@ -78,7 +78,9 @@ class HttpChain:
         _, body = await self._call("POST", "/extrinsic", body=extrinsic.to_json(), ok=(202,))
         return str(body["hash"])
 
-    async def submit_and_wait(self, extrinsic: Extrinsic, *, timeout: float = 60.0) -> ExtrinsicResult:
+    async def submit_and_wait(
+        self, extrinsic: Extrinsic, *, timeout: float = 60.0
+    ) -> ExtrinsicResult:
         status, body = await self._call(
             "POST",
             "/extrinsic",
@@ -122,11 +124,17 @@ class HttpChain:
         block: dict[str, Any] = body
         return block
 
-    async def events(self, from_height: int, *, timeout: float = 0.0, max_blocks: int = 100) -> EventPage:
+    async def events(
+        self, from_height: int, *, timeout: float = 0.0, max_blocks: int = 100
+    ) -> EventPage:
         _, body = await self._call(
             "GET",
             "/events",
-            params={"from": str(from_height), "timeout": str(timeout), "max_blocks": str(max_blocks)},
+            params={
+                "from": str(from_height),
+                "timeout": str(timeout),
+                "max_blocks": str(max_blocks),
+            },
             timeout=timeout + self.timeout,
         )
         return EventPage(tuple(body["events"]), int(body["next"]))

@@ -39,8 +39,11 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request.app[REQUESTS].labels(route=request.match_info.route.resource.canonical
-                                 if request.match_info.route.resource else "unmatched").inc()
+    request.app[REQUESTS].labels(
+        route=request.match_info.route.resource.canonical
+        if request.match_info.route.resource
+        else "unmatched"
+    ).inc()
     try:
         return await handler(request)
     except Rejected as exc:
@@ -85,15 +88,17 @@ async def health(request: web.Request) -> web.Response:
     chain = request.app[CHAIN]
     head = await chain.head()
     genesis_hash, genesis = await chain.genesis()
-    return web.json_response({
-        "best_block": head.best_block,
-        "best_hash": head.best_hash,
-        "genesis_hash": "0x" + genesis_hash.hex(),
-        "chain": genesis.params.chain_name,
-        "dev": genesis.dev,
-        "manual": chain.manual,
-        "pool": chain.node.pool_size(),
-    })
+    return web.json_response(
+        {
+            "best_block": head.best_block,
+            "best_hash": head.best_hash,
+            "genesis_hash": "0x" + genesis_hash.hex(),
+            "chain": genesis.params.chain_name,
+            "dev": genesis.dev,
+            "manual": chain.manual,
+            "pool": chain.node.pool_size(),
+        }
+    )
 
 
 async def genesis(request: web.Request) -> web.Response:
@@ -129,7 +134,9 @@ async def receipt(request: web.Request) -> web.Response:
 
 async def nonce(request: web.Request) -> web.Response:
     account = request.match_info["account"]
-    return web.json_response({"account": account, "nonce": await request.app[CHAIN].next_nonce(account)})
+    return web.json_response(
+        {"account": account, "nonce": await request.app[CHAIN].next_nonce(account)}
+    )
 
 
 async def query_post(request: web.Request) -> web.Response:
@@ -173,8 +180,12 @@ async def produce_block(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     body = await asyncio.to_thread(generate_latest, request.app[METRICS])
-    return web.Response(body=body, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        body=body,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 class _NodeCollector(Collector):
@@ -188,7 +199,11 @@ class _NodeCollector(Collector):
         for name, value, text in (
             ("deoss_chain_best_block", height, "Height of the best block"),
             ("deoss_chain_pool_extrinsics", node.pool_size(), "Extrinsics waiting in the pool"),
-            ("deoss_chain_extrinsics_submitted", stats.submitted, "Extrinsics accepted into the pool"),
+            (
+                "deoss_chain_extrinsics_submitted",
+                stats.submitted,
+                "Extrinsics accepted into the pool",
+            ),
             ("deoss_chain_extrinsics_rejected", stats.rejected, "Extrinsics refused at submission"),
             ("deoss_chain_extrinsics_applied", stats.applied, "Extrinsics applied successfully"),
             ("deoss_chain_extrinsics_failed", stats.failed, "Extrinsics included but failed"),
@@ -207,8 +222,9 @@ def make_app(chain: LocalChain) -> web.Application:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(_NodeCollector(chain))
     app[METRICS] = registry
-    app[REQUESTS] = Counter("deoss_chain_rpc_requests", "RPC requests by route", ["route"],
-                            registry=registry)
+    app[REQUESTS] = Counter(
+        "deoss_chain_rpc_requests", "RPC requests by route", ["route"], registry=registry
+    )
     Gauge("deoss_chain_dev", "1 on a dev network", registry=registry).set(int(chain.node.dev))
     app.router.add_get("/health", health)
     app.router.add_get("/genesis", genesis)

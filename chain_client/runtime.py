@@ -124,7 +124,7 @@ class CallContext:
         """A deterministic generator for one purpose in this block: every node draws the
         same numbers because the seed is the block's randomness (from the parent hash)."""
         seed = hashlib.sha256(self.randomness + label.encode()).digest()
-        return random.Random(int.from_bytes(seed, "big"))  # noqa: S311 - consensus, not secrets
+        return random.Random(int.from_bytes(seed, "big"))
 
     @property
     def caller(self) -> str:

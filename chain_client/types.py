@@ -5,7 +5,14 @@ import base64
 import binascii
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from chain_client.ss58 import canonical_address
 
@@ -31,7 +38,8 @@ Hash32 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9._-]+$")]
 ObjectKey = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Endpoint = Annotated[
-    str, StringConstraints(max_length=100, pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$")
+    str,
+    StringConstraints(max_length=100, pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$"),
 ]
 
 

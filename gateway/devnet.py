@@ -55,14 +55,29 @@ async def wait_for_url(url_file: Path, process: subprocess.Popen[bytes], timeout
 
 
 async def start_chain_process(
-    directory: Path, *, block_time: float, dev: bool = True, log_file: Path | None = None,
+    directory: Path,
+    *,
+    block_time: float,
+    dev: bool = True,
+    log_file: Path | None = None,
     extra: tuple[str, ...] = (),
 ) -> ChainProcess:
     directory.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         (directory / "rpc.url").unlink()
-    command = [sys.executable, "-m", "chain_client.cli", "run", "--dir", str(directory),
-               "--listen", "127.0.0.1:0", "--block-time", str(block_time), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "chain_client.cli",
+        "run",
+        "--dir",
+        str(directory),
+        "--listen",
+        "127.0.0.1:0",
+        "--block-time",
+        str(block_time),
+        *extra,
+    ]
     if dev:
         command.append("--dev")
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
@@ -103,8 +118,9 @@ async def run_devnet(root: Path, *, block_time: float, fresh: bool) -> int:
     if fresh and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
-    chain = await start_chain_process(root / "chain", block_time=block_time,
-                                      log_file=root / "chain.log")
+    chain = await start_chain_process(
+        root / "chain", block_time=block_time, log_file=root / "chain.log"
+    )
     try:
         await _wait_for_blocks(chain.url, 1, timeout=max(10.0, block_time * 5))
         info: dict[str, Any] = {
@@ -115,14 +131,17 @@ async def run_devnet(root: Path, *, block_time: float, fresh: bool) -> int:
             "started_at": int(time.time()),
         }
         write_atomically(root / "devnet.json", json.dumps(info, indent=2) + "\n")
-        print(f"""deoss devnet is up ({root / 'devnet.json'}):
+        print(
+            f"""deoss devnet is up ({root / "devnet.json"}):
   chain RPC   {chain.url}
   health      curl {chain.url}/health
   latest      curl {chain.url}/block/latest
   events      curl '{chain.url}/events?from=0'
   dev keys    //Alice //Bob ... (e.g. .venv/bin/deoss-chain key show //Alice --dev)
-  logs        {root / 'chain.log'}
-Press Ctrl-C to stop.""", flush=True)
+  logs        {root / "chain.log"}
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,8 +151,11 @@ Press Ctrl-C to stop.""", flush=True)
         done, _ = await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if watcher in done:
-            print(f"deoss devnet: the chain node exited ({chain.process.returncode}); "
-                  f"see {root / 'chain.log'}", file=sys.stderr)
+            print(
+                f"deoss devnet: the chain node exited ({chain.process.returncode}); "
+                f"see {root / 'chain.log'}",
+                file=sys.stderr,
+            )
             return 1
         return 0
     finally:

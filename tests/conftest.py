@@ -70,11 +70,24 @@ def start_chain(directory: Path, *args: str, timeout: float = 30.0) -> ChainProc
     if url_file.exists():
         url_file.unlink()
     log = directory / "node.log"
-    command = [sys.executable, "-m", "chain_client.cli", "run", "--dir", str(directory),
-               "--listen", "127.0.0.1:0", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "chain_client.cli",
+        "run",
+        "--dir",
+        str(directory),
+        "--listen",
+        "127.0.0.1:0",
+        *args,
+    ]
     with open(log, "ab") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     deadline = time.monotonic() + timeout
     while not url_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:

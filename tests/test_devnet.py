@@ -7,13 +7,14 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 
-def health(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url + "/health", timeout=5) as response:  # noqa: S310
-        result: dict[str, object] = json.loads(response.read())
+def health(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url + "/health", timeout=5) as response:
+        result: dict[str, Any] = json.loads(response.read())
         return result
 
 
@@ -21,9 +22,19 @@ def health(url: str) -> dict[str, object]:
 def test_devnet_starts_a_chain_that_makes_blocks(tmp_path: Path) -> None:
     root = tmp_path / "devnet"
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "devnet", "--dir", str(root), "--block-time", "0.3",
-         "--fresh"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "devnet",
+            "--dir",
+            str(root),
+            "--block-time",
+            "0.3",
+            "--fresh",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -32,9 +43,9 @@ def test_devnet_starts_a_chain_that_makes_blocks(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "devnet.json never appeared"
             time.sleep(0.1)
         info = json.loads((root / "devnet.json").read_text())
-        first = int(health(info["chain_rpc"])["best_block"])  # type: ignore[arg-type]
+        first = int(health(info["chain_rpc"])["best_block"])
         time.sleep(1.5)
-        assert int(health(info["chain_rpc"])["best_block"]) > first  # type: ignore[arg-type]
+        assert int(health(info["chain_rpc"])["best_block"]) > first
         assert "Alice" in info["dev_accounts"]
     finally:
         process.send_signal(signal.SIGINT)

@@ -95,8 +95,14 @@ def _service_item(
     leaves = _leaf_count(size, ctx.params.leaf_size)
     rng = ctx.rng(f"{label}/{fragment_id}")
     picked = sorted(rng.sample(range(leaves), min(leaves, ctx.params.challenge_leaves)))
-    return {"fid": fid, "segment": segment, "index": index, "fragment_id": fragment_id,
-            "size": size, "leaves": picked}
+    return {
+        "fid": fid,
+        "segment": segment,
+        "index": index,
+        "fragment_id": fragment_id,
+        "size": size,
+        "leaves": picked,
+    }
 
 
 def _sample_idle(ctx: CallContext, miner: str, rng_label: str) -> list[dict[str, Any]]:
@@ -139,13 +145,28 @@ def open_challenge(
     deadline = ctx.height + ctx.params.challenge_deadline
     ctx.db.execute(
         f"INSERT INTO audit_challenges ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (next_id, miner, ctx.height, deadline,
-         sminer.power(ctx.params, record["idle"], record["service"]), int(targeted is not None),
-         json.dumps(service), json.dumps(idle), OPEN if service else NONE,
-         OPEN if idle else NONE),
+        (
+            next_id,
+            miner,
+            ctx.height,
+            deadline,
+            sminer.power(ctx.params, record["idle"], record["service"]),
+            int(targeted is not None),
+            json.dumps(service),
+            json.dumps(idle),
+            OPEN if service else NONE,
+            OPEN if idle else NONE,
+        ),
     )
-    ctx.emit(NAME, "ChallengeStarted", id=next_id, miner=miner, deadline=deadline,
-             service_items=len(service), idle_items=len(idle))
+    ctx.emit(
+        NAME,
+        "ChallengeStarted",
+        id=next_id,
+        miner=miner,
+        deadline=deadline,
+        service_items=len(service),
+        idle_items=len(idle),
+    )
     return int(next_id)
 
 
@@ -170,7 +191,9 @@ def _opening_valid(raw: object, root_hex: str, size: int, leaf_size: int, index:
     expected = leaf_size if index < leaves - 1 else size - leaf_size * (leaves - 1)
     if opening.index != index or len(opening.leaf) != expected:
         return False
-    return verify_path(leaf_hash(opening.leaf), index, leaves, opening.path, bytes.fromhex(root_hex))
+    return verify_path(
+        leaf_hash(opening.leaf), index, leaves, opening.path, bytes.fromhex(root_hex)
+    )
 
 
 class ProofArgs(Args):
@@ -180,10 +203,18 @@ class ProofArgs(Args):
 
 def _check_answer(ctx: CallContext, challenge: dict[str, Any], part: str) -> None:
     ensure(challenge["miner"] == ctx.caller, NAME, "NotChallenged", "not your challenge")
-    ensure(challenge["deadline"] >= ctx.height, NAME, "TooLate",
-           f"deadline was block {challenge['deadline']}")
-    ensure(challenge[f"{part}_status"] == OPEN, NAME, "AlreadyAnswered",
-           f"{part} proof is {challenge[f'{part}_status']}")
+    ensure(
+        challenge["deadline"] >= ctx.height,
+        NAME,
+        "TooLate",
+        f"deadline was block {challenge['deadline']}",
+    )
+    ensure(
+        challenge[f"{part}_status"] == OPEN,
+        NAME,
+        "AlreadyAnswered",
+        f"{part} proof is {challenge[f'{part}_status']}",
+    )
 
 
 def submit_service_proof(ctx: CallContext, args: ProofArgs) -> None:
@@ -191,8 +222,12 @@ def submit_service_proof(ctx: CallContext, args: ProofArgs) -> None:
     challenge = _challenge(ctx.db, args.challenge_id)
     _check_answer(ctx, challenge, "service")
     items = challenge["service_items"]
-    ensure(len(args.proofs) == len(items), NAME, "BadProofShape",
-           f"{len(items)} items challenged, {len(args.proofs)} answered")
+    ensure(
+        len(args.proofs) == len(items),
+        NAME,
+        "BadProofShape",
+        f"{len(items)} items challenged, {len(args.proofs)} answered",
+    )
     failed = []
     for item, openings in zip(items, args.proofs, strict=True):
         valid = len(openings) == len(item["leaves"]) and all(
@@ -204,18 +239,30 @@ def submit_service_proof(ctx: CallContext, args: ProofArgs) -> None:
     _finish_service(ctx, challenge, failed)
 
 
-def _finish_service(ctx: CallContext, challenge: dict[str, Any], failed: list[dict[str, Any]]) -> None:
+def _finish_service(
+    ctx: CallContext, challenge: dict[str, Any], failed: list[dict[str, Any]]
+) -> None:
     miner = challenge["miner"]
     status = FAILED if failed else PASSED
     ctx.db.execute(
         "UPDATE audit_challenges SET service_status = ? WHERE id = ?", (status, challenge["id"])
     )
-    ctx.emit(NAME, "ServiceProofVerified", id=challenge["id"], miner=miner, result=status,
-             failed=[[f["fid"], f["segment"], f["index"]] for f in failed])
+    ctx.emit(
+        NAME,
+        "ServiceProofVerified",
+        id=challenge["id"],
+        miner=miner,
+        result=status,
+        failed=[[f["fid"], f["segment"], f["index"]] for f in failed],
+    )
     if failed:
         for item in failed:
-            fragment = {"fid": item["fid"], "segment": item["segment"], "idx": item["index"],
-                        "miner": miner}
+            fragment = {
+                "fid": item["fid"],
+                "segment": item["segment"],
+                "idx": item["index"],
+                "miner": miner,
+            }
             file_bank.open_restoral_order(ctx, fragment, "proof_failed")
         ctx.db.execute(
             "UPDATE sminer_miners SET failed_proofs = failed_proofs + 1 WHERE account = ?",
@@ -238,8 +285,12 @@ def submit_idle_proof(ctx: CallContext, args: ProofArgs) -> None:
     challenge = _challenge(ctx.db, args.challenge_id)
     _check_answer(ctx, challenge, "idle")
     items = challenge["idle_items"]
-    ensure(len(args.proofs) == len(items), NAME, "BadProofShape",
-           f"{len(items)} items challenged, {len(args.proofs)} answered")
+    ensure(
+        len(args.proofs) == len(items),
+        NAME,
+        "BadProofShape",
+        f"{len(items)} items challenged, {len(args.proofs)} answered",
+    )
     unit = ctx.params.idle_unit_size
     failed = [
         item["unit_index"]
@@ -251,8 +302,14 @@ def submit_idle_proof(ctx: CallContext, args: ProofArgs) -> None:
     ctx.db.execute(
         "UPDATE audit_challenges SET idle_status = ? WHERE id = ?", (status, challenge["id"])
     )
-    ctx.emit(NAME, "IdleProofVerified", id=challenge["id"], miner=ctx.caller, result=status,
-             failed_units=failed)
+    ctx.emit(
+        NAME,
+        "IdleProofVerified",
+        id=challenge["id"],
+        miner=ctx.caller,
+        result=status,
+        failed_units=failed,
+    )
     if failed:
         sminer.drop_idle_units(ctx, ctx.caller, failed, "idle_proof_failed")
         record = sminer.miner_row(ctx.db, ctx.caller)
@@ -294,8 +351,12 @@ def _close_missed(ctx: CallContext) -> None:
         miner = challenge["miner"]
         if challenge["service_status"] == OPEN:
             for item in challenge["service_items"]:
-                fragment = {"fid": item["fid"], "segment": item["segment"], "idx": item["index"],
-                            "miner": miner}
+                fragment = {
+                    "fid": item["fid"],
+                    "segment": item["segment"],
+                    "idx": item["index"],
+                    "miner": miner,
+                }
                 still_there = ctx.db.execute(
                     "SELECT 1 FROM fb_fragments WHERE fid = ? AND segment = ? AND idx = ? "
                     "AND miner = ?",
@@ -305,7 +366,8 @@ def _close_missed(ctx: CallContext) -> None:
                     file_bank.open_restoral_order(ctx, fragment, "proof_missed")
         ctx.db.execute(
             "UPDATE audit_challenges SET "
-            "service_status = CASE service_status WHEN 'open' THEN 'missed' ELSE service_status END, "
+            "service_status = CASE service_status WHEN 'open' THEN 'missed' "
+            "ELSE service_status END, "
             "idle_status = CASE idle_status WHEN 'open' THEN 'missed' ELSE idle_status END "
             "WHERE id = ?",
             (challenge_id,),
@@ -375,9 +437,15 @@ def challenge_now(ctx: CallContext, args: ChallengeNowArgs) -> None:
         "WHERE fid = ? AND segment = ? AND idx = ?",
         (args.fid, args.segment, args.index),
     ).fetchone()
-    ensure(row is not None and row[5] == args.miner, NAME, "NoSuchFragment",
-           f"{args.miner} holds no fragment {args.fid}/{args.segment}/{args.index}")
-    fragment = dict(zip(("fid", "segment", "idx", "fragment_id", "size", "miner"), row, strict=True))
+    ensure(
+        row is not None and row[5] == args.miner,
+        NAME,
+        "NoSuchFragment",
+        f"{args.miner} holds no fragment {args.fid}/{args.segment}/{args.index}",
+    )
+    fragment = dict(
+        zip(("fid", "segment", "idx", "fragment_id", "size", "miner"), row, strict=True)
+    )
     open_challenge(ctx, args.miner, targeted=[fragment])
 
 

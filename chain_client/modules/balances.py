@@ -20,7 +20,7 @@ from chain_client.runtime import (
     ensure,
 )
 from chain_client.ss58 import canonical_address, ss58_encode
-from chain_client.types import Address, Args, NoArgs, U128
+from chain_client.types import U128, Address, Args, NoArgs
 
 __all__ = [
     "MODULE",
@@ -140,7 +140,6 @@ class AccountArgs(Args):
 def query_account(ctx: QueryContext, args: AccountArgs) -> dict[str, int]:
     free, reserved = balance(ctx.db, args.account)
     return {"free": free, "reserved": reserved}
-
 
 
 def query_issuance(ctx: QueryContext, args: NoArgs) -> int:

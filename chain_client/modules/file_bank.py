@@ -153,15 +153,17 @@ def fragments_of_miner(db: sqlite3.Connection, miner: str) -> list[dict[str, Any
 
 
 def _positive_miner_count(db: sqlite3.Connection) -> int:
-    (count,) = db.execute(
-        "SELECT COUNT(*) FROM sminer_miners WHERE state = 'positive'"
-    ).fetchone()
+    (count,) = db.execute("SELECT COUNT(*) FROM sminer_miners WHERE state = 'positive'").fetchone()
     return int(count)
 
 
 def _lock_on_miner(ctx: CallContext, miner: str, size: int) -> None:
-    ensure(sminer.is_positive(ctx.db, miner), NAME, "MinerNotPositive",
-           f"{miner} is not a positive miner")
+    ensure(
+        sminer.is_positive(ctx.db, miner),
+        NAME,
+        "MinerNotPositive",
+        f"{miner} is not a positive miner",
+    )
     sminer.move_space(ctx, miner, idle=-size, locked=size)
 
 
@@ -178,40 +180,80 @@ def _check_layout(ctx: CallContext, decl: FileDecl) -> int:
     """Validates the shape of a new file and that its fid is the hash of its fragments;
     returns the stored bytes (sum of fragment sizes)."""
     params = ctx.params
-    ensure(decl.data_shards == params.data_shards, NAME, "BadRedundancy",
-           f"k must be the network's {params.data_shards}")
-    ensure(params.total_shards <= decl.total_shards <= 255 and decl.total_shards % decl.data_shards == 0,
-           NAME, "BadRedundancy",
-           f"n must be a multiple of k from {params.total_shards} to 255, got {decl.total_shards}")
-    ensure(1 <= len(decl.segments) <= params.max_segments_per_file, NAME, "BadSegmentCount",
-           f"1 to {params.max_segments_per_file} segments")
-    ensure(decl.size <= len(decl.segments) * params.segment_size, NAME, "BadSize",
-           f"{decl.size} bytes do not fit {len(decl.segments)} segments")
-    ensure(len(decl.sealed_meta) <= params.max_sealed_meta_bytes, NAME, "SealedMetaTooLarge",
-           f"at most {params.max_sealed_meta_bytes} bytes")
+    ensure(
+        decl.data_shards == params.data_shards,
+        NAME,
+        "BadRedundancy",
+        f"k must be the network's {params.data_shards}",
+    )
+    ensure(
+        params.total_shards <= decl.total_shards <= 255
+        and decl.total_shards % decl.data_shards == 0,
+        NAME,
+        "BadRedundancy",
+        f"n must be a multiple of k from {params.total_shards} to 255, got {decl.total_shards}",
+    )
+    ensure(
+        1 <= len(decl.segments) <= params.max_segments_per_file,
+        NAME,
+        "BadSegmentCount",
+        f"1 to {params.max_segments_per_file} segments",
+    )
+    ensure(
+        decl.size <= len(decl.segments) * params.segment_size,
+        NAME,
+        "BadSize",
+        f"{decl.size} bytes do not fit {len(decl.segments)} segments",
+    )
+    ensure(
+        len(decl.sealed_meta) <= params.max_sealed_meta_bytes,
+        NAME,
+        "SealedMetaTooLarge",
+        f"at most {params.max_sealed_meta_bytes} bytes",
+    )
     distinct_needed = _positive_miner_count(ctx.db) >= decl.total_shards
     seen: set[str] = set()
     segment_ids = []
     stored = 0
     for number, segment in enumerate(decl.segments):
-        ensure(len(segment.fragments) == decl.total_shards, NAME, "BadFragmentCount",
-               f"segment {number} has {len(segment.fragments)} fragments, needs {decl.total_shards}")
+        ensure(
+            len(segment.fragments) == decl.total_shards,
+            NAME,
+            "BadFragmentCount",
+            f"segment {number} has {len(segment.fragments)} fragments, needs {decl.total_shards}",
+        )
         sizes = {fragment.size for fragment in segment.fragments}
-        ensure(len(sizes) == 1, NAME, "BadFragmentSize",
-               f"segment {number}: fragments of one segment have one size")
+        ensure(
+            len(sizes) == 1,
+            NAME,
+            "BadFragmentSize",
+            f"segment {number}: fragments of one segment have one size",
+        )
         size = sizes.pop()
-        ensure(1 <= size <= params.fragment_size, NAME, "BadFragmentSize",
-               f"segment {number}: 1 to {params.fragment_size} bytes")
+        ensure(
+            1 <= size <= params.fragment_size,
+            NAME,
+            "BadFragmentSize",
+            f"segment {number}: 1 to {params.fragment_size} bytes",
+        )
         miners = [fragment.miner for fragment in segment.fragments]
-        ensure(not distinct_needed or len(set(miners)) == len(miners), NAME, "MinersNotDistinct",
-               f"segment {number}: enough miners exist to place every fragment apart")
+        ensure(
+            not distinct_needed or len(set(miners)) == len(miners),
+            NAME,
+            "MinersNotDistinct",
+            f"segment {number}: enough miners exist to place every fragment apart",
+        )
         for fragment in segment.fragments:
             ensure(fragment.id not in seen, NAME, "DuplicateFragment", fragment.id)
             seen.add(fragment.id)
         segment_ids.append(segment_id([bytes.fromhex(f.id) for f in segment.fragments]))
         stored += size * len(segment.fragments)
-    ensure(file_id(segment_ids) == decl.fid, NAME, "FidMismatch",
-           f"{decl.fid} is not the root of its segments' fragment ids")
+    ensure(
+        file_id(segment_ids) == decl.fid,
+        NAME,
+        "FidMismatch",
+        f"{decl.fid} is not the root of its segments' fragment ids",
+    )
     return stored
 
 
@@ -233,8 +275,17 @@ def _declare_new(ctx: CallContext, decl: FileDecl, stored: int) -> None:
     ctx.db.execute(
         "INSERT INTO fb_files (fid, state, size, stored, data_shards, total_shards, declarer, "
         "declared_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (decl.fid, DEAL, decl.size, stored, decl.data_shards, decl.total_shards, ctx.caller,
-         ctx.height, ctx.height + ctx.params.deal_report_timeout),
+        (
+            decl.fid,
+            DEAL,
+            decl.size,
+            stored,
+            decl.data_shards,
+            decl.total_shards,
+            ctx.caller,
+            ctx.height,
+            ctx.height + ctx.params.deal_report_timeout,
+        ),
     )
     ctx.db.executemany(
         "INSERT INTO fb_fragments (fid, segment, idx, fragment_id, size, miner) "
@@ -257,13 +308,21 @@ def _add_ref(ctx: CallContext, decl: FileDecl, file: dict[str, Any]) -> None:
 
 
 def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
-    ensure(oss.may_act_for(ctx.db, ctx.caller, decl.owner), NAME, "NotAuthorized",
-           f"{ctx.caller} may not act for {decl.owner}")
+    ensure(
+        oss.may_act_for(ctx.db, ctx.caller, decl.owner),
+        NAME,
+        "NotAuthorized",
+        f"{ctx.caller} may not act for {decl.owner}",
+    )
     found = storage_handler.territory(ctx.db, decl.owner, decl.territory)
     ensure(found is not None, NAME, "NoSuchTerritory", f"{decl.owner} has no {decl.territory!r}")
     assert found is not None
-    ensure(found["state"] == storage_handler.ACTIVE, storage_handler.NAME, "TerritoryNotActive",
-           f"territory {decl.territory!r} of {decl.owner} is {found['state']}")
+    ensure(
+        found["state"] == storage_handler.ACTIVE,
+        storage_handler.NAME,
+        "TerritoryNotActive",
+        f"territory {decl.territory!r} of {decl.owner} is {found['state']}",
+    )
     current = ctx.db.execute(
         "SELECT fid FROM fb_refs WHERE owner = ? AND key = ?", (decl.owner, decl.key)
     ).fetchone()
@@ -279,8 +338,16 @@ def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
         file = _file(ctx.db, decl.fid)
         assert file is not None
     _add_ref(ctx, decl, file)
-    ctx.emit(NAME, "UploadDeclaration", fid=decl.fid, owner=decl.owner, key=decl.key,
-             territory=decl.territory, operator=ctx.caller, stored=file["stored"])
+    ctx.emit(
+        NAME,
+        "UploadDeclaration",
+        fid=decl.fid,
+        owner=decl.owner,
+        key=decl.key,
+        territory=decl.territory,
+        operator=ctx.caller,
+        stored=file["stored"],
+    )
 
 
 def upload_declaration(ctx: CallContext, args: DeclarationArgs) -> None:
@@ -294,8 +361,14 @@ def upload_declaration(ctx: CallContext, args: DeclarationArgs) -> None:
             _declare_one(ctx, decl)
         except DispatchError as exc:
             ctx.db.execute("ROLLBACK TO declaration")
-            ctx.emit(NAME, "DeclarationRefused", fid=decl.fid, owner=decl.owner, key=decl.key,
-                     reason=exc.reason)
+            ctx.emit(
+                NAME,
+                "DeclarationRefused",
+                fid=decl.fid,
+                owner=decl.owner,
+                key=decl.key,
+                reason=exc.reason,
+            )
         finally:
             ctx.db.execute("RELEASE declaration")
 
@@ -311,8 +384,12 @@ def transfer_report(ctx: CallContext, args: FidArgs) -> None:
         "UPDATE fb_fragments SET reported = 1 WHERE fid = ? AND miner = ? AND reported = 0",
         (args.fid, ctx.caller),
     )
-    ensure(cursor.rowcount > 0, NAME, "NothingToReport",
-           f"{ctx.caller} holds no unreported fragment of {args.fid}")
+    ensure(
+        cursor.rowcount > 0,
+        NAME,
+        "NothingToReport",
+        f"{ctx.caller} holds no unreported fragment of {args.fid}",
+    )
     ctx.emit(NAME, "TransferReport", fid=args.fid, miner=ctx.caller, fragments=cursor.rowcount)
     (missing,) = ctx.db.execute(
         "SELECT COUNT(*) FROM fb_fragments WHERE fid = ? AND (reported = 0 OR miner IS NULL)",
@@ -375,16 +452,24 @@ def _check_apart(ctx: CallContext, fid: str, segment: int, index: int, miner: st
         "SELECT 1 FROM fb_fragments WHERE fid = ? AND segment = ? AND idx != ? AND miner = ?",
         (fid, segment, index, miner),
     ).fetchone()
-    ensure(clash is None, NAME, "MinersNotDistinct",
-           f"{miner} already holds a fragment of segment {segment}")
+    ensure(
+        clash is None,
+        NAME,
+        "MinersNotDistinct",
+        f"{miner} already holds a fragment of segment {segment}",
+    )
 
 
 def reassign_fragment(ctx: CallContext, args: ReassignArgs) -> None:
     file = _file(ctx.db, args.fid)
     ensure(file is not None and file["state"] == DEAL, NAME, "NoSuchDeal", args.fid)
     assert file is not None
-    ensure(_may_manage(ctx, args.fid, file["declarer"]), NAME, "NotAuthorized",
-           f"{ctx.caller} may not manage {args.fid}")
+    ensure(
+        _may_manage(ctx, args.fid, file["declarer"]),
+        NAME,
+        "NotAuthorized",
+        f"{ctx.caller} may not manage {args.fid}",
+    )
     fragment = _fragment(ctx.db, args.fid, args.segment, args.index)
     ensure(not fragment["reported"], NAME, "AlreadyReported", "that miner already has it")
     ensure(fragment["miner"] != args.miner, NAME, "SameMiner", args.miner)
@@ -398,8 +483,15 @@ def reassign_fragment(ctx: CallContext, args: ReassignArgs) -> None:
     )
     deadline = max(file["deadline"] or 0, ctx.height + ctx.params.deal_report_timeout)
     ctx.db.execute("UPDATE fb_files SET deadline = ? WHERE fid = ?", (deadline, args.fid))
-    ctx.emit(NAME, "FragmentReassigned", fid=args.fid, segment=args.segment, index=args.index,
-             miner=args.miner, previous=fragment["miner"])
+    ctx.emit(
+        NAME,
+        "FragmentReassigned",
+        fid=args.fid,
+        segment=args.segment,
+        index=args.index,
+        miner=args.miner,
+        previous=fragment["miner"],
+    )
 
 
 def _remove_file(ctx: CallContext, file: dict[str, Any]) -> None:
@@ -443,8 +535,12 @@ class DeleteArgs(Args):
 
 
 def delete_file(ctx: CallContext, args: DeleteArgs) -> None:
-    ensure(oss.may_act_for(ctx.db, ctx.caller, args.owner), NAME, "NotAuthorized",
-           f"{ctx.caller} may not act for {args.owner}")
+    ensure(
+        oss.may_act_for(ctx.db, ctx.caller, args.owner),
+        NAME,
+        "NotAuthorized",
+        f"{ctx.caller} may not act for {args.owner}",
+    )
     _remove_ref(ctx, args.owner, args.key, reason="deleted")
 
 
@@ -457,15 +553,27 @@ def report_fragment(ctx: CallContext, args: ReportArgs) -> None:
     ensure(oss.is_gateway(ctx.db, ctx.caller), NAME, "NotGateway", ctx.caller)
     fragment = _fragment(ctx.db, args.fid, args.segment, args.index)
     file = _file(ctx.db, args.fid)
-    ensure(file is not None and file["state"] == ACTIVE and fragment["miner"] is not None,
-           NAME, "NotActive", f"{args.fid} has no active fragment there")
+    ensure(
+        file is not None and file["state"] == ACTIVE and fragment["miner"] is not None,
+        NAME,
+        "NotActive",
+        f"{args.fid} has no active fragment there",
+    )
     # Imported here: audit samples this module's fragments, so it imports file_bank.
-    from chain_client.modules import audit  # noqa: PLC0415
+    from chain_client.modules import audit
 
     challenge = audit.open_challenge(ctx, fragment["miner"], targeted=[fragment])
-    ctx.emit(NAME, "FragmentReported", fid=args.fid, segment=args.segment, index=args.index,
-             miner=fragment["miner"], reporter=ctx.caller, reason=args.reason,
-             challenge=challenge)
+    ctx.emit(
+        NAME,
+        "FragmentReported",
+        fid=args.fid,
+        segment=args.segment,
+        index=args.index,
+        miner=fragment["miner"],
+        reporter=ctx.caller,
+        reason=args.reason,
+        challenge=challenge,
+    )
 
 
 def open_restoral_order(ctx: CallContext, fragment: dict[str, Any], reason: str) -> bool:
@@ -478,15 +586,28 @@ def open_restoral_order(ctx: CallContext, fragment: dict[str, Any], reason: str)
     ctx.db.execute(
         "INSERT INTO fb_restoral_orders (fid, segment, idx, origin, reason, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (fragment["fid"], fragment["segment"], fragment["idx"], fragment["miner"], reason,
-         ctx.height),
+        (
+            fragment["fid"],
+            fragment["segment"],
+            fragment["idx"],
+            fragment["miner"],
+            reason,
+            ctx.height,
+        ),
     )
     ctx.db.execute(
         "UPDATE fb_fragments SET avail = 0 WHERE fid = ? AND segment = ? AND idx = ?",
         (fragment["fid"], fragment["segment"], fragment["idx"]),
     )
-    ctx.emit(NAME, "RestoralOrderGenerated", fid=fragment["fid"], segment=fragment["segment"],
-             index=fragment["idx"], origin=fragment["miner"], reason=reason)
+    ctx.emit(
+        NAME,
+        "RestoralOrderGenerated",
+        fid=fragment["fid"],
+        segment=fragment["segment"],
+        index=fragment["idx"],
+        origin=fragment["miner"],
+        reason=reason,
+    )
     return True
 
 
@@ -515,15 +636,24 @@ def claim_restoral_order(ctx: CallContext, args: FragmentArgs) -> None:
     ensure(oss.is_gateway(ctx.db, ctx.caller), NAME, "NotGateway", "repairers are gateways")
     order = _order(ctx.db, args.fid, args.segment, args.index)
     live = order["claimer"] is not None and order["deadline"] >= ctx.height
-    ensure(not live, NAME, "OrderClaimed", f"claimed by {order['claimer']} until {order['deadline']}")
+    ensure(
+        not live, NAME, "OrderClaimed", f"claimed by {order['claimer']} until {order['deadline']}"
+    )
     deadline = ctx.height + ctx.params.restoral_order_life
     ctx.db.execute(
         "UPDATE fb_restoral_orders SET claimer = ?, deadline = ? "
         "WHERE fid = ? AND segment = ? AND idx = ?",
         (ctx.caller, deadline, args.fid, args.segment, args.index),
     )
-    ctx.emit(NAME, "RestoralOrderClaimed", fid=args.fid, segment=args.segment, index=args.index,
-             claimer=ctx.caller, deadline=deadline)
+    ctx.emit(
+        NAME,
+        "RestoralOrderClaimed",
+        fid=args.fid,
+        segment=args.segment,
+        index=args.index,
+        claimer=ctx.caller,
+        deadline=deadline,
+    )
 
 
 class CompleteArgs(FragmentArgs):
@@ -533,8 +663,12 @@ class CompleteArgs(FragmentArgs):
 
 def restoral_order_complete(ctx: CallContext, args: CompleteArgs) -> None:
     order = _order(ctx.db, args.fid, args.segment, args.index)
-    ensure(order["claimer"] == ctx.caller and order["deadline"] >= ctx.height, NAME,
-           "NotClaimant", "claim the order first, and complete it before its deadline")
+    ensure(
+        order["claimer"] == ctx.caller and order["deadline"] >= ctx.height,
+        NAME,
+        "NotClaimant",
+        "claim the order first, and complete it before its deadline",
+    )
     fragment = _fragment(ctx.db, args.fid, args.segment, args.index)
     file = _file(ctx.db, args.fid)
     assert file is not None
@@ -545,8 +679,12 @@ def restoral_order_complete(ctx: CallContext, args: CompleteArgs) -> None:
         "SELECT scheme FROM sminer_miners WHERE account = ?", (args.miner,)
     ).fetchone()[0]
     signature = bytes.fromhex(args.receipt[2:])
-    ensure(verify_receipt(scheme, args.miner, fragment["fragment_id"], signature), NAME,
-           "BadReceipt", f"{args.miner} did not sign a receipt for {fragment['fragment_id']}")
+    ensure(
+        verify_receipt(scheme, args.miner, fragment["fragment_id"], signature),
+        NAME,
+        "BadReceipt",
+        f"{args.miner} did not sign a receipt for {fragment['fragment_id']}",
+    )
     size = fragment["size"]
     sminer.move_space(ctx, fragment["miner"], service=-size)
     sminer.move_space(ctx, args.miner, idle=-size, service=size, pending_replacement=size)
@@ -558,8 +696,15 @@ def restoral_order_complete(ctx: CallContext, args: CompleteArgs) -> None:
         "DELETE FROM fb_restoral_orders WHERE fid = ? AND segment = ? AND idx = ?",
         (args.fid, args.segment, args.index),
     )
-    ctx.emit(NAME, "RestoralOrderCompleted", fid=args.fid, segment=args.segment,
-             index=args.index, origin=fragment["miner"], miner=args.miner)
+    ctx.emit(
+        NAME,
+        "RestoralOrderCompleted",
+        fid=args.fid,
+        segment=args.segment,
+        index=args.index,
+        origin=fragment["miner"],
+        miner=args.miner,
+    )
 
 
 def _time_out_deals(ctx: CallContext) -> None:
@@ -588,8 +733,12 @@ def _time_out_deals(ctx: CallContext) -> None:
             "UPDATE fb_files SET deadline = ?, timeouts = timeouts + 1 WHERE fid = ?",
             (ctx.height + ctx.params.deal_report_timeout, fid),
         )
-        ctx.emit(NAME, "DealTimedOut", fid=fid,
-                 fragments=[[f["segment"], f["idx"], f["miner"]] for f in late])
+        ctx.emit(
+            NAME,
+            "DealTimedOut",
+            fid=fid,
+            fragments=[[f["segment"], f["idx"], f["miner"]] for f in late],
+        )
 
 
 def _release_expired_territories(ctx: CallContext) -> None:
@@ -631,14 +780,16 @@ def _file_json(db: sqlite3.Connection, file: dict[str, Any]) -> dict[str, Any]:
     for fragment in _fragments(db, file["fid"]):
         if fragment["segment"] == len(segments):
             segments.append({"fragments": []})
-        segments[-1]["fragments"].append({
-            "index": fragment["idx"],
-            "id": fragment["fragment_id"],
-            "miner": fragment["miner"],
-            "size": fragment["size"],
-            "reported": bool(fragment["reported"]),
-            "avail": bool(fragment["avail"]),
-        })
+        segments[-1]["fragments"].append(
+            {
+                "index": fragment["idx"],
+                "id": fragment["fragment_id"],
+                "miner": fragment["miner"],
+                "size": fragment["size"],
+                "reported": bool(fragment["reported"]),
+                "avail": bool(fragment["avail"]),
+            }
+        )
     for segment in segments:
         ids = [bytes.fromhex(f["id"]) for f in segment["fragments"]]
         segment["id"] = segment_id(ids).hex()

@@ -77,7 +77,6 @@ def update(ctx: CallContext, args: RegisterArgs) -> None:
     ctx.emit(NAME, "GatewayUpdated", account=ctx.caller, endpoint=args.endpoint)
 
 
-
 def destroy(ctx: CallContext, args: NoArgs) -> None:
     ensure(is_gateway(ctx.db, ctx.caller), NAME, "NotRegistered", ctx.caller)
     ctx.db.execute("DELETE FROM oss_gateways WHERE account = ?", (ctx.caller,))
@@ -91,7 +90,9 @@ class GatewayArgs(Args):
 def authorize(ctx: CallContext, args: GatewayArgs) -> None:
     ensure(args.gateway != ctx.caller, NAME, "SelfAuthorization", "an owner always acts for itself")
     ensure(is_gateway(ctx.db, args.gateway), NAME, "NotRegistered", f"{args.gateway} is no gateway")
-    ensure(not may_act_for(ctx.db, args.gateway, ctx.caller), NAME, "AlreadyAuthorized", args.gateway)
+    ensure(
+        not may_act_for(ctx.db, args.gateway, ctx.caller), NAME, "AlreadyAuthorized", args.gateway
+    )
     (count,) = ctx.db.execute(
         "SELECT COUNT(*) FROM oss_authorizations WHERE owner = ?", (ctx.caller,)
     ).fetchone()

@@ -162,14 +162,22 @@ def move_space(ctx: CallContext, account: str, **deltas: int) -> dict[str, Any]:
         value = miner[key] + delta
         if value < 0:
             short = "InsufficientIdleSpace" if key == "idle" else "SpaceUnderflow"
-            raise DispatchError(NAME, short, f"{account} {key} {miner[key]} cannot change by {delta}")
+            raise DispatchError(
+                NAME, short, f"{account} {key} {miner[key]} cannot change by {delta}"
+            )
         miner[key] = value
     used = miner["idle"] + miner["locked"] + miner["service"]
-    ensure(used <= miner["declared"], NAME, "ExceedsDeclaredSpace",
-           f"{account}: idle+locked+service {used} > declared {miner['declared']}")
+    ensure(
+        used <= miner["declared"],
+        NAME,
+        "ExceedsDeclaredSpace",
+        f"{account}: idle+locked+service {used} > declared {miner['declared']}",
+    )
     ensure(
         miner["certified"] == miner["idle"] + miner["locked"] + miner["pending_replacement"],
-        NAME, "SpaceAccounting", f"{account}: certified idle units do not match the space classes",
+        NAME,
+        "SpaceAccounting",
+        f"{account}: certified idle units do not match the space classes",
     )
     ctx.db.execute(
         "UPDATE sminer_miners SET declared = ?, idle = ?, locked = ?, service = ?, "
@@ -195,9 +203,7 @@ def reward(ctx: CallContext, account: str, amount: int) -> None:
     miner = _require(ctx.db, account)
     balances.mint(ctx, account, amount)
     total = checked_add(NAME, miner["rewarded"], amount)
-    ctx.db.execute(
-        "UPDATE sminer_miners SET rewarded = ? WHERE account = ?", (str(total), account)
-    )
+    ctx.db.execute("UPDATE sminer_miners SET rewarded = ? WHERE account = ?", (str(total), account))
     ctx.emit(NAME, "MinerRewarded", miner=account, amount=amount)
 
 
@@ -235,21 +241,43 @@ def register(ctx: CallContext, args: RegisterArgs) -> None:
     existing = miner_row(ctx.db, ctx.caller)
     ensure(existing is None, NAME, "AlreadyRegistered", ctx.caller)
     unit = ctx.params.idle_unit_size
-    ensure(args.declared_space >= unit, NAME, "DeclaredSpaceTooSmall",
-           f"declare at least one idle unit ({unit} bytes)")
+    ensure(
+        args.declared_space >= unit,
+        NAME,
+        "DeclaredSpaceTooSmall",
+        f"declare at least one idle unit ({unit} bytes)",
+    )
     limit = collateral_limit(ctx.params, args.declared_space)
-    ensure(args.collateral >= limit, NAME, "CollateralTooLow",
-           f"{args.declared_space} bytes need {limit}, offered {args.collateral}")
+    ensure(
+        args.collateral >= limit,
+        NAME,
+        "CollateralTooLow",
+        f"{args.declared_space} bytes need {limit}, offered {args.collateral}",
+    )
     balances.reserve(ctx, ctx.caller, args.collateral)
     ctx.db.execute(
         "INSERT INTO sminer_miners (account, endpoint, scheme, state, declared, registered_at, "
         "last_heartbeat, state_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (ctx.caller, args.endpoint, ctx.scheme, POSITIVE, args.declared_space, ctx.height,
-         ctx.height, ctx.height),
+        (
+            ctx.caller,
+            args.endpoint,
+            ctx.scheme,
+            POSITIVE,
+            args.declared_space,
+            ctx.height,
+            ctx.height,
+            ctx.height,
+        ),
     )
     _adjust_totals(ctx, {"declared": args.declared_space})
-    ctx.emit(NAME, "Registered", miner=ctx.caller, endpoint=args.endpoint,
-             declared_space=args.declared_space, collateral=args.collateral)
+    ctx.emit(
+        NAME,
+        "Registered",
+        miner=ctx.caller,
+        endpoint=args.endpoint,
+        declared_space=args.declared_space,
+        collateral=args.collateral,
+    )
 
 
 class EndpointArgs(Args):
@@ -274,8 +302,9 @@ def increase_collateral(ctx: CallContext, args: AmountArgs) -> None:
     ensure(miner["state"] not in (EXITING, EXITED), NAME, "Exiting", ctx.caller)
     balances.reserve(ctx, ctx.caller, args.amount)
     _, collateral = balances.balance(ctx.db, ctx.caller)
-    ctx.emit(NAME, "CollateralIncreased", miner=ctx.caller, amount=args.amount,
-             collateral=collateral)
+    ctx.emit(
+        NAME, "CollateralIncreased", miner=ctx.caller, amount=args.amount, collateral=collateral
+    )
     if miner["state"] == FROZEN and collateral >= collateral_limit(ctx.params, miner["declared"]):
         _set_state(ctx, ctx.caller, POSITIVE)
 
@@ -290,8 +319,12 @@ def increase_declared_space(ctx: CallContext, args: SpaceArgs) -> None:
     declared = checked_add(NAME, miner["declared"], args.space, limit=2**63 - 1)
     _, collateral = balances.balance(ctx.db, ctx.caller)
     limit = collateral_limit(ctx.params, declared)
-    ensure(collateral >= limit, NAME, "CollateralTooLow",
-           f"{declared} bytes need {limit}, collateral is {collateral}")
+    ensure(
+        collateral >= limit,
+        NAME,
+        "CollateralTooLow",
+        f"{declared} bytes need {limit}, collateral is {collateral}",
+    )
     move_space(ctx, ctx.caller, declared=args.space)
     ctx.emit(NAME, "DeclaredSpaceIncreased", miner=ctx.caller, declared_space=declared)
 
@@ -314,8 +347,12 @@ def cert_idle_space(ctx: CallContext, args: CertIdleArgs) -> None:
     what later challenges open."""
     miner = _require(ctx.db, ctx.caller)
     ensure(miner["state"] == POSITIVE, NAME, "NotPositive", f"{ctx.caller} is {miner['state']}")
-    ensure(1 <= len(args.units) <= MAX_UNITS_PER_CALL, NAME, "BadUnitCount",
-           f"1 to {MAX_UNITS_PER_CALL} units per call")
+    ensure(
+        1 <= len(args.units) <= MAX_UNITS_PER_CALL,
+        NAME,
+        "BadUnitCount",
+        f"1 to {MAX_UNITS_PER_CALL} units per call",
+    )
     params = ctx.params
     spec = params.idle_spec()
     public_key, _ = ss58_decode(ctx.caller)
@@ -323,24 +360,37 @@ def cert_idle_space(ctx: CallContext, args: CertIdleArgs) -> None:
     certified = []
     for unit in args.units:
         ensure(unit.anchor_height < ctx.height, NAME, "BadAnchor", "anchor must be a past block")
-        ensure(ctx.height - unit.anchor_height <= params.idle_anchor_window, NAME, "StaleAnchor",
-               f"anchor {unit.anchor_height} older than {params.idle_anchor_window} blocks")
+        ensure(
+            ctx.height - unit.anchor_height <= params.idle_anchor_window,
+            NAME,
+            "StaleAnchor",
+            f"anchor {unit.anchor_height} older than {params.idle_anchor_window} blocks",
+        )
         anchor = ctx.db.execute(
             "SELECT hash FROM blocks WHERE height = ?", (unit.anchor_height,)
         ).fetchone()
         ensure(anchor is not None, NAME, "BadAnchor", f"no block {unit.anchor_height}")
-        ensure(len(unit.layer_roots) == spec.layers, NAME, "BadIdleProof",
-               f"unit {index}: {spec.layers} layer roots required")
+        ensure(
+            len(unit.layer_roots) == spec.layers,
+            NAME,
+            "BadIdleProof",
+            f"unit {index}: {spec.layers} layer roots required",
+        )
         roots = [bytes.fromhex(root) for root in unit.layer_roots]
         seed = idle_seed(public_key, index, bytes.fromhex(anchor[0][2:]))
-        challenges = cert_challenges(roots, public_key, index, params.idle_cert_samples,
-                                     spec.leaf_count)
+        challenges = cert_challenges(
+            roots, public_key, index, params.idle_cert_samples, spec.leaf_count
+        )
         try:
             proofs = [LayerConsistencyProof.from_json(raw) for raw in unit.proofs]
         except (ValueError, TypeError) as exc:
             raise DispatchError(NAME, "BadIdleProof", f"unit {index}: {exc}") from None
-        ensure(verify_certification(spec, seed, roots, proofs, challenges), NAME, "BadIdleProof",
-               f"unit {index}: the proofs do not show idle data derived from its seed")
+        ensure(
+            verify_certification(spec, seed, roots, proofs, challenges),
+            NAME,
+            "BadIdleProof",
+            f"unit {index}: the proofs do not show idle data derived from its seed",
+        )
         ctx.db.execute(
             "INSERT INTO sminer_idle_units (miner, unit_index, root, anchor_height, certified_at) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -362,11 +412,19 @@ def replace_idle_space(ctx: CallContext, args: ReplaceArgs) -> None:
     """The miner deleted these idle units to make room for user data it already holds."""
     miner = _require(ctx.db, ctx.caller)
     indices = args.unit_indices
-    ensure(0 < len(indices) <= 1024 and len(set(indices)) == len(indices), NAME, "BadUnitList",
-           "1 to 1024 distinct unit indices")
+    ensure(
+        0 < len(indices) <= 1024 and len(set(indices)) == len(indices),
+        NAME,
+        "BadUnitList",
+        "1 to 1024 distinct unit indices",
+    )
     space = len(indices) * ctx.params.idle_unit_size
-    ensure(space <= miner["pending_replacement"], NAME, "NothingToReplace",
-           f"{space} bytes offered, {miner['pending_replacement']} owed")
+    ensure(
+        space <= miner["pending_replacement"],
+        NAME,
+        "NothingToReplace",
+        f"{space} bytes offered, {miner['pending_replacement']} owed",
+    )
     for index in indices:
         cursor = ctx.db.execute(
             "DELETE FROM sminer_idle_units WHERE miner = ? AND unit_index = ?", (ctx.caller, index)
@@ -389,8 +447,13 @@ def drop_idle_units(ctx: CallContext, account: str, indices: list[int], reason: 
     space = dropped * ctx.params.idle_unit_size
     from_idle = min(space, miner["idle"])
     from_pending = min(space - from_idle, miner["pending_replacement"])
-    move_space(ctx, account, idle=-from_idle, pending_replacement=-from_pending,
-               certified=-(from_idle + from_pending))
+    move_space(
+        ctx,
+        account,
+        idle=-from_idle,
+        pending_replacement=-from_pending,
+        certified=-(from_idle + from_pending),
+    )
     ctx.emit(NAME, "IdleUnitsDropped", miner=account, units=indices, reason=reason)
 
 
@@ -408,10 +471,18 @@ def heartbeat(ctx: CallContext, args: NoArgs) -> None:
 
 def exit_(ctx: CallContext, args: NoArgs) -> None:
     miner = _require(ctx.db, ctx.caller)
-    ensure(miner["state"] in (POSITIVE, FROZEN, OFFLINE), NAME, "CannotExit",
-           f"{ctx.caller} is {miner['state']}")
-    ensure(miner["locked"] == 0, NAME, "DealsInFlight",
-           f"{miner['locked']} bytes are locked for deals still in flight")
+    ensure(
+        miner["state"] in (POSITIVE, FROZEN, OFFLINE),
+        NAME,
+        "CannotExit",
+        f"{ctx.caller} is {miner['state']}",
+    )
+    ensure(
+        miner["locked"] == 0,
+        NAME,
+        "DealsInFlight",
+        f"{miner['locked']} bytes are locked for deals still in flight",
+    )
     ctx.db.execute(
         "UPDATE sminer_miners SET exit_at = ? WHERE account = ?",
         (ctx.height + ctx.params.exit_cooldown, ctx.caller),

@@ -80,19 +80,26 @@ def move_territory_space(
     Active territory with room; releasing, or moving locked to used, works in any state."""
     found = _require(ctx.db, owner, name)
     if used + locked > 0:
-        ensure(found["state"] == ACTIVE, NAME, "TerritoryNotActive",
-               f"territory {name!r} of {owner} is {found['state']}")
+        ensure(
+            found["state"] == ACTIVE,
+            NAME,
+            "TerritoryNotActive",
+            f"territory {name!r} of {owner} is {found['state']}",
+        )
     new_used, new_locked = found["used"] + used, found["locked"] + locked
     ensure(new_used >= 0 and new_locked >= 0, NAME, "SpaceUnderflow", f"territory {name!r}")
-    ensure(new_used + new_locked <= found["total"], NAME, "InsufficientTerritorySpace",
-           f"territory {name!r} has {found['remaining']} bytes left, "
-           f"needs {max(used, 0) + max(locked, 0)}")
+    ensure(
+        new_used + new_locked <= found["total"],
+        NAME,
+        "InsufficientTerritorySpace",
+        f"territory {name!r} has {found['remaining']} bytes left, "
+        f"needs {max(used, 0) + max(locked, 0)}",
+    )
     ctx.db.execute(
         "UPDATE territories SET used = ?, locked = ? WHERE owner = ? AND name = ?",
         (new_used, new_locked, owner, name),
     )
-    found.update(used=new_used, locked=new_locked,
-                 remaining=found["total"] - new_used - new_locked)
+    found.update(used=new_used, locked=new_locked, remaining=found["total"] - new_used - new_locked)
     return found
 
 
@@ -116,8 +123,12 @@ def _sell_space(ctx: CallContext, space: int) -> None:
         "FROM sminer_totals"
     ).fetchone()
     available = int(row[0]) - _purchased(ctx.db)
-    ensure(space <= available, NAME, "InsufficientAvailableSpace",
-           f"the network has {max(available, 0)} unsold bytes, asked for {space}")
+    ensure(
+        space <= available,
+        NAME,
+        "InsufficientAvailableSpace",
+        f"the network has {max(available, 0)} unsold bytes, asked for {space}",
+    )
     _add_purchased(ctx, space)
 
 
@@ -135,11 +146,19 @@ class MintArgs(Args):
 def mint_territory(ctx: CallContext, args: MintArgs) -> None:
     params = ctx.params
     ensure(1 <= args.gib <= MAX_GIB, NAME, "BadSize", f"1 to {MAX_GIB} GiB")
-    ensure(args.days >= params.territory_min_days, NAME, "LeaseTooShort",
-           f"at least {params.territory_min_days} days")
+    ensure(
+        args.days >= params.territory_min_days,
+        NAME,
+        "LeaseTooShort",
+        f"at least {params.territory_min_days} days",
+    )
     existing = territory(ctx.db, ctx.caller, args.name)
-    ensure(existing is None or existing["state"] == EXPIRED, NAME, "TerritoryExists",
-           f"{ctx.caller} already has territory {args.name!r}")
+    ensure(
+        existing is None or existing["state"] == EXPIRED,
+        NAME,
+        "TerritoryExists",
+        f"{ctx.caller} already has territory {args.name!r}",
+    )
     price = checked_add(NAME, args.gib * args.days * params.territory_unit_price)
     space = args.gib * ctx.params.territory_unit
     _sell_space(ctx, space)
@@ -150,8 +169,15 @@ def mint_territory(ctx: CallContext, args: MintArgs) -> None:
         f"INSERT OR REPLACE INTO territories ({_COLUMNS}) VALUES (?, ?, ?, ?, 0, 0, ?, ?, ?)",
         (ctx.caller, args.name, token, space, ACTIVE, ctx.height, deadline),
     )
-    ctx.emit(NAME, "TerritoryMinted", owner=ctx.caller, name=args.name, total=space,
-             deadline=deadline, price=price)
+    ctx.emit(
+        NAME,
+        "TerritoryMinted",
+        owner=ctx.caller,
+        name=args.name,
+        total=space,
+        deadline=deadline,
+        price=price,
+    )
 
 
 class ExpandArgs(Args):
@@ -161,10 +187,16 @@ class ExpandArgs(Args):
 
 def expand_territory(ctx: CallContext, args: ExpandArgs) -> None:
     found = _require(ctx.db, ctx.caller, args.name)
-    ensure(found["state"] == ACTIVE, NAME, "TerritoryNotActive", f"{args.name!r} is {found['state']}")
+    ensure(
+        found["state"] == ACTIVE, NAME, "TerritoryNotActive", f"{args.name!r} is {found['state']}"
+    )
     unit = ctx.params.territory_unit
-    ensure(1 <= args.gib and found["total"] // unit + args.gib <= MAX_GIB, NAME, "BadSize",
-           f"a territory holds 1 to {MAX_GIB} GiB")
+    ensure(
+        args.gib >= 1 and found["total"] // unit + args.gib <= MAX_GIB,
+        NAME,
+        "BadSize",
+        f"a territory holds 1 to {MAX_GIB} GiB",
+    )
     days_left = -(-(found["deadline"] - ctx.height) // ctx.params.blocks_per_day)
     price = checked_add(NAME, args.gib * days_left * ctx.params.territory_unit_price)
     space = args.gib * ctx.params.territory_unit
@@ -174,8 +206,14 @@ def expand_territory(ctx: CallContext, args: ExpandArgs) -> None:
         "UPDATE territories SET total = total + ? WHERE owner = ? AND name = ?",
         (space, ctx.caller, args.name),
     )
-    ctx.emit(NAME, "TerritoryExpanded", owner=ctx.caller, name=args.name,
-             total=found["total"] + space, price=price)
+    ctx.emit(
+        NAME,
+        "TerritoryExpanded",
+        owner=ctx.caller,
+        name=args.name,
+        total=found["total"] + space,
+        price=price,
+    )
 
 
 class RenewArgs(Args):
@@ -185,8 +223,12 @@ class RenewArgs(Args):
 
 def renew_territory(ctx: CallContext, args: RenewArgs) -> None:
     found = _require(ctx.db, ctx.caller, args.name)
-    ensure(found["state"] in (ACTIVE, FROZEN), NAME, "TerritoryExpired",
-           f"{args.name!r} expired; mint it again")
+    ensure(
+        found["state"] in (ACTIVE, FROZEN),
+        NAME,
+        "TerritoryExpired",
+        f"{args.name!r} expired; mint it again",
+    )
     ensure(args.days >= 1, NAME, "LeaseTooShort", "at least 1 day")
     gib = found["total"] // ctx.params.territory_unit
     price = checked_add(NAME, gib * args.days * ctx.params.territory_unit_price)
@@ -196,8 +238,9 @@ def renew_territory(ctx: CallContext, args: RenewArgs) -> None:
         "UPDATE territories SET deadline = ?, state = ? WHERE owner = ? AND name = ?",
         (deadline, ACTIVE, ctx.caller, args.name),
     )
-    ctx.emit(NAME, "TerritoryRenewed", owner=ctx.caller, name=args.name, deadline=deadline,
-             price=price)
+    ctx.emit(
+        NAME, "TerritoryRenewed", owner=ctx.caller, name=args.name, deadline=deadline, price=price
+    )
 
 
 def on_finalize(ctx: CallContext) -> None:

@@ -14,18 +14,29 @@ def check_invariants(db: sqlite3.Connection) -> None:
     totals = dict(db.execute("SELECT key, value FROM sminer_totals").fetchall())
     sums: dict[str, int] = defaultdict(int)
     for account, declared, idle, locked, service, pending, certified, _state in miners:
-        for name, value in (("declared", declared), ("idle", idle), ("locked", locked),
-                            ("service", service), ("pending", pending), ("certified", certified)):
+        for name, value in (
+            ("declared", declared),
+            ("idle", idle),
+            ("locked", locked),
+            ("service", service),
+            ("pending", pending),
+            ("certified", certified),
+        ):
             assert value >= 0, f"{account}: {name} = {value} < 0"
-        assert idle + locked + service <= declared, f"{account}: {idle}+{locked}+{service} > {declared}"
-        assert certified == idle + locked + pending, f"{account}: certified {certified} != " \
-            f"idle {idle} + locked {locked} + pending {pending}"
+        assert idle + locked + service <= declared, (
+            f"{account}: {idle}+{locked}+{service} > {declared}"
+        )
+        assert certified == idle + locked + pending, (
+            f"{account}: certified {certified} != idle {idle} + locked {locked} + pending {pending}"
+        )
         sums["declared"] += declared
         sums["idle"] += idle
         sums["locked"] += locked
         sums["service"] += service
     for key in ("declared", "idle", "locked", "service"):
-        assert totals.get(key, 0) == sums[key], f"network {key} {totals.get(key, 0)} != sum {sums[key]}"
+        assert totals.get(key, 0) == sums[key], (
+            f"network {key} {totals.get(key, 0)} != sum {sums[key]}"
+        )
 
     held: dict[tuple[str, str], int] = defaultdict(int)
     for miner, state, size in db.execute(
@@ -34,10 +45,12 @@ def check_invariants(db: sqlite3.Connection) -> None:
     ):
         held[(miner, state)] += size
     for account, _declared, _idle, locked, service, _pending, _certified, _state in miners:
-        assert locked == held[(account, "deal")], f"{account}: locked {locked} != deals " \
-            f"{held[(account, 'deal')]}"
-        assert service == held[(account, "active")], f"{account}: service {service} != files " \
-            f"{held[(account, 'active')]}"
+        assert locked == held[(account, "deal")], (
+            f"{account}: locked {locked} != deals {held[(account, 'deal')]}"
+        )
+        assert service == held[(account, "active")], (
+            f"{account}: service {service} != files {held[(account, 'active')]}"
+        )
 
     shared = db.execute(
         "SELECT fragment_id FROM fb_fragments GROUP BY fragment_id HAVING COUNT(*) > 1"
@@ -55,7 +68,9 @@ def check_invariants(db: sqlite3.Connection) -> None:
         "SELECT owner, name, total, used, locked, state FROM territories"
     ):
         remaining = total - used - locked
-        assert used >= 0 and locked >= 0 and remaining >= 0, f"{owner}/{name}: {used} {locked} {total}"
+        assert used >= 0 and locked >= 0 and remaining >= 0, (
+            f"{owner}/{name}: {used} {locked} {total}"
+        )
         assert used + locked + remaining == total
         assert used == charged[(owner, name, "active")], f"{owner}/{name}: used {used}"
         assert locked == charged[(owner, name, "deal")], f"{owner}/{name}: locked {locked}"

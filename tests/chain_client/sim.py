@@ -44,14 +44,21 @@ def idle_units_json(
         seed = idle_seed(miner.keypair.public_key, index, bytes.fromhex(block_hash[2:]))
         unit = generate_unit(spec, seed)
         miner.units[index] = unit
-        challenges = cert_challenges(unit.layer_roots, miner.keypair.public_key, index,
-                                     params.idle_cert_samples, spec.leaf_count)
+        challenges = cert_challenges(
+            unit.layer_roots,
+            miner.keypair.public_key,
+            index,
+            params.idle_cert_samples,
+            spec.leaf_count,
+        )
         proofs = prove_certification(spec, unit, challenges)
-        units.append({
-            "anchor_height": height,
-            "layer_roots": [root.hex() for root in unit.layer_roots],
-            "proofs": [proof.to_json() for proof in proofs],
-        })
+        units.append(
+            {
+                "anchor_height": height,
+                "layer_roots": [root.hex() for root in unit.layer_roots],
+                "proofs": [proof.to_json() for proof in proofs],
+            }
+        )
     return units
 
 
@@ -85,7 +92,7 @@ def build_file(
     declared_segments = []
     segment_ids = []
     for number in range(segments):
-        entries = []
+        entries: list[dict[str, Any]] = []
         for index in range(n):
             data = rng.randbytes(size) if rng else os.urandom(size)
             fragment_id = merkle_root(data, params.leaf_size).hex()
@@ -115,12 +122,15 @@ def service_answer(
     for item in challenge["service_items"]:
         data = fragments[item["fragment_id"]]
         tree = MerkleTree.from_data(data, params.leaf_size)
-        answer.append([prove_leaf(tree, data, params.leaf_size, leaf).to_json()
-                       for leaf in item["leaves"]])
+        answer.append(
+            [prove_leaf(tree, data, params.leaf_size, leaf).to_json() for leaf in item["leaves"]]
+        )
     return answer
 
 
-def idle_answer(params: NetworkParams, challenge: dict[str, Any], miner: MinerState) -> list[list[dict[str, Any]]]:
+def idle_answer(
+    params: NetworkParams, challenge: dict[str, Any], miner: MinerState
+) -> list[list[dict[str, Any]]]:
     answer = []
     for item in challenge["idle_items"]:
         data = miner.units[item["unit_index"]].data
@@ -179,14 +189,23 @@ class Sim:
         self.block()
 
     def add_miner(
-        self, miner: MinerState, *, units: int, declared_units: int | None = None,
+        self,
+        miner: MinerState,
+        *,
+        units: int,
+        declared_units: int | None = None,
         spare_collateral: int = 0,
     ) -> None:
         params = self.params
         declared = (declared_units or units) * params.idle_unit_size
         collateral = self.query("sminer.collateral_limit", space=declared) + spare_collateral
-        self.ok(miner.keypair, "sminer.register", endpoint="http://127.0.0.1:1",
-                declared_space=declared, collateral=collateral)
+        self.ok(
+            miner.keypair,
+            "sminer.register",
+            endpoint="http://127.0.0.1:1",
+            declared_space=declared,
+            collateral=collateral,
+        )
         if units:
             self.certify(miner, units)
 

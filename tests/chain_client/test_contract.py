@@ -2,8 +2,8 @@
 talking to a real ``deoss-chain run`` process. Both sit on a real SQLite node."""
 
 import asyncio
-from dataclasses import replace
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,8 @@ from tests.conftest import ChainProcess
 async def chain(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Chain]:
     if request.param == "local":
         local = await LocalChain.open(
-            tmp_path / "chain.db", Genesis(params=dev_params(block_time=0.0), dev=True),
+            tmp_path / "chain.db",
+            Genesis(params=dev_params(block_time=0.0), dev=True),
             block_time=0.0,
         )
         yield local
@@ -76,8 +77,9 @@ async def test_submit_include_and_receipt(chain: Chain) -> None:
 
 async def test_call_waits_for_its_block(chain: Chain) -> None:
     sender = await funded(chain)
-    call = asyncio.create_task(sender.call("balances.transfer", dest=Keypair.generate().address,
-                                           amount=1, timeout=20))
+    call = asyncio.create_task(
+        sender.call("balances.transfer", dest=Keypair.generate().address, amount=1, timeout=20)
+    )
     while await chain.next_nonce(sender.address) == 0:
         await asyncio.sleep(0.01)
     await chain.produce_block()
@@ -87,8 +89,9 @@ async def test_call_waits_for_its_block(chain: Chain) -> None:
 
 async def test_failed_call_raises_with_the_reason(chain: Chain) -> None:
     poor = ChainAccount(chain, Keypair.generate())
-    call = asyncio.create_task(poor.call("balances.transfer", dest=Keypair.generate().address,
-                                         amount=5, timeout=20))
+    call = asyncio.create_task(
+        poor.call("balances.transfer", dest=Keypair.generate().address, amount=5, timeout=20)
+    )
     while await chain.next_nonce(poor.address) == 0:
         await asyncio.sleep(0.01)
     await chain.produce_block()
@@ -101,15 +104,28 @@ async def test_failed_call_raises_with_the_reason(chain: Chain) -> None:
 async def test_rejections_are_the_same_everywhere(chain: Chain) -> None:
     genesis_hash, _ = await chain.genesis()
     signer = Keypair.generate()
-    good = Extrinsic.sign(signer, genesis_hash, "balances.transfer",
-                          {"dest": signer.address, "amount": 1}, 0)
+    good = Extrinsic.sign(
+        signer, genesis_hash, "balances.transfer", {"dest": signer.address, "amount": 1}, 0
+    )
     cases = [
         (replace(good, signature=bytes(64)), "BadSignature"),
-        (Extrinsic.sign(signer, genesis_hash, "balances.transfer",
-                        {"dest": signer.address, "amount": 1}, 3), "FutureNonce"),
+        (
+            Extrinsic.sign(
+                signer, genesis_hash, "balances.transfer", {"dest": signer.address, "amount": 1}, 3
+            ),
+            "FutureNonce",
+        ),
         (Extrinsic.sign(signer, genesis_hash, "balances.mint", {}, 0), "UnknownCall"),
-        (Extrinsic.sign(signer, genesis_hash, "balances.transfer",
-                        {"dest": signer.address, "amount": "1"}, 0), "InvalidArguments"),
+        (
+            Extrinsic.sign(
+                signer,
+                genesis_hash,
+                "balances.transfer",
+                {"dest": signer.address, "amount": "1"},
+                0,
+            ),
+            "InvalidArguments",
+        ),
     ]
     for extrinsic, code in cases:
         with pytest.raises(Rejected) as refused:

@@ -1,8 +1,9 @@
 """The ledger node: blocks, persistence, and refusal of every kind of bad input."""
 
+import itertools
 import json
-from dataclasses import replace
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from chain_client.params import Genesis, NetworkParams
 from tests.chain_client.sim import Sim
 
 
-def signed(node: LedgerNode, signer: Keypair, call: str, nonce: int | None = None,
-           **args: object) -> Extrinsic:
+def signed(
+    node: LedgerNode, signer: Keypair, call: str, nonce: int | None = None, **args: object
+) -> Extrinsic:
     if nonce is None:
         nonce = node.next_nonce(signer.address)
     return Extrinsic.sign(signer, node.genesis_hash, call, dict(args), nonce)
@@ -25,7 +27,7 @@ def signed(node: LedgerNode, signer: Keypair, call: str, nonce: int | None = Non
 def state_dump(node: LedgerNode) -> list[tuple[object, ...]]:
     db = sqlite3.connect(node.path)
     try:
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for (table,) in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' "
             "AND name NOT IN ('blocks', 'extrinsics', 'events', 'nonces') ORDER BY name"
@@ -40,7 +42,7 @@ def test_blocks_are_hash_linked_with_randomness_from_the_parent(sim: Sim) -> Non
     sim.blocks(3)
     blocks = [sim.node.block(h) for h in range(4)]
     assert all(b is not None for b in blocks)
-    for parent, child in zip(blocks, blocks[1:], strict=False):
+    for parent, child in itertools.pairwise(blocks):
         assert parent is not None and child is not None
         assert child["parent_hash"] == parent["hash"]
         assert child["randomness"] != parent["randomness"]
@@ -61,10 +63,12 @@ def test_failed_extrinsic_changes_nothing_but_its_nonce(sim: Sim, alice: Keypair
     poor = Keypair.generate()
     sim.ok(alice, "balances.transfer", dest=poor.address, amount=10)
     before = state_dump(sim.node)
-    result = sim.fails(poor, "balances.transfer", "balances.InsufficientBalance",
-                       dest=alice.address, amount=11)
+    result = sim.fails(
+        poor, "balances.transfer", "balances.InsufficientBalance", dest=alice.address, amount=11
+    )
     assert result.events_named("system", "ExtrinsicFailed")[0]["reason"].startswith(
-        "balances.InsufficientBalance")
+        "balances.InsufficientBalance"
+    )
     assert state_dump(sim.node) == before
     assert sim.node.next_nonce(poor.address) == 1
 
@@ -74,13 +78,20 @@ def test_a_failure_inside_a_call_rolls_back_its_earlier_writes(sim: Sim, alice: 
     miner = Keypair.generate()
     sim.fund(alice, miner)
     before = sim.query("balances.account", account=miner.address)
-    sim.fails(miner, "sminer.register", "sminer.DeclaredSpaceTooSmall",
-              endpoint="http://127.0.0.1:1", declared_space=1, collateral=10**30)
+    sim.fails(
+        miner,
+        "sminer.register",
+        "sminer.DeclaredSpaceTooSmall",
+        endpoint="http://127.0.0.1:1",
+        declared_space=1,
+        collateral=10**30,
+    )
     assert sim.query("balances.account", account=miner.address) == before
 
 
-def test_restart_continues_from_the_last_committed_block(tmp_path: Path, params: NetworkParams,
-                                                         alice: Keypair) -> None:
+def test_restart_continues_from_the_last_committed_block(
+    tmp_path: Path, params: NetworkParams, alice: Keypair
+) -> None:
     genesis = Genesis(params=params, dev=True)
     node = LedgerNode(tmp_path / "c.db", genesis)
     sim = Sim(node)
@@ -134,8 +145,9 @@ def test_replayed_extrinsic_is_refused(node: LedgerNode, alice: Keypair) -> None
         (lambda e: replace(e, nonce=e.nonce + 1), "BadSignature"),
     ],
 )
-def test_tampered_extrinsics_are_refused(node: LedgerNode, alice: Keypair, mutate: object,
-                                         code: str) -> None:
+def test_tampered_extrinsics_are_refused(
+    node: LedgerNode, alice: Keypair, mutate: object, code: str
+) -> None:
     extrinsic = signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=1)
     tampered = mutate(extrinsic)  # type: ignore[operator]
     with pytest.raises(Rejected) as refused:
@@ -144,9 +156,12 @@ def test_tampered_extrinsics_are_refused(node: LedgerNode, alice: Keypair, mutat
     assert node.pool_size() == 0
 
 
-def test_extrinsic_for_another_chain_is_refused(tmp_path: Path, node: LedgerNode,
-                                                params: NetworkParams, alice: Keypair) -> None:
-    other = LedgerNode(tmp_path / "other.db", Genesis(params=params.replace(chain_name="x"), dev=True))
+def test_extrinsic_for_another_chain_is_refused(
+    tmp_path: Path, node: LedgerNode, params: NetworkParams, alice: Keypair
+) -> None:
+    other = LedgerNode(
+        tmp_path / "other.db", Genesis(params=params.replace(chain_name="x"), dev=True)
+    )
     extrinsic = signed(other, alice, "balances.transfer", dest=Keypair.generate().address, amount=1)
     other.close()
     with pytest.raises(Rejected) as refused:
@@ -160,23 +175,42 @@ def test_extrinsic_for_another_chain_is_refused(tmp_path: Path, node: LedgerNode
         ("balances.nosuch", {}, "UnknownCall"),
         ("nosuch.call", {}, "UnknownCall"),
         ("balances.transfer", {"dest": "cXnotanaddress", "amount": 1}, "InvalidArguments"),
-        ("balances.transfer", {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
-                               "amount": "1"}, "InvalidArguments"),
-        ("balances.transfer", {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
-                               "amount": -1}, "InvalidArguments"),
-        ("balances.transfer", {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
-                               "amount": 2**128}, "InvalidArguments"),
-        ("balances.transfer", {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"},
-         "InvalidArguments"),
-        ("balances.transfer", {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
-                               "amount": 1, "extra": 1}, "InvalidArguments"),
-        ("storage_handler.mint_territory", {"name": "x" * 64, "gib": 1, "days": 1},
-         "InvalidArguments"),
+        (
+            "balances.transfer",
+            {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "amount": "1"},
+            "InvalidArguments",
+        ),
+        (
+            "balances.transfer",
+            {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "amount": -1},
+            "InvalidArguments",
+        ),
+        (
+            "balances.transfer",
+            {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "amount": 2**128},
+            "InvalidArguments",
+        ),
+        (
+            "balances.transfer",
+            {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"},
+            "InvalidArguments",
+        ),
+        (
+            "balances.transfer",
+            {"dest": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "amount": 1, "extra": 1},
+            "InvalidArguments",
+        ),
+        (
+            "storage_handler.mint_territory",
+            {"name": "x" * 64, "gib": 1, "days": 1},
+            "InvalidArguments",
+        ),
         ("oss.register", {"endpoint": "ftp://example"}, "InvalidArguments"),
     ],
 )
-def test_bad_calls_are_refused_before_the_pool(node: LedgerNode, alice: Keypair, call: str,
-                                               args: dict[str, object], code: str) -> None:
+def test_bad_calls_are_refused_before_the_pool(
+    node: LedgerNode, alice: Keypair, call: str, args: dict[str, object], code: str
+) -> None:
     extrinsic = Extrinsic.sign(alice, node.genesis_hash, call, args, node.next_nonce(alice.address))
     with pytest.raises(Rejected) as refused:
         node.submit(extrinsic)
@@ -197,13 +231,16 @@ def test_wrong_nonces_are_refused(node: LedgerNode, alice: Keypair) -> None:
     assert [r.success for r in block.results] == [True, True]
 
 
-def test_oversized_extrinsic_is_refused(tmp_path: Path, params: NetworkParams,
-                                        alice: Keypair) -> None:
-    small = LedgerNode(tmp_path / "s.db", Genesis(params=params.replace(max_extrinsic_bytes=2048),
-                                                   dev=True))
+def test_oversized_extrinsic_is_refused(
+    tmp_path: Path, params: NetworkParams, alice: Keypair
+) -> None:
+    small = LedgerNode(
+        tmp_path / "s.db", Genesis(params=params.replace(max_extrinsic_bytes=2048), dev=True)
+    )
     extrinsic = signed(small, alice, "file_bank.delete_file", owner=alice.address, key="k" * 1024)
-    extrinsic = Extrinsic.sign(alice, small.genesis_hash, "oss.register",
-                               {"endpoint": "http://" + "a" * 4000}, 0)
+    extrinsic = Extrinsic.sign(
+        alice, small.genesis_hash, "oss.register", {"endpoint": "http://" + "a" * 4000}, 0
+    )
     with pytest.raises(Rejected) as refused:
         small.submit(extrinsic)
     assert refused.value.code == "TooLarge"
@@ -214,28 +251,48 @@ def test_wrong_role_and_overflow_fail_in_the_block(sim: Sim, alice: Keypair) -> 
     stranger = Keypair.generate()
     sim.fund(alice, stranger)
     sim.fails(stranger, "sminer.heartbeat", "sminer.NotMiner")
-    sim.fails(stranger, "file_bank.claim_restoral_order", "file_bank.NotGateway",
-              fid="ab" * 32, segment=0, index=0)
-    sim.fails(stranger, "file_bank.delete_file", "file_bank.NotAuthorized",
-              owner=alice.address, key="k")
+    sim.fails(
+        stranger,
+        "file_bank.claim_restoral_order",
+        "file_bank.NotGateway",
+        fid="ab" * 32,
+        segment=0,
+        index=0,
+    )
+    sim.fails(
+        stranger, "file_bank.delete_file", "file_bank.NotAuthorized", owner=alice.address, key="k"
+    )
     sim.fails(stranger, "balances.faucet", "balances.FaucetLimit", amount=2**128 - 1)
-    sim.fails(alice, "storage_handler.mint_territory", "storage_handler.BadSize",
-              name="t", gib=2**31, days=2**31)
+    sim.fails(
+        alice,
+        "storage_handler.mint_territory",
+        "storage_handler.BadSize",
+        name="t",
+        gib=2**31,
+        days=2**31,
+    )
     declared = sim.params.idle_unit_size
-    sim.ok(stranger, "sminer.register", endpoint="http://127.0.0.1:1", declared_space=declared,
-           collateral=sim.query("sminer.collateral_limit", space=declared))
+    sim.ok(
+        stranger,
+        "sminer.register",
+        endpoint="http://127.0.0.1:1",
+        declared_space=declared,
+        collateral=sim.query("sminer.collateral_limit", space=declared),
+    )
     before = sim.query("sminer.miner", account=stranger.address)
     sim.fails(stranger, "sminer.increase_declared_space", "sminer.Overflow", space=2**63 - 1)
     assert sim.query("sminer.miner", account=stranger.address) == before
 
 
-def test_dev_accounts_and_dev_calls_only_exist_on_a_dev_network(tmp_path: Path,
-                                                                params: NetworkParams) -> None:
+def test_dev_accounts_and_dev_calls_only_exist_on_a_dev_network(
+    tmp_path: Path, params: NetworkParams
+) -> None:
     node = LedgerNode(tmp_path / "prod.db", Genesis(params=params, dev=False))
     alice = dev_keypair("Alice")
     with pytest.raises(Rejected) as dev_account:
-        node.submit(signed(node, alice, "balances.transfer", dest=Keypair.generate().address,
-                           amount=1))
+        node.submit(
+            signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=1)
+        )
     assert dev_account.value.code == "DevAccountRefused"
     someone = Keypair.generate()
     with pytest.raises(Rejected) as faucet:
@@ -251,9 +308,15 @@ def test_dev_accounts_and_dev_calls_only_exist_on_a_dev_network(tmp_path: Path,
 def test_envelope_parsing_names_the_bad_field(node: LedgerNode, alice: Keypair) -> None:
     good = signed(node, alice, "balances.transfer", dest=alice.address, amount=1).to_json()
     assert Extrinsic.from_json(json.loads(canonical_json(good))).to_json() == good
-    for field, value in [("call", "Balances.Transfer"), ("nonce", -1), ("nonce", True),
-                         ("scheme", "ecdsa"), ("signature", "0x12"), ("signer", "nobody"),
-                         ("args", [])]:
+    for field, value in [
+        ("call", "Balances.Transfer"),
+        ("nonce", -1),
+        ("nonce", True),
+        ("scheme", "ecdsa"),
+        ("signature", "0x12"),
+        ("signer", "nobody"),
+        ("args", []),
+    ]:
         with pytest.raises(MalformedExtrinsic) as bad:
             Extrinsic.from_json({**good, field: value})
         assert bad.value.field == field

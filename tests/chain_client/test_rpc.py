@@ -1,11 +1,11 @@
 """The RPC of a real ``deoss-chain run`` process: errors, health, metrics, restarts."""
 
 import asyncio
-from collections.abc import AsyncIterator
 import json
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -19,11 +19,13 @@ from chain_client.rpc_client import HttpChain
 from tests.conftest import ChainProcess, start_chain
 
 
-async def fetch(url: str, method: str = "GET", body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.request(
-        method, url, data=body, headers=headers
-    ) as response:
+async def fetch(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, data=body, headers=headers) as response,
+    ):
         return response.status, await response.text()
 
 
@@ -35,8 +37,12 @@ async def fetch(url: str, method: str = "GET", body: bytes | None = None,
         ("POST", "/extrinsic", b'{"call": "x"}', "Malformed"),
         ("POST", "/query", b'{"args": {}}', "Malformed"),
         ("POST", "/query", b'{"name": "balances.account", "args": []}', "Malformed"),
-        ("POST", "/query", b'{"name": "balances.account", "args": {"account": 5}}',
-         "InvalidArguments"),
+        (
+            "POST",
+            "/query",
+            b'{"name": "balances.account", "args": {"account": 5}}',
+            "InvalidArguments",
+        ),
         ("GET", "/events?from=abc", None, "Malformed"),
         ("GET", "/events?from=0&timeout=1e9", None, "Malformed"),
         ("GET", "/block/-1", None, "Malformed"),
@@ -51,8 +57,12 @@ async def test_malformed_requests_get_400_with_the_reason(
 
 
 async def test_unknown_routes_and_records_get_404(chain_process: ChainProcess) -> None:
-    for path in ("/nowhere", "/query/balances.nothing", "/block/999999999",
-                 "/extrinsic/0x" + "00" * 32):
+    for path in (
+        "/nowhere",
+        "/query/balances.nothing",
+        "/block/999999999",
+        "/extrinsic/0x" + "00" * 32,
+    ):
         status, text = await fetch(chain_process.url + path)
         assert status == 404, (path, text)
         assert "error" in json.loads(text)
@@ -63,9 +73,10 @@ async def test_oversized_body_is_refused(chain_process: ChainProcess) -> None:
         for _ in range(5):
             yield b"x" * (1024 * 1024)
 
-    async with aiohttp.ClientSession() as session, session.post(
-        chain_process.url + "/extrinsic", data=body()
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(chain_process.url + "/extrinsic", data=body()) as response,
+    ):
         assert response.status == 413
 
 
@@ -88,11 +99,13 @@ async def test_restart_loses_no_committed_block_and_refuses_replays(tmp_path: Pa
     try:
         alice = ChainAccount(chain, dev_keypair("Alice"))
         dest = Keypair.generate().address
-        results = [await alice.call("balances.transfer", dest=dest, amount=1, timeout=20)
-                   for _ in range(3)]
+        results = [
+            await alice.call("balances.transfer", dest=dest, amount=1, timeout=20) for _ in range(3)
+        ]
         genesis_hash, _ = await chain.genesis()
-        replay = Extrinsic.sign(alice.keypair, genesis_hash, "balances.transfer",
-                                {"dest": dest, "amount": 1}, 0)
+        replay = Extrinsic.sign(
+            alice.keypair, genesis_hash, "balances.transfer", {"dest": dest, "amount": 1}, 0
+        )
         # Keep submitting while the node is killed: nothing committed may be lost.
         pending = [await alice.submit("balances.transfer", dest=dest, amount=1) for _ in range(5)]
         await asyncio.sleep(0.5)
@@ -130,9 +143,19 @@ def test_cli_refuses_a_dev_chain_started_without_dev(tmp_path: Path) -> None:
     node = start_chain(tmp_path / "n", "--dev", "--block-time", "0")
     node.stop()
     result = subprocess.run(
-        [sys.executable, "-m", "chain_client.cli", "run", "--dir", str(tmp_path / "n"),
-         "--listen", "127.0.0.1:0"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "chain_client.cli",
+            "run",
+            "--dir",
+            str(tmp_path / "n"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "--dev" in result.stderr
@@ -142,9 +165,21 @@ def test_cli_reports_a_bad_genesis_file(tmp_path: Path) -> None:
     genesis = tmp_path / "genesis.json"
     genesis.write_text(json.dumps({"params": {"total_shards": "twelve"}}))
     result = subprocess.run(
-        [sys.executable, "-m", "chain_client.cli", "run", "--dir", str(tmp_path / "n"),
-         "--listen", "127.0.0.1:0", "--genesis", str(genesis)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "chain_client.cli",
+            "run",
+            "--dir",
+            str(tmp_path / "n"),
+            "--listen",
+            "127.0.0.1:0",
+            "--genesis",
+            str(genesis),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "total_shards" in result.stderr and str(genesis) in result.stderr

@@ -23,7 +23,14 @@ from chain_client.keys import Keypair, dev_keypair
 from chain_client.node import LedgerNode
 from chain_client.params import Genesis, dev_params
 from tests.chain_client.invariants import check_invariants
-from tests.chain_client.sim import FileSpec, MinerState, Sim, build_file, idle_answer, service_answer
+from tests.chain_client.sim import (
+    FileSpec,
+    MinerState,
+    Sim,
+    build_file,
+    idle_answer,
+    service_answer,
+)
 
 
 class ChainMachine(RuleBasedStateMachine):
@@ -34,10 +41,19 @@ class ChainMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="deoss-sm-"))
-        params = dev_params(block_time=0.0, deal_report_timeout=4, orphan_ttl=50,
-                            blocks_per_day=6, grace_period=6, challenge_interval=5,
-                            challenge_deadline=3, era_length=7, offline_after=25,
-                            offline_restoral_delay=10, exit_cooldown=3)
+        params = dev_params(
+            block_time=0.0,
+            deal_report_timeout=4,
+            orphan_ttl=50,
+            blocks_per_day=6,
+            grace_period=6,
+            challenge_interval=5,
+            challenge_deadline=3,
+            era_length=7,
+            offline_after=25,
+            offline_restoral_delay=10,
+            exit_cooldown=3,
+        )
         self.node = LedgerNode(self.directory / "chain.db", Genesis(params=params, dev=True))
         self.sim = Sim(self.node, deterministic=True)
         # Replays must rebuild the same chain: keys and contents come from fixed seeds.
@@ -81,8 +97,14 @@ class ChainMachine(RuleBasedStateMachine):
     @rule(miner=miners)
     def certify_more(self, miner: MinerState) -> None:
         record = self.sim.query("sminer.miner", account=miner.keypair.address)
-        if record["state"] == "positive" and record["idle"] + record["locked"] + \
-                record["service"] + self.sim.params.idle_unit_size <= record["declared"]:
+        if (
+            record["state"] == "positive"
+            and record["idle"]
+            + record["locked"]
+            + record["service"]
+            + self.sim.params.idle_unit_size
+            <= record["declared"]
+        ):
             self.sim.certify(miner, 1)
 
     @rule(target=owners, days=st.integers(2, 8))
@@ -95,16 +117,36 @@ class ChainMachine(RuleBasedStateMachine):
 
     @rule(target=files, owner=owners, segments=st.integers(1, 2), data=st.data())
     def declare(self, owner: Keypair, segments: int, data: st.DataObject) -> str:
-        positive = [m.keypair.address for m in self.all_miners
-                    if self.sim.query("sminer.miner", account=m.keypair.address)["state"] == "positive"]
+        return self._declare(owner, segments, data)
+
+    def _declare(self, owner: Keypair, segments: int, data: st.DataObject) -> str:
+        positive = [
+            m.keypair.address
+            for m in self.all_miners
+            if self.sim.query("sminer.miner", account=m.keypair.address)["state"] == "positive"
+        ]
         if not positive:
             positive = [self.new_key().address]
         chosen = data.draw(st.permutations(positive))
-        size = data.draw(st.sampled_from([self.sim.params.leaf_size, 3 * self.sim.params.leaf_size,
-                                          self.sim.params.fragment_size]))
-        spec = build_file(self.sim.params, owner=owner.address, territory="t",
-                          key=f"k{len(self.specs)}", miners=list(chosen), segments=segments,
-                          fragment_size=size, rng=self.rng)
+        size = data.draw(
+            st.sampled_from(
+                [
+                    self.sim.params.leaf_size,
+                    3 * self.sim.params.leaf_size,
+                    self.sim.params.fragment_size,
+                ]
+            )
+        )
+        spec = build_file(
+            self.sim.params,
+            owner=owner.address,
+            territory="t",
+            key=f"k{len(self.specs)}",
+            miners=list(chosen),
+            segments=segments,
+            fragment_size=size,
+            rng=self.rng,
+        )
         self.specs[spec.fid] = spec
         self.sim.run(owner, "file_bank.upload_declaration", files=[spec.declaration])
         return spec.fid
@@ -112,7 +154,7 @@ class ChainMachine(RuleBasedStateMachine):
     @rule(target=files, owner=owners, data=st.data())
     def store(self, owner: Keypair, data: st.DataObject) -> str:
         """Declare and have every miner report: the common, successful path."""
-        fid = self.declare(owner, 1, data)
+        fid = self._declare(owner, 1, data)
         file = self.sim.query("file_bank.file", fid=fid)
         if file is not None and file["state"] == "deal":
             for address in sorted({f["miner"] for s in file["segments"] for f in s["fragments"]}):
@@ -127,8 +169,14 @@ class ChainMachine(RuleBasedStateMachine):
         file = self.sim.query("file_bank.file", fid=fid)
         if file is None or file["state"] != "deal":
             return
-        holders = sorted({f["miner"] for s in file["segments"] for f in s["fragments"]
-                          if f["miner"] and not f["reported"]})
+        holders = sorted(
+            {
+                f["miner"]
+                for s in file["segments"]
+                for f in s["fragments"]
+                if f["miner"] and not f["reported"]
+            }
+        )
         if not holders:
             return
         everyone = data.draw(st.booleans())
@@ -149,9 +197,14 @@ class ChainMachine(RuleBasedStateMachine):
                 if fragment["miner"] is None and owner is not None:
                     signer = next((k for k in self.owner_keys if k.address == owner), None)
                     if signer is not None:
-                        self.sim.run(signer, "file_bank.reassign_fragment", fid=fid,
-                                     segment=segment, index=fragment["index"],
-                                     miner=miner.keypair.address)
+                        self.sim.run(
+                            signer,
+                            "file_bank.reassign_fragment",
+                            fid=fid,
+                            segment=segment,
+                            index=fragment["index"],
+                            miner=miner.keypair.address,
+                        )
                     return
 
     @rule(fid=consumes(files))
@@ -159,8 +212,9 @@ class ChainMachine(RuleBasedStateMachine):
         spec = self.specs[fid]
         owner = next((k for k in self.owner_keys if k.address == spec.declaration["owner"]), None)
         if owner is not None:
-            self.sim.run(owner, "file_bank.delete_file", owner=owner.address,
-                         key=spec.declaration["key"])
+            self.sim.run(
+                owner, "file_bank.delete_file", owner=owner.address, key=spec.declaration["key"]
+            )
 
     @rule(blocks=st.integers(1, 12))
     def advance(self, blocks: int) -> None:
@@ -173,18 +227,25 @@ class ChainMachine(RuleBasedStateMachine):
     @rule(miner=miners, honest=st.booleans())
     def answer(self, miner: MinerState, honest: bool) -> None:
         for challenge in self.sim.query("audit.challenges", miner=miner.keypair.address):
-            fragments = {fid: data for spec in self.specs.values()
-                         for fid, data in spec.fragments.items()}
+            fragments = {
+                fid: data for spec in self.specs.values() for fid, data in spec.fragments.items()
+            }
             if not honest:
                 fragments = {fid: bytes(len(data)) for fid, data in fragments.items()}
             if challenge["service_status"] == "open":
-                self.sim.run(miner.keypair, "audit.submit_service_proof",
-                             challenge_id=challenge["id"],
-                             proofs=service_answer(self.sim.params, challenge, fragments))
+                self.sim.run(
+                    miner.keypair,
+                    "audit.submit_service_proof",
+                    challenge_id=challenge["id"],
+                    proofs=service_answer(self.sim.params, challenge, fragments),
+                )
             if challenge["idle_status"] == "open" and honest:
-                self.sim.run(miner.keypair, "audit.submit_idle_proof",
-                             challenge_id=challenge["id"],
-                             proofs=idle_answer(self.sim.params, challenge, miner))
+                self.sim.run(
+                    miner.keypair,
+                    "audit.submit_idle_proof",
+                    challenge_id=challenge["id"],
+                    proofs=idle_answer(self.sim.params, challenge, miner),
+                )
 
     @rule(miner=miners)
     def replace_idle(self, miner: MinerState) -> None:
