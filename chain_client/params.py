@@ -309,6 +309,11 @@ class Genesis:
     endowed: tuple[tuple[str, int], ...] = ()
     timestamp: int = 0
 
+    def __post_init__(self) -> None:
+        for i, (_, amount) in enumerate(self.endowed):
+            if not 0 <= amount < 2**128:
+                raise ConfigError("genesis", f"endowed[{i}]", f"amount {amount} is not a u128")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "params": self.params.to_json(),

@@ -1,7 +1,6 @@
 """Fixtures shared by every test: small dev networks, in-process and as real processes."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from chain_client.keys import Keypair, dev_keypair
 from chain_client.node import LedgerNode
 from chain_client.params import Genesis, NetworkParams, dev_params
+from gateway.devnet import stop_process
 from tests.chain_client.sim import Sim
 
 settings.register_profile(
@@ -52,14 +52,8 @@ class ChainProcess:
     url: str
     log: Path
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self) -> int:
+        stop_process(self.process)
         return self.process.returncode
 
 

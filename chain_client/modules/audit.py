@@ -201,7 +201,11 @@ class ProofArgs(Args):
     proofs: list[list[dict[str, Any]]] = Field(max_length=1024)
 
 
-def _check_answer(ctx: CallContext, challenge: dict[str, Any], part: str) -> None:
+def _open_part(
+    ctx: CallContext, args: ProofArgs, part: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The challenge and its items of one part, once the answer may be taken at all."""
+    challenge = _challenge(ctx.db, args.challenge_id)
     ensure(challenge["miner"] == ctx.caller, NAME, "NotChallenged", "not your challenge")
     ensure(
         challenge["deadline"] >= ctx.height,
@@ -209,25 +213,21 @@ def _check_answer(ctx: CallContext, challenge: dict[str, Any], part: str) -> Non
         "TooLate",
         f"deadline was block {challenge['deadline']}",
     )
-    ensure(
-        challenge[f"{part}_status"] == OPEN,
-        NAME,
-        "AlreadyAnswered",
-        f"{part} proof is {challenge[f'{part}_status']}",
-    )
-
-
-def submit_service_proof(ctx: CallContext, args: ProofArgs) -> None:
-    """``proofs[i]`` holds the leaf openings for service item i, in the challenged order."""
-    challenge = _challenge(ctx.db, args.challenge_id)
-    _check_answer(ctx, challenge, "service")
-    items = challenge["service_items"]
+    status = challenge[f"{part}_status"]
+    ensure(status == OPEN, NAME, "AlreadyAnswered", f"{part} proof is {status}")
+    items: list[dict[str, Any]] = challenge[f"{part}_items"]
     ensure(
         len(args.proofs) == len(items),
         NAME,
         "BadProofShape",
         f"{len(items)} items challenged, {len(args.proofs)} answered",
     )
+    return challenge, items
+
+
+def submit_service_proof(ctx: CallContext, args: ProofArgs) -> None:
+    """``proofs[i]`` holds the leaf openings for service item i, in the challenged order."""
+    challenge, items = _open_part(ctx, args, "service")
     failed = []
     for item, openings in zip(items, args.proofs, strict=True):
         valid = len(openings) == len(item["leaves"]) and all(
@@ -282,15 +282,7 @@ def _finish_service(
 
 def submit_idle_proof(ctx: CallContext, args: ProofArgs) -> None:
     """``proofs[i]`` holds one leaf opening for idle item i."""
-    challenge = _challenge(ctx.db, args.challenge_id)
-    _check_answer(ctx, challenge, "idle")
-    items = challenge["idle_items"]
-    ensure(
-        len(args.proofs) == len(items),
-        NAME,
-        "BadProofShape",
-        f"{len(items)} items challenged, {len(args.proofs)} answered",
-    )
+    challenge, items = _open_part(ctx, args, "idle")
     unit = ctx.params.idle_unit_size
     failed = [
         item["unit_index"]

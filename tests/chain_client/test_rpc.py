@@ -139,6 +139,22 @@ async def test_restart_loses_no_committed_block_and_refuses_replays(tmp_path: Pa
         restarted.stop()
 
 
+def run_node(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs a node that is expected to refuse to start."""
+    command = [
+        sys.executable,
+        "-m",
+        "chain_client.cli",
+        "run",
+        "--dir",
+        str(directory),
+        "--listen",
+        "127.0.0.1:0",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
 def test_cli_refuses_a_dev_chain_started_without_dev(tmp_path: Path) -> None:
     node = start_chain(tmp_path / "n", "--dev", "--block-time", "0")
     node.stop()
