@@ -3,8 +3,9 @@
 Measures, on this machine and single-threaded:
 
 - honest generation of one idle unit, all its layers (seconds, MB/s of stored unit);
-- rebuilding one challenged last-layer leaf from nothing: the prefixes of every layer
-  the leaf depends on, exactly what ``regenerate_leaf`` computes;
+- rebuilding one challenged last-layer leaf from nothing: every layer below in full (leaf
+  0 of a layer continues from the last leaf of the one below) and the last layer up to
+  the leaf, exactly what ``regenerate_leaf`` computes;
 - the factor: that time over the challenge deadline, on average over the index, for the
   cheapest index, and along the critical path (a faker with unlimited cores), and the
   single-core factor for K challenged leaves of K distinct units;
@@ -38,13 +39,15 @@ from dataclasses import dataclass
 from chain_client.idle import (
     IdleSpec,
     IdleUnit,
-    LeafOpening,
-    cert_challenges,
     generate_unit,
     idle_seed,
     lookback_index,
-    prove_certification,
     regenerate_leaf,
+)
+from chain_client.idle_proofs import (
+    LeafOpening,
+    cert_challenges,
+    prove_certification,
     verify_certification,
 )
 
@@ -85,6 +88,7 @@ SWEEP_LAYERS = (4, 5, 6, 7, 8)
 KEEP_FRACTIONS = (0.9, 0.5, 0.25, 0.1, 0.0)
 WRONG_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5)
 _BENCH_SEED = idle_seed(bytes(32), 0, hashlib.sha256(b"deoss/bench-idle").digest())
+_BENCH_BEACON = hashlib.sha256(b"deoss/bench-beacon").digest()
 
 
 def lookback_graph(spec: IdleSpec, unit: IdleUnit) -> list[list[int]]:
@@ -108,25 +112,13 @@ def cheap_graph(leaf_count: int, layers: int) -> list[list[int]]:
     return lookback_graph(spec, generate_unit(spec, _BENCH_SEED))
 
 
-def _prefix_max(row: Sequence[int]) -> list[int]:
-    result, best = [], 0
-    for value in row:
-        best = max(best, value)
-        result.append(best)
-    return result
-
-
-def _below_steps(graph: Sequence[Sequence[int]], reach: int, prefix: list[list[int]]) -> int:
+def _below_steps(graph: Sequence[Sequence[int]], reach: int) -> int:
     """Steps for the layers below the last when the last needs layer L-2 up to ``reach``.
 
-    Each needed set is a prefix: a layer is a chain, and layer 0's look-backs stay in it.
+    That is a prefix of layer L-2 (a layer is a chain) and every layer under it in full:
+    leaf 0 of layer L-2 continues from the last leaf of layer L-3, and so on down.
     """
-    total = 0
-    for layer in range(len(graph) - 2, -1, -1):
-        total += reach + 1
-        if layer:
-            reach = prefix[layer][reach]
-    return total
+    return reach + 1 + (len(graph) - 2) * len(graph[0])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,19 +134,19 @@ class GraphCosts:
 
 
 def _rebuild_steps(graph: Sequence[Sequence[int]]) -> list[int]:
+    # Leaf i of the last layer needs leaf 0 of it, which needs the last leaf of the layer
+    # below, and so on: every layer below in full, whatever the look-backs drew.
     count = len(graph[0])
-    if len(graph) == 1:
-        return [index + 1 for index in range(count)]
-    prefix = [_prefix_max(row) for row in graph]
-    last = prefix[-1]
-    return [index + 1 + _below_steps(graph, last[index], prefix) for index in range(count)]
+    below = (len(graph) - 1) * count
+    return [below + index + 1 for index in range(count)]
 
 
 def _critical_paths(graph: Sequence[Sequence[int]]) -> list[int]:
     count = len(graph[0])
     finish = list(range(1, count + 1))  # layer 0 is one chain
     for row in graph[1:]:
-        done, after = [], 0
+        # Leaf 0 waits for the last leaf of the layer below, its prev.
+        done, after = [], finish[-1]
         for index in range(count):
             after = max(after, finish[row[index]]) + 1
             done.append(after)
@@ -204,7 +196,6 @@ def partial_storage_steps(
     layer was kept (and nothing below it)."""
     rng = random.Random(seed)
     count = len(graph[0])
-    prefix = [_prefix_max(row) for row in graph]
     results = {}
     for keep in keep_fractions:
         kept = [rng.random() < keep for _ in range(count)]
@@ -212,14 +203,15 @@ def partial_storage_steps(
             results[keep] = _single_layer_missing(graph[0], kept, rng, trials)
             continue
         # Exact, over every missing leaf: it needs the run of missing leaves before it in
-        # the last layer, and layer L-2 up to the furthest look-back of that run.
-        costs, run, reach = [], 0, 0
+        # the last layer, and layer L-2 up to the furthest look-back of that run, or all
+        # of it where the run starts at leaf 0, whose prev is the last leaf of layer L-2.
+        costs, run, reach = [], 0, count - 1
         for index in range(count):
             if kept[index]:
                 run, reach = 0, 0
                 continue
             run, reach = run + 1, max(reach, graph[-1][index])
-            costs.append(run + _below_steps(graph, reach, prefix))
+            costs.append(run + _below_steps(graph, reach))
         results[keep] = statistics.fmean(costs) if costs else 0.0
     return results
 
@@ -251,7 +243,9 @@ def cert_proof_bytes(spec: IdleSpec, samples: int) -> int:
 
 
 def _time_certification(spec: IdleSpec, unit: IdleUnit, samples: int) -> float:
-    challenges = cert_challenges(unit.layer_roots, bytes(32), 0, samples, spec.leaf_count)
+    challenges = cert_challenges(
+        _BENCH_BEACON, unit.layer_roots, bytes(32), 0, samples, spec.leaf_count
+    )
     proofs = prove_certification(spec, unit, challenges)
     started = time.perf_counter()
     if not verify_certification(spec, unit.seed, unit.layer_roots, proofs, challenges):

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
-from chain_client.idle import LeafOpening
+from chain_client.idle_proofs import LeafOpening
 from chain_client.merkle import leaf_hash, verify_path
 from chain_client.modules import file_bank, sminer
 from chain_client.runtime import (
@@ -108,15 +108,15 @@ def _service_item(
 def _sample_idle(ctx: CallContext, miner: str, rng_label: str) -> list[dict[str, Any]]:
     rng = ctx.rng(rng_label + "/idle")
     (count,) = ctx.db.execute(
-        "SELECT COUNT(*) FROM sminer_idle_units WHERE miner = ?", (miner,)
+        "SELECT COUNT(*) FROM sminer_idle_units WHERE miner = ? AND state = 'certified'", (miner,)
     ).fetchone()
     offsets = sorted(rng.sample(range(count), min(count, ctx.params.challenge_idle_samples)))
     leaf_count = ctx.params.idle_unit_size // ctx.params.leaf_size
     items = []
     for offset in offsets:
         unit_index, root = ctx.db.execute(
-            "SELECT unit_index, root FROM sminer_idle_units WHERE miner = ? "
-            "ORDER BY unit_index LIMIT 1 OFFSET ?",
+            "SELECT unit_index, root FROM sminer_idle_units "
+            "WHERE miner = ? AND state = 'certified' ORDER BY unit_index LIMIT 1 OFFSET ?",
             (miner, offset),
         ).fetchone()
         items.append({"unit_index": unit_index, "root": root, "leaf": rng.randrange(leaf_count)})

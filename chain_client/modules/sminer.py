@@ -15,17 +15,14 @@ declared; certified == idle + locked + pending_replacement (an idle unit stays o
 until it is replaced, whatever it was promised to); the network totals are the sums.
 """
 
+import json
 import sqlite3
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from chain_client.idle import (
-    LayerConsistencyProof,
-    cert_challenges,
-    idle_seed,
-    verify_certification,
-)
+from chain_client.idle import idle_seed
+from chain_client.idle_proofs import LayerConsistencyProof, cert_challenges, verify_certification
 from chain_client.modules import balances
 from chain_client.params import TIB, NetworkParams
 from chain_client.runtime import (
@@ -84,16 +81,21 @@ CREATE INDEX IF NOT EXISTS sminer_miners_state ON sminer_miners (state);
 CREATE TABLE IF NOT EXISTS sminer_idle_units (
     miner TEXT NOT NULL,
     unit_index INTEGER NOT NULL,
+    state TEXT NOT NULL,
     root TEXT NOT NULL,
+    layer_roots TEXT NOT NULL,
     anchor_height INTEGER NOT NULL,
-    certified_at INTEGER NOT NULL,
+    committed_at INTEGER NOT NULL,
+    certified_at INTEGER,
     PRIMARY KEY (miner, unit_index)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sminer_idle_units_committed ON sminer_idle_units (state, committed_at);
 CREATE TABLE IF NOT EXISTS sminer_totals (key TEXT PRIMARY KEY, value INTEGER NOT NULL)
     WITHOUT ROWID;
 """
 
 POSITIVE, FROZEN, OFFLINE, EXITING, EXITED = "positive", "frozen", "offline", "exiting", "exited"
+COMMITTED, CERTIFIED = "committed", "certified"  # idle unit states
 _COLUMNS = (
     "account, endpoint, scheme, state, declared, idle, locked, service, pending_replacement, "
     "certified, registered_at, last_heartbeat, state_since, exit_at, missed, failed_proofs, "
@@ -329,35 +331,49 @@ def increase_declared_space(ctx: CallContext, args: SpaceArgs) -> None:
     ctx.emit(NAME, "DeclaredSpaceIncreased", miner=ctx.caller, declared_space=declared)
 
 
-class IdleUnitCert(BaseModel):
+class IdleCommitment(BaseModel):
     model_config = Args.model_config
     anchor_height: U64
     layer_roots: list[Hash32] = Field(min_length=1, max_length=64)
-    proofs: list[dict[str, Any]] = Field(max_length=1024)
 
 
-class CertIdleArgs(Args):
-    units: list[IdleUnitCert]
+class CommitIdleArgs(Args):
+    units: list[IdleCommitment]
 
 
-def cert_idle_space(ctx: CallContext, args: CertIdleArgs) -> None:
-    """Certifies idle units. Each unit carries the roots of all its layers and proofs that
-    leaves the chain picks from those roots (Fiat-Shamir) were derived by the idle
-    function, so a root over junk fails with high probability. The last layer's root is
-    what later challenges open."""
+def cert_idle_space(ctx: CallContext, args: CommitIdleArgs) -> None:
+    """Step 1 of certification: commit the layer roots of new idle units.
+
+    The leaves to prove are drawn from the randomness of the next block, which nobody
+    knows when the roots are committed; so a miner cannot grind roots until the sampled
+    leaves happen to be good ones (step 2, ``prove_idle_space``). Committed units hold
+    declared space but are not idle space until proven."""
     miner = _require(ctx.db, ctx.caller)
     ensure(miner["state"] == POSITIVE, NAME, "NotPositive", f"{ctx.caller} is {miner['state']}")
+    count = len(args.units)
     ensure(
-        1 <= len(args.units) <= MAX_UNITS_PER_CALL,
+        1 <= count <= MAX_UNITS_PER_CALL,
         NAME,
         "BadUnitCount",
         f"1 to {MAX_UNITS_PER_CALL} units per call",
     )
     params = ctx.params
-    spec = params.idle_spec()
-    public_key, _ = ss58_decode(ctx.caller)
+    unit_size = params.idle_unit_size
+    (waiting,) = ctx.db.execute(
+        "SELECT COUNT(*) FROM sminer_idle_units WHERE miner = ? AND state = ?",
+        (ctx.caller, COMMITTED),
+    ).fetchone()
+    room = miner["declared"] - miner["idle"] - miner["locked"] - miner["service"]
+    room -= waiting * unit_size
+    ensure(
+        count * unit_size <= room,
+        NAME,
+        "ExceedsDeclaredSpace",
+        f"{count} units need {count * unit_size} bytes; {max(room, 0)} declared bytes are free",
+    )
+    layers = params.idle_layers
     index = miner["next_unit"]
-    certified = []
+    committed = []
     for unit in args.units:
         ensure(unit.anchor_height < ctx.height, NAME, "BadAnchor", "anchor must be a past block")
         ensure(
@@ -366,20 +382,90 @@ def cert_idle_space(ctx: CallContext, args: CertIdleArgs) -> None:
             "StaleAnchor",
             f"anchor {unit.anchor_height} older than {params.idle_anchor_window} blocks",
         )
-        anchor = ctx.db.execute(
-            "SELECT hash FROM blocks WHERE height = ?", (unit.anchor_height,)
-        ).fetchone()
-        ensure(anchor is not None, NAME, "BadAnchor", f"no block {unit.anchor_height}")
         ensure(
-            len(unit.layer_roots) == spec.layers,
+            len(unit.layer_roots) == layers,
             NAME,
-            "BadIdleProof",
-            f"unit {index}: {spec.layers} layer roots required",
+            "BadLayerCount",
+            f"unit {index}: {layers} layer roots required, got {len(unit.layer_roots)}",
         )
-        roots = [bytes.fromhex(root) for root in unit.layer_roots]
-        seed = idle_seed(public_key, index, bytes.fromhex(anchor[0][2:]))
+        ctx.db.execute(
+            "INSERT INTO sminer_idle_units (miner, unit_index, state, root, layer_roots, "
+            "anchor_height, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                ctx.caller,
+                index,
+                COMMITTED,
+                unit.layer_roots[-1],
+                json.dumps(unit.layer_roots),
+                unit.anchor_height,
+                ctx.height,
+            ),
+        )
+        committed.append(index)
+        index += 1
+    ctx.db.execute("UPDATE sminer_miners SET next_unit = ? WHERE account = ?", (index, ctx.caller))
+    ctx.emit(
+        NAME,
+        "IdleSpaceCommitted",
+        miner=ctx.caller,
+        units=committed,
+        beacon_block=ctx.height + 1,
+        prove_by=ctx.height + params.idle_anchor_window,
+    )
+
+
+class IdleUnitProof(BaseModel):
+    model_config = Args.model_config
+    unit_index: U64
+    proofs: list[dict[str, Any]] = Field(max_length=1024)
+
+
+class ProveIdleArgs(Args):
+    units: list[IdleUnitProof]
+
+
+def _block_field(db: sqlite3.Connection, height: int, column: str) -> bytes:
+    row = db.execute(f"SELECT {column} FROM blocks WHERE height = ?", (height,)).fetchone()
+    ensure(row is not None, NAME, "NoSuchBlock", str(height))
+    return bytes.fromhex(row[0][2:])
+
+
+def prove_idle_space(ctx: CallContext, args: ProveIdleArgs) -> None:
+    """Step 2: prove the leaves that the beacon (the randomness of the block after the
+    commitment) picked, in every layer; proven units become idle space."""
+    miner = _require(ctx.db, ctx.caller)
+    ensure(miner["state"] == POSITIVE, NAME, "NotPositive", f"{ctx.caller} is {miner['state']}")
+    count = len(args.units)
+    ensure(
+        1 <= count <= MAX_UNITS_PER_CALL,
+        NAME,
+        "BadUnitCount",
+        f"1 to {MAX_UNITS_PER_CALL} units per call",
+    )
+    ensure(len({u.unit_index for u in args.units}) == count, NAME, "BadUnitCount", "duplicates")
+    params = ctx.params
+    spec = params.idle_spec()
+    public_key, _ = ss58_decode(ctx.caller)
+    for unit in args.units:
+        index = unit.unit_index
+        row = ctx.db.execute(
+            "SELECT layer_roots, anchor_height, committed_at FROM sminer_idle_units "
+            "WHERE miner = ? AND unit_index = ? AND state = ?",
+            (ctx.caller, index, COMMITTED),
+        ).fetchone()
+        ensure(row is not None, NAME, "NoSuchCommitment", f"{ctx.caller} committed no unit {index}")
+        layer_roots, anchor_height, committed_at = row
+        ensure(
+            ctx.height >= committed_at + 2,
+            NAME,
+            "TooEarly",
+            f"unit {index}: prove after block {committed_at + 1}: its randomness picks the leaves",
+        )
+        roots = [bytes.fromhex(root) for root in json.loads(layer_roots)]
+        beacon = _block_field(ctx.db, committed_at + 1, "randomness")
+        seed = idle_seed(public_key, index, _block_field(ctx.db, anchor_height, "hash"))
         challenges = cert_challenges(
-            roots, public_key, index, params.idle_cert_samples, spec.leaf_count
+            beacon, roots, public_key, index, params.idle_cert_samples, spec.leaf_count
         )
         try:
             proofs = [LayerConsistencyProof.from_json(raw) for raw in unit.proofs]
@@ -392,16 +478,35 @@ def cert_idle_space(ctx: CallContext, args: CertIdleArgs) -> None:
             f"unit {index}: the proofs do not show idle data derived from its seed",
         )
         ctx.db.execute(
-            "INSERT INTO sminer_idle_units (miner, unit_index, root, anchor_height, certified_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (ctx.caller, index, unit.layer_roots[-1], unit.anchor_height, ctx.height),
+            "UPDATE sminer_idle_units SET state = ?, certified_at = ? "
+            "WHERE miner = ? AND unit_index = ?",
+            (CERTIFIED, ctx.height, ctx.caller, index),
         )
-        certified.append(index)
-        index += 1
-    space = len(certified) * params.idle_unit_size
+    space = count * params.idle_unit_size
     move_space(ctx, ctx.caller, idle=space, certified=space)
-    ctx.db.execute("UPDATE sminer_miners SET next_unit = ? WHERE account = ?", (index, ctx.caller))
-    ctx.emit(NAME, "IdleSpaceCertified", miner=ctx.caller, units=certified, space=space)
+    ctx.emit(
+        NAME,
+        "IdleSpaceCertified",
+        miner=ctx.caller,
+        units=[u.unit_index for u in args.units],
+        space=space,
+    )
+
+
+def _expire_commitments(ctx: CallContext) -> None:
+    expired = ctx.db.execute(
+        "SELECT miner, unit_index FROM sminer_idle_units WHERE state = ? AND committed_at < ? "
+        "ORDER BY miner, unit_index",
+        (COMMITTED, ctx.height - ctx.params.idle_anchor_window),
+    ).fetchall()
+    by_miner: dict[str, list[int]] = {}
+    for miner, index in expired:
+        by_miner.setdefault(miner, []).append(index)
+        ctx.db.execute(
+            "DELETE FROM sminer_idle_units WHERE miner = ? AND unit_index = ?", (miner, index)
+        )
+    for miner, indices in by_miner.items():
+        ctx.emit(NAME, "IdleCommitmentExpired", miner=miner, units=indices)
 
 
 class ReplaceArgs(Args):
@@ -427,7 +532,8 @@ def replace_idle_space(ctx: CallContext, args: ReplaceArgs) -> None:
     )
     for index in indices:
         cursor = ctx.db.execute(
-            "DELETE FROM sminer_idle_units WHERE miner = ? AND unit_index = ?", (ctx.caller, index)
+            "DELETE FROM sminer_idle_units WHERE miner = ? AND unit_index = ? AND state = ?",
+            (ctx.caller, index, CERTIFIED),
         )
         ensure(cursor.rowcount == 1, NAME, "NoSuchUnit", f"{ctx.caller} has no idle unit {index}")
     move_space(ctx, ctx.caller, pending_replacement=-space, certified=-space)
@@ -441,7 +547,8 @@ def drop_idle_units(ctx: CallContext, account: str, indices: list[int], reason: 
     dropped = 0
     for index in indices:
         cursor = ctx.db.execute(
-            "DELETE FROM sminer_idle_units WHERE miner = ? AND unit_index = ?", (account, index)
+            "DELETE FROM sminer_idle_units WHERE miner = ? AND unit_index = ? AND state = ?",
+            (account, index, CERTIFIED),
         )
         dropped += cursor.rowcount
     space = dropped * ctx.params.idle_unit_size
@@ -491,6 +598,7 @@ def exit_(ctx: CallContext, args: NoArgs) -> None:
 
 
 def on_finalize(ctx: CallContext) -> None:
+    _expire_commitments(ctx)
     rows = ctx.db.execute(
         f"SELECT {_COLUMNS} FROM sminer_miners WHERE state = ? AND exit_at <= ?",
         (EXITING, ctx.height),
@@ -508,7 +616,15 @@ def on_finalize(ctx: CallContext) -> None:
 
 
 def _unit_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {"unit_index": row[0], "root": row[1], "anchor_height": row[2], "certified_at": row[3]}
+    index, state, root, anchor_height, committed_at, certified_at = row
+    return {
+        "unit_index": index,
+        "state": state,
+        "root": root,
+        "anchor_height": anchor_height,
+        "committed_at": committed_at,
+        "certified_at": certified_at,
+    }
 
 
 class AccountArgs(Args):
@@ -553,7 +669,8 @@ class UnitsArgs(Args):
 
 def query_idle_units(ctx: QueryContext, args: UnitsArgs) -> list[dict[str, Any]]:
     rows = ctx.db.execute(
-        "SELECT unit_index, root, anchor_height, certified_at FROM sminer_idle_units "
+        "SELECT unit_index, state, root, anchor_height, committed_at, certified_at "
+        "FROM sminer_idle_units "
         "WHERE miner = ? AND unit_index >= ? ORDER BY unit_index LIMIT ?",
         (args.account, args.start, min(args.limit, 10_000)),
     )
@@ -583,7 +700,8 @@ MODULE = ModuleSpec(
         CallSpec("update_endpoint", EndpointArgs, update_endpoint),
         CallSpec("increase_collateral", AmountArgs, increase_collateral),
         CallSpec("increase_declared_space", SpaceArgs, increase_declared_space),
-        CallSpec("cert_idle_space", CertIdleArgs, cert_idle_space),
+        CallSpec("cert_idle_space", CommitIdleArgs, cert_idle_space),
+        CallSpec("prove_idle_space", ProveIdleArgs, prove_idle_space),
         CallSpec("replace_idle_space", ReplaceArgs, replace_idle_space),
         CallSpec("heartbeat", NoArgs, heartbeat),
         CallSpec("exit", NoArgs, exit_),

@@ -9,21 +9,24 @@ from typing import Any
 
 from chain_client.errors import ExtrinsicFailed
 from chain_client.extrinsic import Extrinsic
-from chain_client.idle import (
-    IdleUnit,
-    cert_challenges,
-    generate_unit,
-    idle_seed,
-    prove_certification,
-    prove_leaf,
-)
+from chain_client.idle import IdleUnit, generate_unit, idle_seed
+from chain_client.idle_proofs import cert_challenges, prove_certification, prove_leaf
 from chain_client.keys import Keypair
 from chain_client.merkle import MerkleTree, file_id, merkle_root, segment_id
 from chain_client.node import BlockResult, LedgerNode
 from chain_client.params import NetworkParams
 from chain_client.protocol import ExtrinsicResult
 
-__all__ = ["FileSpec", "MinerState", "Sim", "build_file", "idle_units_json", "service_answer"]
+__all__ = [
+    "FileSpec",
+    "MinerState",
+    "Sim",
+    "build_file",
+    "idle_answer",
+    "idle_commitments",
+    "idle_proofs",
+    "service_answer",
+]
 
 
 @dataclass
@@ -34,17 +37,35 @@ class MinerState:
     units: dict[int, IdleUnit] = field(default_factory=dict)
 
 
-def idle_units_json(
+def idle_commitments(
     params: NetworkParams, miner: MinerState, first_index: int, count: int, anchor: tuple[int, str]
 ) -> list[dict[str, Any]]:
+    """Generates ``count`` idle units from ``first_index`` on; returns what step 1
+    (``sminer.cert_idle_space``) commits."""
     spec = params.idle_spec()
     height, block_hash = anchor
-    units = []
+    commitments = []
     for index in range(first_index, first_index + count):
         seed = idle_seed(miner.keypair.public_key, index, bytes.fromhex(block_hash[2:]))
         unit = generate_unit(spec, seed)
         miner.units[index] = unit
+        commitments.append(
+            {"anchor_height": height, "layer_roots": [root.hex() for root in unit.layer_roots]}
+        )
+    return commitments
+
+
+def idle_proofs(
+    params: NetworkParams, miner: MinerState, indices: list[int], beacon: bytes
+) -> list[dict[str, Any]]:
+    """What step 2 (``sminer.prove_idle_space``) sends for units committed before the
+    block whose randomness is ``beacon``."""
+    spec = params.idle_spec()
+    result = []
+    for index in indices:
+        unit = miner.units[index]
         challenges = cert_challenges(
+            beacon,
             unit.layer_roots,
             miner.keypair.public_key,
             index,
@@ -52,14 +73,8 @@ def idle_units_json(
             spec.leaf_count,
         )
         proofs = prove_certification(spec, unit, challenges)
-        units.append(
-            {
-                "anchor_height": height,
-                "layer_roots": [root.hex() for root in unit.layer_roots],
-                "proofs": [proof.to_json() for proof in proofs],
-            }
-        )
-    return units
+        result.append({"unit_index": index, "proofs": [proof.to_json() for proof in proofs]})
+    return result
 
 
 @dataclass
@@ -209,7 +224,19 @@ class Sim:
         if units:
             self.certify(miner, units)
 
+    def beacon(self, committed_at: int) -> bytes:
+        block = self.node.block(committed_at + 1)
+        assert block is not None, "the beacon block is not made yet"
+        return bytes.fromhex(block["randomness"][2:])
+
     def certify(self, miner: MinerState, count: int) -> ExtrinsicResult:
+        """Both steps: commit the units, let the beacon block pass, prove them."""
         record = self.query("sminer.miner", account=miner.keypair.address)
-        units = idle_units_json(self.params, miner, record["next_unit"], count, self.anchor())
-        return self.ok(miner.keypair, "sminer.cert_idle_space", units=units)
+        first = record["next_unit"]
+        commitments = idle_commitments(self.params, miner, first, count, self.anchor())
+        committed = self.ok(miner.keypair, "sminer.cert_idle_space", units=commitments)
+        self.block()
+        proofs = idle_proofs(
+            self.params, miner, list(range(first, first + count)), self.beacon(committed.height)
+        )
+        return self.ok(miner.keypair, "sminer.prove_idle_space", units=proofs)

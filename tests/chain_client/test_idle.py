@@ -9,22 +9,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chain_client import idle, idle_proofs
 from chain_client.idle import (
     MAX_LAYERS,
     IdleSpec,
     IdleUnit,
-    LayerConsistencyProof,
-    LeafOpening,
-    cert_challenges,
     derive_leaf,
     generate_unit,
     idle_seed,
     layer_root,
     lookback_index,
-    prove_certification,
-    prove_leaf,
     regenerate_leaf,
     unit_root,
+)
+from chain_client.idle_proofs import (
+    BEACON_SIZE,
+    LayerConsistencyProof,
+    LeafOpening,
+    cert_challenges,
+    prove_certification,
+    prove_leaf,
     verify_certification,
     verify_leaf,
 )
@@ -46,6 +50,8 @@ ANCHOR = hashlib.sha256(b"block 42").digest()
 UNIT_INDEX = 7
 SEED = idle_seed(MINER_KEY, UNIT_INDEX, ANCHOR)
 OTHER_SEED = idle_seed(MINER_KEY, UNIT_INDEX + 1, ANCHOR)
+# The randomness of the block after the one that committed the roots.
+BEACON = hashlib.sha256(b"block 44").digest()
 ALL_POSITIONS = [(layer, index) for layer in range(SPEC.layers) for index in range(LEAF_COUNT)]
 
 
@@ -68,6 +74,13 @@ def leaf_at(data: bytes, index: int) -> bytes:
     return data[index * LEAF_SIZE : (index + 1) * LEAF_SIZE]
 
 
+def prev_of(unit: IdleUnit, layer: int, index: int) -> bytes | None:
+    """``prev(layer, index)``: the leaf before, or the last leaf of the layer below."""
+    if index:
+        return leaf_at(unit.layers[layer], index - 1)
+    return leaf_at(unit.layers[layer - 1], LEAF_COUNT - 1) if layer else None
+
+
 def flip_bit(value: bytes, position: int = 0) -> bytes:
     changed = bytearray(value)
     changed[position % len(changed)] ^= 1
@@ -84,14 +97,16 @@ def reference_layers(seed: bytes, layers: int) -> list[bytes]:
     for layer in range(layers):
         leaves: list[bytes] = []
         for index in range(LEAF_COUNT):
-            prev = leaves[index - 1] if index else b""
+            before = leaves[index - 1] if index else b""
+            # Leaf 0 of a later layer continues the chain from the end of the one below.
+            prev = before or (made[layer - 1][-1] if layer else b"")
             if layer == 0:
                 back = b""
                 if index:
                     back_index = int.from_bytes(hashlib.sha256(prev).digest()[:8], "big") % index
                     back = leaves[back_index]
             else:
-                source = prev or b"deoss/idle-back\x00" + seed + u64(layer)
+                source = before or b"deoss/idle-back\x00" + seed + u64(layer)
                 digest = hashlib.sha256(source).digest()
                 back = made[layer - 1][int.from_bytes(digest[:8], "big") % LEAF_COUNT]
             position = u64(layer) + u64(index)
@@ -186,10 +201,11 @@ def test_layers_follow_the_definition(units: dict[int, IdleUnit], layers: int) -
 def test_public_steps_match_the_unit(unit: IdleUnit) -> None:
     for layer, index in ALL_POSITIONS:
         data = unit.layers[layer]
-        prev = leaf_at(data, index - 1) if index else None
+        prev = prev_of(unit, layer, index)
         back = None
         if layer or index:
-            back_index = lookback_index(SPEC, SEED, layer, index, prev)
+            # The look-back of leaf 0 comes from the seed, not from its prev.
+            back_index = lookback_index(SPEC, SEED, layer, index, prev if index else None)
             assert 0 <= back_index < (index if layer == 0 else LEAF_COUNT)
             back = leaf_at(unit.layers[max(layer - 1, 0)], back_index)
         assert derive_leaf(SPEC, SEED, layer, index, prev, back) == leaf_at(data, index)
@@ -238,6 +254,27 @@ def test_regenerate_leaf_equals_the_stored_leaf(units: dict[int, IdleUnit], laye
         regenerate_leaf(spec, SEED[:31], 0)
 
 
+@pytest.mark.parametrize("layers", LAYER_COUNTS)
+def test_rebuilding_any_leaf_replays_every_layer_below(
+    monkeypatch: pytest.MonkeyPatch, layers: int
+) -> None:
+    # Leaf 0 of each layer hangs on the last leaf of the one below, so even the cheapest
+    # last-layer leaf costs (L-1) n steps, whatever the look-backs drew.
+    steps = 0
+    scrypt = hashlib.scrypt
+
+    def counted(*args: Any, **kwargs: Any) -> bytes:
+        nonlocal steps
+        steps += 1
+        return scrypt(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", counted)
+    for index in (0, 5, LEAF_COUNT - 1):
+        steps = 0
+        regenerate_leaf(spec_with(layers), SEED, index)
+        assert steps == (layers - 1) * LEAF_COUNT + index + 1
+
+
 def test_unit_repr_leaves_out_the_layers(unit: IdleUnit) -> None:
     text = repr(unit)
     assert "layer_roots" in text
@@ -268,7 +305,8 @@ def test_steps_reject_bad_inputs(unit: IdleUnit) -> None:
     cases: list[tuple[Callable[[], object], str]] = [
         (lambda: derive_leaf(SPEC, SEED, 0, 0, leaf, None), "prev_leaf must be None"),
         (lambda: derive_leaf(SPEC, SEED, 0, 0, None, leaf), "lookback_leaf must be None"),
-        (lambda: derive_leaf(SPEC, SEED, 1, 0, None, None), "lookback_leaf must be 256"),
+        (lambda: derive_leaf(SPEC, SEED, 1, 0, None, leaf), "prev_leaf must be 256"),
+        (lambda: derive_leaf(SPEC, SEED, 1, 0, leaf, None), "lookback_leaf must be 256"),
         (lambda: derive_leaf(SPEC, SEED, 1, 1, None, leaf), "prev_leaf must be 256"),
         (lambda: derive_leaf(SPEC, SEED, 1, 1, leaf[:-1], leaf), "prev_leaf must be 256"),
         (lambda: derive_leaf(SPEC, SEED, 3, 1, leaf, leaf), "layer"),
@@ -289,46 +327,76 @@ def test_steps_reject_bad_inputs(unit: IdleUnit) -> None:
 
 def test_cert_challenges_round_robin_from_the_last_layer(unit: IdleUnit) -> None:
     roots = unit.layer_roots
-    picked = cert_challenges(roots, MINER_KEY, UNIT_INDEX, 12, LEAF_COUNT)
-    assert picked == cert_challenges(roots, MINER_KEY, UNIT_INDEX, 12, LEAF_COUNT)
+    picked = cert_challenges(BEACON, roots, MINER_KEY, UNIT_INDEX, 12, LEAF_COUNT)
+    assert picked == cert_challenges(BEACON, roots, MINER_KEY, UNIT_INDEX, 12, LEAF_COUNT)
     assert [layer for layer, _ in picked] == [2, 1, 0] * 4
     assert len(set(picked)) == 12
     assert all(0 <= index < LEAF_COUNT for _, index in picked)
-    assert cert_challenges(roots, MINER_KEY, UNIT_INDEX, 5, LEAF_COUNT) == picked[:5]
-    everything = cert_challenges(roots, MINER_KEY, UNIT_INDEX, 3 * LEAF_COUNT, LEAF_COUNT)
+    assert cert_challenges(BEACON, roots, MINER_KEY, UNIT_INDEX, 5, LEAF_COUNT) == picked[:5]
+    everything = cert_challenges(BEACON, roots, MINER_KEY, UNIT_INDEX, 3 * LEAF_COUNT, LEAF_COUNT)
     assert sorted(everything) == sorted(ALL_POSITIONS)
-    assert cert_challenges(roots, MINER_KEY, UNIT_INDEX, 0, LEAF_COUNT) == []
+    assert cert_challenges(BEACON, roots, MINER_KEY, UNIT_INDEX, 0, LEAF_COUNT) == []
 
 
 def test_cert_challenges_follow_their_inputs(unit: IdleUnit) -> None:
     # 8 of 2**20 leaves: distinct inputs collide on the whole draw with negligible odds.
     roots, leaf_count = unit.layer_roots, 2**20
-    base = cert_challenges(roots, MINER_KEY, UNIT_INDEX, 8, leaf_count)
+    base = cert_challenges(BEACON, roots, MINER_KEY, UNIT_INDEX, 8, leaf_count)
     for layer in range(len(roots)):
         changed = list(roots)
         changed[layer] = flip_bit(changed[layer])
-        assert base != cert_challenges(changed, MINER_KEY, UNIT_INDEX, 8, leaf_count)
-    assert base != cert_challenges(roots, flip_bit(MINER_KEY), UNIT_INDEX, 8, leaf_count)
-    assert base != cert_challenges(roots, MINER_KEY, UNIT_INDEX + 1, 8, leaf_count)
-    assert base != cert_challenges(roots[:2], MINER_KEY, UNIT_INDEX, 8, leaf_count)
+        assert base != cert_challenges(BEACON, changed, MINER_KEY, UNIT_INDEX, 8, leaf_count)
+    assert base != cert_challenges(BEACON, roots, flip_bit(MINER_KEY), UNIT_INDEX, 8, leaf_count)
+    assert base != cert_challenges(BEACON, roots, MINER_KEY, UNIT_INDEX + 1, 8, leaf_count)
+    assert base != cert_challenges(BEACON, roots[:2], MINER_KEY, UNIT_INDEX, 8, leaf_count)
     first = hashlib.sha256(
-        b"deoss/idle-cert\x00" + u64(3) + b"".join(roots) + MINER_KEY + u64(UNIT_INDEX) + u64(0)
+        b"deoss/idle-cert\x00"
+        + BEACON
+        + u64(3)
+        + b"".join(roots)
+        + MINER_KEY
+        + u64(UNIT_INDEX)
+        + u64(0)
     ).digest()
     assert base[0] == (2, int.from_bytes(first[:8], "big") % leaf_count)
 
 
+def test_cert_challenges_follow_the_beacon(unit: IdleUnit) -> None:
+    # The same committed roots draw other pairs under another block's randomness: what
+    # the miner committed to cannot choose its own challenges.
+    roots, leaf_count = unit.layer_roots, 2**20
+    base = cert_challenges(BEACON, roots, MINER_KEY, UNIT_INDEX, 8, leaf_count)
+    for position in range(BEACON_SIZE):
+        beacon = flip_bit(BEACON, position)
+        assert base != cert_challenges(beacon, roots, MINER_KEY, UNIT_INDEX, 8, leaf_count)
+    draws = {
+        tuple(cert_challenges(bytes([byte]) * 32, roots, MINER_KEY, UNIT_INDEX, 8, leaf_count))
+        for byte in range(16)
+    }
+    assert len(draws) == 16
+
+
+@pytest.mark.parametrize(
+    "beacon", [BEACON[:31], BEACON + b"\x00", b"", bytearray(BEACON), BEACON.hex(), None]
+)
+def test_cert_challenges_rejects_a_beacon_of_the_wrong_size(beacon: Any, unit: IdleUnit) -> None:
+    with pytest.raises(ValueError, match="beacon must be 32 bytes"):
+        cert_challenges(beacon, unit.layer_roots, MINER_KEY, UNIT_INDEX, 1, LEAF_COUNT)
+
+
 @settings(max_examples=50, deadline=None)
 @given(
+    beacon=st.binary(min_size=32, max_size=32),
     roots=st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=MAX_LAYERS),
     unit_index=st.integers(0, 2**64 - 1),
     leaf_count=st.integers(1, 2**32),
     data=st.data(),
 )
 def test_cert_challenges_in_range(
-    roots: list[bytes], unit_index: int, leaf_count: int, data: st.DataObject
+    beacon: bytes, roots: list[bytes], unit_index: int, leaf_count: int, data: st.DataObject
 ) -> None:
     count = data.draw(st.integers(0, min(len(roots) * leaf_count, 40)))
-    picked = cert_challenges(roots, MINER_KEY, unit_index, count, leaf_count)
+    picked = cert_challenges(beacon, roots, MINER_KEY, unit_index, count, leaf_count)
     assert len(picked) == len(set(picked)) == count
     assert all(0 <= layer < len(roots) and 0 <= index < leaf_count for layer, index in picked)
 
@@ -350,7 +418,16 @@ def test_cert_challenges_rejects_bad_inputs(
     roots: list[bytes], count: int, leaf_count: int, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        cert_challenges(roots, MINER_KEY, 0, count, leaf_count)
+        cert_challenges(BEACON, roots, MINER_KEY, 0, count, leaf_count)
+
+
+@pytest.mark.parametrize(
+    ("key", "unit_index", "message"),
+    [(MINER_KEY[:31], 0, "miner_public_key"), (MINER_KEY, -1, "unit_index")],
+)
+def test_cert_challenges_rejects_bad_identity(key: bytes, unit_index: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        cert_challenges(BEACON, [bytes(32)], key, unit_index, 1, 16)
 
 
 # --- certification proofs --------------------------------------------------------------
@@ -359,7 +436,7 @@ def test_cert_challenges_rejects_bad_inputs(
 @pytest.mark.parametrize("layers", LAYER_COUNTS)
 def test_every_cert_challenge_verifies(units: dict[int, IdleUnit], layers: int) -> None:
     spec, unit = spec_with(layers), units[layers]
-    challenges = cert_challenges(unit.layer_roots, MINER_KEY, UNIT_INDEX, 8, LEAF_COUNT)
+    challenges = cert_challenges(BEACON, unit.layer_roots, MINER_KEY, UNIT_INDEX, 8, LEAF_COUNT)
     proofs = prove_certification(spec, unit, challenges)
     assert verify_certification(spec, SEED, unit.layer_roots, proofs, challenges)
     # And every position, so leaf 0 and the layer boundaries are all covered.
@@ -369,11 +446,14 @@ def test_every_cert_challenge_verifies(units: dict[int, IdleUnit], layers: int) 
     assert verify_certification(spec, SEED, list(unit.layer_roots), proofs, everything)
 
 
-def test_proof_shapes(proofs: list[LayerConsistencyProof]) -> None:
+def test_proof_shapes(unit: IdleUnit, proofs: list[LayerConsistencyProof]) -> None:
     for (layer, index), proof in zip(ALL_POSITIONS, proofs, strict=True):
         assert (proof.layer, proof.leaf.index) == (layer, index)
-        assert (proof.prev is None) == (index == 0)
-        assert (proof.lookback is None) == (layer == 0 and index == 0)
+        assert (proof.prev is None) == (proof.lookback is None) == (layer == 0 and index == 0)
+        if proof.prev is not None:
+            # Leaf 0 of a later layer carries the last leaf of the layer below as its prev.
+            assert proof.prev.index == (index - 1 if index else LEAF_COUNT - 1)
+            assert proof.prev.leaf == prev_of(unit, layer, index)
 
 
 def test_verify_accepts_no_challenges(unit: IdleUnit) -> None:
@@ -493,8 +573,11 @@ def test_committed_wrong_leaf_is_caught_at_its_position(unit: IdleUnit) -> None:
         roots = tuple(merkle_root(data, LEAF_SIZE) for data in layers)
         cheat_unit = IdleUnit(seed=SEED, layers=tuple(layers), layer_roots=roots)
         caught = [(layer, index)]
+        # Its successor in the chain was derived from the real leaf.
         if index + 1 < LEAF_COUNT:
-            caught.append((layer, index + 1))  # its successor was derived from the real leaf
+            caught.append((layer, index + 1))
+        elif layer + 1 < SPEC.layers:
+            caught.append((layer + 1, 0))
         for position in caught:
             proof = prove_certification(SPEC, cheat_unit, [position])
             assert not verify_certification(SPEC, SEED, roots, proof, [position])
@@ -584,8 +667,7 @@ def test_proof_json_round_trip(
     opening = wire["leaf"]
     assert base64.b64decode(opening["leaf"], validate=True) == leaf_at(unit.layers[layer], index)
     assert all(node == node.lower() and len(node) == 64 for node in opening["path"])
-    assert (wire["prev"] is None) == (index == 0)
-    assert (wire["lookback"] is None) == (layer == 0 and index == 0)
+    assert (wire["prev"] is None) == (wire["lookback"] is None) == (layer == 0 and index == 0)
 
 
 @settings(max_examples=100, deadline=None)
@@ -654,7 +736,8 @@ def test_good_proof_json_parses() -> None:
     for obj in (
         proof_json(0, op(0), None, None),
         proof_json(0, op(3), op(2), op(1)),
-        proof_json(2, op(0), None, op(9)),
+        # The constructor cannot know the leaf count; the verifier checks prev is the last.
+        proof_json(2, op(0), op(15), op(9)),
         proof_json(2, op(3), op(2), op(9)),
     ):
         assert LayerConsistencyProof.from_json(obj).to_json() == obj
@@ -673,11 +756,12 @@ def test_good_proof_json_parses() -> None:
         (proof_json(MAX_LAYERS, op(3), op(2), op(1)), "layer"),
         (proof_json(None, op(3), op(2), op(1)), "layer"),
         (proof_json(1, None, None, op(1)), "JSON object"),
-        (proof_json(1, op(0), op(0), op(1)), "no prev"),
+        (proof_json(0, op(0), op(0), None), "no prev"),
+        (proof_json(1, op(0), None, op(1)), "needs its prev"),
         (proof_json(1, op(3), None, op(1)), "needs its prev"),
         (proof_json(1, op(3), op(1), op(1)), "prev of leaf 3"),
         (proof_json(1, op(3), op(2), None), "needs its lookback"),
-        (proof_json(1, op(0), None, None), "needs its lookback"),
+        (proof_json(1, op(0), op(15), None), "needs its lookback"),
         (proof_json(0, op(0), None, op(0)), "no lookback"),
         (proof_json(0, op(3), op(2), op(3)), "earlier"),
         (proof_json(0, op(3), op(2), []), "JSON object"),
@@ -753,13 +837,19 @@ def opening_in(layers: tuple[bytes, ...], layer: int, index: int) -> LeafOpening
     )
 
 
+def prev_opening_in(layers: tuple[bytes, ...], layer: int, index: int) -> LeafOpening | None:
+    if index:
+        return opening_in(layers, layer, index - 1)
+    return opening_in(layers, layer - 1, LEAF_COUNT - 1) if layer else None
+
+
 @pytest.mark.parametrize(("layer", "index"), [(0, 9), (1, 0), (2, 5)])
 def test_leaf_derived_from_a_chosen_lookback_fails(unit: IdleUnit, layer: int, index: int) -> None:
     # The cheater derives the leaf honestly but from a look-back of its choice, and opens
     # that one: every path and the step check out; only j(l, i) is wrong.
     below = max(layer - 1, 0)
-    prev = leaf_at(unit.layers[layer], index - 1) if index else None
-    right = lookback_index(SPEC, SEED, layer, index, prev)
+    prev = prev_of(unit, layer, index)
+    right = lookback_index(SPEC, SEED, layer, index, prev if index else None)
     wrong = (right + 1) % (index if layer == 0 else LEAF_COUNT)
     leaf = derive_leaf(SPEC, SEED, layer, index, prev, leaf_at(unit.layers[below], wrong))
     layers = commit_leaf(unit, layer, index, leaf)
@@ -767,13 +857,13 @@ def test_leaf_derived_from_a_chosen_lookback_fails(unit: IdleUnit, layer: int, i
     proof = LayerConsistencyProof(
         layer,
         opening_in(layers, layer, index),
-        opening_in(layers, layer, index - 1) if index else None,
+        prev_opening_in(layers, layer, index),
         opening_in(layers, below, wrong),
     )
     assert not verify_certification(SPEC, SEED, roots, [proof], [(layer, index)])
 
 
-@pytest.mark.parametrize(("layer", "index"), [(0, 9), (2, 5)])
+@pytest.mark.parametrize(("layer", "index"), [(0, 9), (1, 0), (2, 5)])
 def test_leaf_derived_from_an_uncommitted_prev_fails(
     unit: IdleUnit, layer: int, index: int
 ) -> None:
@@ -781,12 +871,13 @@ def test_leaf_derived_from_an_uncommitted_prev_fails(
     # that prev selects: only the prev's Merkle path is wrong.
     below = max(layer - 1, 0)
     fake_prev = hashlib.sha256(b"not the prev").digest() * (LEAF_SIZE // 32)
-    back_index = lookback_index(SPEC, SEED, layer, index, fake_prev)
+    back_index = lookback_index(SPEC, SEED, layer, index, fake_prev if index else None)
     back = leaf_at(unit.layers[below], back_index)
     leaf = derive_leaf(SPEC, SEED, layer, index, fake_prev, back)
     layers = commit_leaf(unit, layer, index, leaf)
     roots = tuple(merkle_root(data, LEAF_SIZE) for data in layers)
-    real_prev = opening_in(layers, layer, index - 1)
+    real_prev = prev_opening_in(layers, layer, index)
+    assert real_prev is not None
     proof = LayerConsistencyProof(
         layer,
         opening_in(layers, layer, index),
@@ -794,3 +885,46 @@ def test_leaf_derived_from_an_uncommitted_prev_fails(
         opening_in(layers, below, back_index),
     )
     assert not verify_certification(SPEC, SEED, roots, [proof], [(layer, index)])
+
+
+def test_leaf_0_of_a_layer_hangs_on_the_last_leaf_below(unit: IdleUnit) -> None:
+    last = leaf_at(unit.layers[0], LEAF_COUNT - 1)
+    back = leaf_at(unit.layers[0], lookback_index(SPEC, SEED, 1, 0, None))
+    assert derive_leaf(SPEC, SEED, 1, 0, last, back) == leaf_at(unit.layers[1], 0)
+    assert derive_leaf(SPEC, SEED, 1, 0, flip_bit(last), back) != leaf_at(unit.layers[1], 0)
+    # A miner whose committed layer 0 ends in another leaf than the one layer 1 was built
+    # on is caught at (1, 0), though every path checks out.
+    layers = commit_leaf(unit, 0, LEAF_COUNT - 1, flip_bit(last))
+    roots = tuple(merkle_root(data, LEAF_SIZE) for data in layers)
+    cheat = IdleUnit(seed=SEED, layers=layers, layer_roots=roots)
+    assert not verify_certification(
+        SPEC, SEED, roots, prove_certification(SPEC, cheat, [(1, 0)]), [(1, 0)]
+    )
+    # The honest proof, with its prev tampered or swapped for another committed leaf.
+    (honest,) = prove_certification(SPEC, unit, [(1, 0)])
+    assert honest.prev is not None
+    assert verify_certification(SPEC, SEED, unit.layer_roots, [honest], [(1, 0)])
+    tampered = dataclasses.replace(honest.prev, leaf=flip_bit(honest.prev.leaf))
+    forgeries = [tampered] + [
+        opening_in(unit.layers, layer, index)
+        for layer, index in ((0, LEAF_COUNT - 2), (0, 0), (1, LEAF_COUNT - 1), (2, LEAF_COUNT - 1))
+    ]
+    for prev in forgeries:
+        forged = dataclasses.replace(honest, prev=prev)
+        assert not verify_certification(SPEC, SEED, unit.layer_roots, [forged], [(1, 0)])
+
+
+def test_proof_names_live_in_idle_proofs_only() -> None:
+    moved = {
+        "LayerConsistencyProof",
+        "LeafOpening",
+        "cert_challenges",
+        "prove_certification",
+        "prove_leaf",
+        "verify_certification",
+        "verify_leaf",
+    }
+    assert moved <= set(idle_proofs.__all__)
+    assert not any(hasattr(idle, name) for name in moved)
+    for module in (idle, idle_proofs):
+        assert all(hasattr(module, name) for name in module.__all__)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from chain_client.keys import Keypair
+from chain_client.params import NetworkParams, dev_params
 from chain_client.receipt import sign_receipt
 from tests.chain_client.invariants import check_invariants
 from tests.chain_client.sim import (
@@ -14,6 +15,8 @@ from tests.chain_client.sim import (
     Sim,
     build_file,
     idle_answer,
+    idle_commitments,
+    idle_proofs,
     service_answer,
 )
 
@@ -52,6 +55,13 @@ class World:
 
     def check(self) -> None:
         check_invariants(self.sim.node._db)
+
+
+@pytest.fixture
+def params() -> NetworkParams:
+    """Random challenges and absence would make these flows' outcomes depend on timing;
+    the tests that want them ask for them (``challenge_now``, ``offline_after``)."""
+    return dev_params(block_time=0.0, challenge_interval=1000, offline_after=100)
 
 
 @pytest.fixture
@@ -484,20 +494,61 @@ def test_miner_registration_rules(sim: Sim, alice: Keypair) -> None:
     check_invariants(sim.node._db)
 
 
-def test_bad_idle_certification_is_refused(sim: Sim, alice: Keypair) -> None:
-    from tests.chain_client.sim import idle_units_json
-
+def test_idle_certification_takes_two_steps(sim: Sim, alice: Keypair) -> None:
     miner = MinerState(Keypair.generate())
     sim.fund(alice, miner.keypair)
     sim.add_miner(miner, units=0, declared_units=2)
-    units = idle_units_json(sim.params, miner, 0, 1, sim.anchor())
-    forged = [{**units[0], "layer_roots": [*units[0]["layer_roots"][:-1], "00" * 32]}]
-    sim.fails(miner.keypair, "sminer.cert_idle_space", "sminer.BadIdleProof", units=forged)
-    wrong_index = idle_units_json(sim.params, miner, 1, 1, sim.anchor())
-    sim.fails(miner.keypair, "sminer.cert_idle_space", "sminer.BadIdleProof", units=wrong_index)
-    stale = [{**units[0], "anchor_height": sim.node.best()[0] + 5}]
-    sim.fails(miner.keypair, "sminer.cert_idle_space", "sminer.BadAnchor", units=stale)
-    sim.ok(miner.keypair, "sminer.cert_idle_space", units=units)
+    address = miner.keypair.address
+    future = idle_commitments(sim.params, miner, 0, 1, sim.anchor())
+    sim.fails(
+        miner.keypair,
+        "sminer.cert_idle_space",
+        "sminer.BadAnchor",
+        units=[{**future[0], "anchor_height": sim.node.best()[0] + 5}],
+    )
+    sim.fails(
+        miner.keypair,
+        "sminer.cert_idle_space",
+        "sminer.ExceedsDeclaredSpace",
+        units=idle_commitments(sim.params, miner, 0, 3, sim.anchor()),
+    )
+    commitments = idle_commitments(sim.params, miner, 0, 2, sim.anchor())
+    # Unit 1 commits roots of junk: a layer root that is not what its leaves hash to.
+    commitments[1]["layer_roots"][-1] = "00" * 32
+    committed = sim.ok(miner.keypair, "sminer.cert_idle_space", units=commitments)
+    assert sim.query("sminer.miner", account=address)["idle"] == 0  # not idle until proven
+    early = idle_proofs(sim.params, miner, [0], bytes(32))
+    sim.fails(miner.keypair, "sminer.prove_idle_space", "sminer.TooEarly", units=early)
+    beacon = sim.beacon(committed.height)
+    sim.fails(
+        miner.keypair,
+        "sminer.prove_idle_space",
+        "sminer.BadIdleProof",
+        units=idle_proofs(sim.params, miner, [1], beacon),
+    )
+    sim.fails(
+        miner.keypair,
+        "sminer.prove_idle_space",
+        "sminer.BadIdleProof",
+        units=idle_proofs(sim.params, miner, [0], bytes(32)),
+    )  # proofs for another beacon
+    sim.ok(
+        miner.keypair, "sminer.prove_idle_space", units=idle_proofs(sim.params, miner, [0], beacon)
+    )
+    sim.fails(
+        miner.keypair,
+        "sminer.prove_idle_space",
+        "sminer.NoSuchCommitment",
+        units=idle_proofs(sim.params, miner, [0], beacon),
+    )
+    assert sim.query("sminer.miner", account=address)["idle"] == sim.params.idle_unit_size
+    # The junk unit's commitment expires and gives its declared space back.
+    sim.blocks(sim.params.idle_anchor_window + 1)
+    states = [u["state"] for u in sim.query("sminer.idle_units", account=address)]
+    assert states == ["certified"]
+    sim.ok(miner.keypair, "sminer.heartbeat")  # it was silent for all those blocks
+    sim.certify(miner, 1)
+    check_invariants(sim.node._db)
 
 
 def test_gateway_authorization_limit(sim: Sim, alice: Keypair) -> None:

@@ -29,6 +29,8 @@ from tests.chain_client.sim import (
     Sim,
     build_file,
     idle_answer,
+    idle_commitments,
+    idle_proofs,
     service_answer,
 )
 
@@ -81,7 +83,7 @@ class ChainMachine(RuleBasedStateMachine):
         started = [MinerState(self.new_key()) for _ in range(count)]
         self.sim.fund(self.alice, *(m.keypair for m in started))
         for miner in started:
-            self.sim.add_miner(miner, units=8, declared_units=10, spare_collateral=10**6)
+            self.sim.add_miner(miner, units=8, declared_units=10, spare_collateral=10**23)
             self.all_miners.append(miner)
         return multiple(*started)
 
@@ -99,16 +101,18 @@ class ChainMachine(RuleBasedStateMachine):
 
     @rule(miner=miners)
     def certify_more(self, miner: MinerState) -> None:
+        """Commit one unit, let the beacon block pass, prove it; either step may be refused
+        (the miner may be frozen or out of declared space by then)."""
+        params = self.sim.params
         record = self.sim.query("sminer.miner", account=miner.keypair.address)
-        if (
-            record["state"] == "positive"
-            and record["idle"]
-            + record["locked"]
-            + record["service"]
-            + self.sim.params.idle_unit_size
-            <= record["declared"]
-        ):
-            self.sim.certify(miner, 1)
+        commitments = idle_commitments(params, miner, record["next_unit"], 1, self.sim.anchor())
+        committed = self.sim.run(miner.keypair, "sminer.cert_idle_space", units=commitments)
+        if committed.success:
+            self.sim.block()
+            proofs = idle_proofs(
+                params, miner, [record["next_unit"]], self.sim.beacon(committed.height)
+            )
+            self.sim.run(miner.keypair, "sminer.prove_idle_space", units=proofs)
 
     @rule(target=owners, days=st.integers(2, 8))
     def mint_territory(self, days: int) -> Keypair:
