@@ -23,7 +23,14 @@ import aiohttp
 from chain_client.cli import write_atomically
 from chain_client.keys import dev_accounts
 
-__all__ = ["DevnetError", "run_devnet", "start_chain_process", "wait_for_url"]
+__all__ = [
+    "DevnetError",
+    "chain_command",
+    "run_devnet",
+    "start_chain_process",
+    "stop_process",
+    "wait_for_url",
+]
 
 
 class DevnetError(RuntimeError):
@@ -35,6 +42,21 @@ class ChainProcess:
     process: subprocess.Popen[bytes]
     url: str
     directory: Path
+
+
+def chain_command(directory: Path, *args: str) -> list[str]:
+    """``deoss-chain run`` on a free loopback port; it writes its URL to DIR/rpc.url."""
+    return [
+        sys.executable,
+        "-m",
+        "chain_client.cli",
+        "run",
+        "--dir",
+        str(directory),
+        "--listen",
+        "127.0.0.1:0",
+        *args,
+    ]
 
 
 async def wait_for_url(url_file: Path, process: subprocess.Popen[bytes], timeout: float) -> str:
@@ -65,19 +87,7 @@ async def start_chain_process(
     directory.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         (directory / "rpc.url").unlink()
-    command = [
-        sys.executable,
-        "-m",
-        "chain_client.cli",
-        "run",
-        "--dir",
-        str(directory),
-        "--listen",
-        "127.0.0.1:0",
-        "--block-time",
-        str(block_time),
-        *extra,
-    ]
+    command = chain_command(directory, "--block-time", str(block_time), *extra)
     if dev:
         command.append("--dev")
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115

@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from chain_client.keys import Keypair, dev_keypair
 from chain_client.node import LedgerNode
 from chain_client.params import Genesis, NetworkParams, dev_params
-from gateway.devnet import stop_process
+from gateway.devnet import chain_command, stop_process
 from tests.chain_client.sim import Sim
 
 settings.register_profile(
@@ -64,17 +63,7 @@ def start_chain(directory: Path, *args: str, timeout: float = 30.0) -> ChainProc
     if url_file.exists():
         url_file.unlink()
     log = directory / "node.log"
-    command = [
-        sys.executable,
-        "-m",
-        "chain_client.cli",
-        "run",
-        "--dir",
-        str(directory),
-        "--listen",
-        "127.0.0.1:0",
-        *args,
-    ]
+    command = chain_command(directory, *args)
     with open(log, "ab") as output:
         process = subprocess.Popen(
             command,

@@ -331,6 +331,12 @@ def increase_declared_space(ctx: CallContext, args: SpaceArgs) -> None:
     ctx.emit(NAME, "DeclaredSpaceIncreased", miner=ctx.caller, declared_space=declared)
 
 
+def _positive_caller(ctx: CallContext) -> dict[str, Any]:
+    miner = _require(ctx.db, ctx.caller)
+    ensure(miner["state"] == POSITIVE, NAME, "NotPositive", f"{ctx.caller} is {miner['state']}")
+    return miner
+
+
 class IdleCommitment(BaseModel):
     model_config = Args.model_config
     anchor_height: U64
@@ -348,15 +354,9 @@ def cert_idle_space(ctx: CallContext, args: CommitIdleArgs) -> None:
     knows when the roots are committed; so a miner cannot grind roots until the sampled
     leaves happen to be good ones (step 2, ``prove_idle_space``). Committed units hold
     declared space but are not idle space until proven."""
-    miner = _require(ctx.db, ctx.caller)
-    ensure(miner["state"] == POSITIVE, NAME, "NotPositive", f"{ctx.caller} is {miner['state']}")
+    miner = _positive_caller(ctx)
     count = len(args.units)
-    ensure(
-        1 <= count <= MAX_UNITS_PER_CALL,
-        NAME,
-        "BadUnitCount",
-        f"1 to {MAX_UNITS_PER_CALL} units per call",
-    )
+    ensure(1 <= count <= MAX_UNITS_PER_CALL, NAME, "BadUnitCount", f"1 to {MAX_UNITS_PER_CALL}")
     params = ctx.params
     unit_size = params.idle_unit_size
     (waiting,) = ctx.db.execute(
@@ -433,15 +433,9 @@ def _block_field(db: sqlite3.Connection, height: int, column: str) -> bytes:
 def prove_idle_space(ctx: CallContext, args: ProveIdleArgs) -> None:
     """Step 2: prove the leaves that the beacon (the randomness of the block after the
     commitment) picked, in every layer; proven units become idle space."""
-    miner = _require(ctx.db, ctx.caller)
-    ensure(miner["state"] == POSITIVE, NAME, "NotPositive", f"{ctx.caller} is {miner['state']}")
+    _positive_caller(ctx)
     count = len(args.units)
-    ensure(
-        1 <= count <= MAX_UNITS_PER_CALL,
-        NAME,
-        "BadUnitCount",
-        f"1 to {MAX_UNITS_PER_CALL} units per call",
-    )
+    ensure(1 <= count <= MAX_UNITS_PER_CALL, NAME, "BadUnitCount", f"1 to {MAX_UNITS_PER_CALL}")
     ensure(len({u.unit_index for u in args.units}) == count, NAME, "BadUnitCount", "duplicates")
     params = ctx.params
     spec = params.idle_spec()

@@ -16,6 +16,7 @@ from chain_client.errors import Rejected
 from chain_client.extrinsic import Extrinsic
 from chain_client.keys import Keypair, dev_keypair
 from chain_client.rpc_client import HttpChain
+from gateway.devnet import chain_command
 from tests.conftest import ChainProcess, start_chain
 
 
@@ -141,17 +142,7 @@ async def test_restart_loses_no_committed_block_and_refuses_replays(tmp_path: Pa
 
 def run_node(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Runs a node that is expected to refuse to start."""
-    command = [
-        sys.executable,
-        "-m",
-        "chain_client.cli",
-        "run",
-        "--dir",
-        str(directory),
-        "--listen",
-        "127.0.0.1:0",
-        *args,
-    ]
+    command = chain_command(directory, *args)
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
