@@ -1,0 +1,120 @@
+"""Starting and stopping a miner: key, chain, store, HTTP service, registration, loops."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from chain_client.cli import write_atomically
+from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed
+from chain_client.keys import load_signer
+from chain_client.rpc_client import HttpChain
+from miner_agent.config import MinerConfig
+from miner_agent.loops import MinerLoops
+from miner_agent.node import MinerNode
+from miner_agent.service import make_app
+from miner_agent.store import MinerStore
+
+__all__ = ["RegistrationRefused", "open_node", "register", "run_miner"]
+
+log = logging.getLogger("deoss-miner")
+
+
+class RegistrationRefused(Exception):
+    pass
+
+
+@contextlib.asynccontextmanager
+async def open_node(config: MinerConfig) -> AsyncIterator[MinerNode]:
+    """The miner's key, chain client, network parameters and store; waits (with backoff)
+    for the chain to answer, since a miner cannot work without its parameters."""
+    keypair = load_signer(config.key_spec, dev=config.dev)
+    chain = HttpChain(config.chain_rpc)
+    delay = 0.2
+    while True:
+        try:
+            _, genesis = await chain.genesis()
+            break
+        except ChainUnavailable as exc:
+            log.warning("chain %s unreachable (%s); retrying", config.chain_rpc, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    store = MinerStore(config.data_dir, leaf_size=genesis.params.leaf_size, probe=config.probe())
+    node = MinerNode(config=config, keypair=keypair, chain=chain, params=genesis.params,
+                     store=store)
+    try:
+        yield node
+    finally:
+        await chain.close()
+        store.close()
+
+
+async def register(node: MinerNode, endpoint: str) -> None:
+    """Registers (or updates the endpoint of) this miner; raises RegistrationRefused with
+    the chain's reason."""
+    config, chain = node.config, node.chain
+    record = await chain.query("sminer.miner", account=node.address)
+    try:
+        if record is None:
+            collateral = await chain.query("sminer.collateral_limit", space=config.declared_space)
+            if config.faucet:
+                free = (await chain.query("balances.account", account=node.address))["free"]
+                if free < collateral:
+                    await node.account.call("balances.faucet")
+            await node.account.call("sminer.register", endpoint=endpoint,
+                                    declared_space=config.declared_space, collateral=collateral)
+            log.info("registered %s at %s declaring %d bytes", node.address, endpoint,
+                     config.declared_space)
+        elif record["endpoint"] != endpoint:
+            await node.account.call("sminer.update_endpoint", endpoint=endpoint)
+            log.info("endpoint updated to %s", endpoint)
+        await node.account.call("sminer.heartbeat")
+    except ExtrinsicFailed as exc:
+        raise RegistrationRefused(f"the chain refused {exc.call}: {exc.reason}") from None
+
+
+async def _serve(config: MinerConfig) -> int:
+    async with open_node(config) as node:
+        runner = web.AppRunner(make_app(node), access_log=None)
+        await runner.setup()
+        host, port = config.host_port
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound: Any = runner.addresses[0]
+        endpoint = config.endpoint or f"http://{host}:{bound[1]}"
+        try:
+            await register(node, endpoint)
+        except (RegistrationRefused, ChainError) as exc:
+            print(f"deoss-miner: {exc}", file=sys.stderr, flush=True)
+            await runner.cleanup()
+            return 2
+        write_atomically(config.data_dir / "miner.url", endpoint + "\n")
+        print(f"deoss-miner: {node.address} serving {endpoint}", flush=True)
+        loops = asyncio.create_task(MinerLoops(node).run())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait({loops, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if loops in done:
+                loops.result()  # a crashed loop is a crashed miner: say why
+        finally:
+            loops.cancel()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loops
+            await runner.cleanup()
+            (config.data_dir / "miner.url").unlink(missing_ok=True)
+    print("deoss-miner: stopped", flush=True)
+    return 0
+
+
+def run_miner(config: MinerConfig) -> int:
+    return asyncio.run(_serve(config))

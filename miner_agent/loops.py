@@ -1,0 +1,326 @@
+"""The miner's chain loops: follow events (deals, removals, restorals, challenges), keep
+idle space filled and replaced, send heartbeats, drop orphans and corrupt fragments.
+
+Every chain call goes through ``_chain``, which retries with backoff while the chain is
+unreachable; the HTTP service keeps serving meanwhile. Chain time (block heights), never
+the wall clock, decides when an orphan is old enough to drop.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed, Rejected
+from chain_client.idle import IdleUnit, generate_unit, idle_seed
+from chain_client.idle_proofs import cert_challenges, prove_certification
+from miner_agent import prover
+from miner_agent.node import MinerNode
+from miner_agent.store import ACTIVE, DEAL, ORPHAN
+from miner_agent.tidy import tidy
+
+__all__ = ["ChainAdapter", "MinerLoops"]
+
+log = logging.getLogger("deoss-miner")
+T = TypeVar("T")
+MAX_BACKOFF = 10.0
+
+
+class ChainAdapter:
+    """The chain as tidy sees it (``miner_agent.tidy.ChainView``)."""
+
+    def __init__(self, node: MinerNode) -> None:
+        self.node = node
+
+    async def fragment(self, fragment_id: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self.node.chain.query(
+            "file_bank.fragment", fragment_id=fragment_id
+        )
+        return found
+
+    async def idle_unit_states(self) -> dict[int, str]:
+        units = await self.node.chain.query(
+            "sminer.idle_units", account=self.node.address, limit=10_000
+        )
+        return {int(u["unit_index"]): str(u["state"]) for u in units}
+
+    async def report_lost(self, fragment: dict[str, Any]) -> None:
+        await self.node.account.submit(
+            "file_bank.generate_restoral_order",
+            fid=fragment["fid"], segment=fragment["segment"], index=fragment["idx"],
+        )
+
+
+class MinerLoops:
+    def __init__(self, node: MinerNode) -> None:
+        self.node = node
+        self.chain = node.chain
+        self.params = node.params
+        self.store = node.store
+        self.adapter = ChainAdapter(node)
+        self._units: dict[int, IdleUnit] = {}  # generated, committed, not proven yet
+        self._last_heartbeat = -(10**9)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _chain(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.2
+        while True:
+            try:
+                return await call()
+            except ChainUnavailable as exc:
+                log.warning("%s: chain unreachable (%s); retrying in %.1f s", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    def _spawn(self, what: str, coroutine: Awaitable[Any]) -> None:
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except (ExtrinsicFailed, Rejected) as exc:
+                log.warning("%s refused: %s", what, exc)
+            except Exception:
+                log.exception("%s failed", what)
+
+        task = asyncio.create_task(guarded(), name=what)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call(self, name: str, **args: Any) -> Any:
+        return await self._chain(name, lambda: self.node.account.call(name, **args))
+
+    async def run(self) -> None:
+        try:
+            await asyncio.gather(self.follow_events(), self.manage_space(), self.tidy_forever())
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            for task in list(self._tasks):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def follow_events(self) -> None:
+        head = await self._chain("head", self.chain.head)
+        self.node.best_block = head.best_block
+        saved = self.store.get_meta("events_next")
+        following = int(saved) if saved is not None else head.best_block + 1
+        await self.resync()
+        while True:
+            page = await self._chain("events", lambda: self.chain.events(following, timeout=5.0))
+            for event in page.events:
+                try:
+                    await self.on_event(event)
+                except ChainError as exc:
+                    log.warning("event %s/%s: %s", event["module"], event["name"], exc)
+            if page.next > following:
+                following = page.next
+                self.node.best_block = following - 1
+                self.store.set_meta("events_next", str(following))
+                await self.on_blocks()
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        me, name, data = self.node.address, event["name"], event["data"]
+        if name in ("UploadDeclaration", "AlreadyDeclared") or (
+            name == "FragmentReassigned" and data.get("miner") == me
+        ):
+            await self.check_deal(data["fid"])
+        elif name == "StorageCompleted":
+            for record in self.store.fragments_of(data["fid"]):
+                self.store.set_fragment_state(record.id, ACTIVE)
+        elif name == "FileRemoved" and me in data.get("miners", ()):
+            for record in self.store.fragments_of(data["fid"]):
+                self.store.delete_fragment(record.id)
+        elif name == "DealTimedOut" and any(f[2] == me for f in data["fragments"]):
+            for record in self.store.fragments_of(data["fid"]):
+                owner = await self.adapter.fragment(record.id)
+                if owner is None or owner["miner"] != me:
+                    self.store.make_orphan(record.id, self.node.best_block)
+        elif name == "RestoralOrderCompleted" and me in (data["origin"], data["miner"]):
+            await self.on_restored(data)
+        elif name == "ChallengeStarted" and data["miner"] == me:
+            self._spawn(f"challenge {data['id']}", self.answer_challenge(int(data["id"])))
+
+    async def check_deal(self, fid: str) -> None:
+        file = await self.chain.query("file_bank.file", fid=fid)
+        if file is None or file["state"] != "deal":
+            return
+        mine = [f for s in file["segments"] for f in s["fragments"]
+                if f["miner"] == self.node.address and not f["reported"]]
+        if not mine:
+            return
+        held = [f for f in mine if self.store.fragment(f["id"]) is not None]
+        for fragment in held:
+            self.store.set_fragment_state(fragment["id"], DEAL, fid)
+        if len(held) < len(mine):
+            log.warning("deal %s: %d of my %d fragments never arrived", fid,
+                        len(mine) - len(held), len(mine))
+            return
+        self._spawn(f"transfer_report {fid}", self._call("file_bank.transfer_report", fid=fid))
+
+    async def on_restored(self, data: dict[str, Any]) -> None:
+        file = await self.chain.query("file_bank.file", fid=data["fid"])
+        if file is None:
+            return
+        fragment = file["segments"][data["segment"]]["fragments"][data["index"]]
+        if data["miner"] == self.node.address:
+            if self.store.fragment(fragment["id"]) is not None:
+                self.store.set_fragment_state(fragment["id"], ACTIVE, data["fid"])
+        elif data["origin"] == self.node.address:
+            self.store.delete_fragment(fragment["id"])
+
+    async def resync(self) -> None:
+        """After a restart: what happened to the fragments we hold while we were away."""
+        for record in self.store.fragments():
+            if record.state == ACTIVE:
+                continue
+            owner = await self._chain("resync", lambda r=record: self.adapter.fragment(r.id))
+            if owner is None or owner["miner"] != self.node.address:
+                continue
+            if owner["file_state"] == "active":
+                self.store.set_fragment_state(record.id, ACTIVE, owner["fid"])
+            elif not owner["reported"]:
+                await self.check_deal(owner["fid"])
+
+    async def on_blocks(self) -> None:
+        best = self.node.best_block
+        if best - self._last_heartbeat >= max(1, self.params.heartbeat_interval // 2):
+            self._last_heartbeat = best
+            self._spawn("heartbeat", self.node.account.submit("sminer.heartbeat"))
+        for fragment_id in list(self.node.corrupt):
+            self.node.corrupt.discard(fragment_id)
+            owner = await self.adapter.fragment(fragment_id)
+            self.store.delete_fragment(fragment_id)
+            if owner is not None and owner["miner"] == self.node.address and \
+                    owner["file_state"] == "active":
+                self._spawn(f"report lost {fragment_id}", self.adapter.report_lost(owner))
+        for record in self.store.fragments(ORPHAN):
+            if record.received_height + self.params.orphan_ttl < best:
+                owner = await self.adapter.fragment(record.id)
+                if owner is None or owner["miner"] != self.node.address:
+                    log.info("dropping orphan %s (no deal within orphan_ttl)", record.id)
+                    self.store.delete_fragment(record.id)
+
+    async def answer_challenge(self, challenge_id: int) -> None:
+        challenge = await self.chain.query("audit.challenge", id=challenge_id)
+        if challenge is None:
+            return
+        if challenge["service_status"] == "open":
+            answer, lost = await asyncio.to_thread(prover.service_answer, self.store, challenge)
+            for fragment_id in lost:
+                log.warning("challenge %d: fragment %s is gone", challenge_id, fragment_id)
+            self.node.metrics.proofs.labels(kind="service").inc()
+            await self._call("audit.submit_service_proof", challenge_id=challenge_id, proofs=answer)
+        if challenge["idle_status"] == "open":
+            idle = await asyncio.to_thread(prover.idle_answer, self.store, challenge)
+            self.node.metrics.proofs.labels(kind="idle").inc()
+            await self._call("audit.submit_idle_proof", challenge_id=challenge_id, proofs=idle)
+
+    # -- idle space -------------------------------------------------------------------------
+
+    async def manage_space(self) -> None:
+        while True:
+            try:
+                await self.space_step()
+            except (ExtrinsicFailed, Rejected) as exc:
+                log.warning("space manager: %s", exc)
+            except ChainUnavailable:
+                pass
+            await asyncio.sleep(self.node.config.poll_seconds)
+
+    async def space_step(self) -> None:
+        record = await self.chain.query("sminer.miner", account=self.node.address)
+        if record is None or record["state"] != "positive":
+            return
+        await self.prove_committed()
+        await self.replace_owed(record)
+        await self.fill(record)
+
+    async def fill(self, record: dict[str, Any]) -> None:
+        unit = self.params.idle_unit_size
+        waiting = len(self.store.idle_units("committed"))
+        room = record["declared"] - record["idle"] - record["locked"] - record["service"]
+        room -= waiting * unit
+        floor = self.node.config.free_disk_floor
+        if room < unit or self.store.free_bytes() - unit < floor:
+            return  # declared capacity reached, or the disk's free-space floor
+        head = await self.chain.head()
+        index = int(record["next_unit"])
+        seed = idle_seed(self.node.keypair.public_key, index, bytes.fromhex(head.best_hash[2:]))
+        generated = await asyncio.to_thread(generate_unit, self.params.idle_spec(), seed)
+        roots = [root.hex() for root in generated.layer_roots]
+        await asyncio.to_thread(self.store.write_idle_unit, index, generated.data,
+                                head.best_block, roots)
+        try:
+            result = await self._call(
+                "sminer.cert_idle_space",
+                units=[{"anchor_height": head.best_block, "layer_roots": roots}],
+            )
+        except (ExtrinsicFailed, Rejected):
+            self.store.delete_idle_unit(index)
+            raise
+        self._units[index] = generated
+        self.store.set_idle_state(index, "committed", committed_at=result.height)
+
+    async def prove_committed(self) -> None:
+        spec = self.params.idle_spec()
+        for unit in self.store.idle_units("committed"):
+            assert unit.committed_at is not None
+            if self.node.best_block < unit.committed_at + 1:
+                continue
+            beacon_block = await self.chain.block(unit.committed_at + 1)
+            if beacon_block is None:
+                continue
+            generated = self._units.get(unit.unit_index)
+            if generated is None:  # restarted since the commitment: the seed remakes it
+                anchor = await self.chain.block(unit.anchor_height)
+                assert anchor is not None
+                seed = idle_seed(self.node.keypair.public_key, unit.unit_index,
+                                 bytes.fromhex(anchor["hash"][2:]))
+                generated = await asyncio.to_thread(generate_unit, spec, seed)
+            beacon = bytes.fromhex(beacon_block["randomness"][2:])
+            challenges = cert_challenges(beacon, generated.layer_roots, self.node.keypair.public_key,
+                                         unit.unit_index, self.params.idle_cert_samples,
+                                         spec.leaf_count)
+            proofs = await asyncio.to_thread(prove_certification, spec, generated, challenges)
+            try:
+                await self._call("sminer.prove_idle_space", units=[{
+                    "unit_index": unit.unit_index, "proofs": [p.to_json() for p in proofs]}])
+            except ExtrinsicFailed as exc:
+                if exc.error in ("sminer.NoSuchCommitment", "sminer.BadIdleProof"):
+                    self.store.delete_idle_unit(unit.unit_index)
+                    self._units.pop(unit.unit_index, None)
+                raise
+            self.store.set_idle_state(unit.unit_index, "certified")
+            self._units.pop(unit.unit_index, None)
+
+    async def replace_owed(self, record: dict[str, Any]) -> None:
+        """User data displaced idle units: delete whole units worth what is owed."""
+        owed = record["pending_replacement"] // self.params.idle_unit_size
+        if owed <= 0:
+            return
+        certified = [u.unit_index for u in self.store.idle_units("certified")][:owed]
+        if not certified:
+            return
+        await self._call("sminer.replace_idle_space", unit_indices=certified)
+        for index in certified:
+            self.store.delete_idle_unit(index)
+
+    # -- tidy -------------------------------------------------------------------------------
+
+    async def tidy_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.node.config.tidy_seconds)
+            try:
+                report = await tidy(self.store, self.adapter, me=self.node.address,
+                                    best_block=self.node.best_block,
+                                    orphan_ttl=self.params.orphan_ttl,
+                                    unit_size=self.params.idle_unit_size)
+            except ChainError as exc:
+                log.warning("tidy skipped: %s", exc)
+                continue
+            if report.total():
+                log.info("tidy removed %s", report.to_json())
