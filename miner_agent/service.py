@@ -58,15 +58,14 @@ class GatewayDirectory:
         return scheme
 
 
-async def _authenticate(request: web.Request) -> str:
+async def _authenticate(request: web.Request) -> SignedRequest:
     node = request.app[NODE]
     signed = SignedRequest.from_headers(request.headers)
     scheme = await request.app[GATEWAYS].scheme_of(signed.account)
     if scheme is None:
         raise RequestAuthError(403, "NotRegistered", f"{signed.account} is not a gateway")
     signed.verify(scheme, request.method, request.path_qs, node.address)
-    request["content_sha256"] = signed.content_sha256
-    return signed.account
+    return signed
 
 
 @web.middleware
@@ -98,7 +97,7 @@ def _receipt(node: MinerNode, fragment_id: str, size: int) -> dict[str, Any]:
 async def put_fragment(request: web.Request) -> web.Response:
     node = request.app[NODE]
     fragment_id = check_fragment_id(request.match_info["fragment_id"])
-    await _authenticate(request)
+    signed = await _authenticate(request)
     size = request.content_length
     if size is None:
         return _error(411, "LengthRequired", "Content-Length is required")
@@ -110,7 +109,7 @@ async def put_fragment(request: web.Request) -> web.Response:
         request.content.iter_chunked(256 * 1024),
         size=size,
         height=node.best_block,
-        content_sha256=request["content_sha256"],
+        content_sha256=signed.content_sha256,
     )
     node.metrics.bytes_in.inc(size)
     return web.json_response(_receipt(node, fragment_id, size), status=201 if created else 200)
@@ -151,7 +150,7 @@ def _parse_manifest(raw: bytes, body_left: int) -> list[tuple[str, int]]:
 
 async def put_batch(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    await _authenticate(request)
+    signed = await _authenticate(request)
     total = request.content_length
     if total is None:
         return _error(411, "LengthRequired", "Content-Length is required")
@@ -185,7 +184,7 @@ async def put_batch(request: web.Request) -> web.Response:
         node.metrics.bytes_in.inc(size)
         results.append({"id": fragment_id, "status": 201 if is_new else 200,
                         "receipt": _receipt(node, fragment_id, size)})
-    if reader.hash.hexdigest() != request["content_sha256"]:
+    if reader.hash.hexdigest() != signed.content_sha256:
         for fragment_id in created:  # nothing of a body that was not the signed one stays
             node.store.delete_fragment(fragment_id)
         return _error(400, "ContentHashMismatch", "body does not match its signed sha256")

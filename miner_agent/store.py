@@ -125,20 +125,27 @@ class _Receiver:
         self.file.write(data)
         self.content.update(data)
         self.size += len(data)
-        self.pending += data
-        whole = len(self.pending) - len(self.pending) % self.leaf_size
-        view = memoryview(self.pending)
+        view = memoryview(data)
+        if self.pending:
+            take = self.leaf_size - len(self.pending)
+            self.pending += view[:take]
+            view = view[take:]
+            if len(self.pending) < self.leaf_size:
+                return
+            self._leaf(self.pending)
+            self.pending.clear()
+        whole = len(view) - len(view) % self.leaf_size
         for offset in range(0, whole, self.leaf_size):
-            leaf = view[offset : offset + self.leaf_size]
-            self.leaf_hashes.append(leaf_hash(leaf))
-            self.checks.append(xxhash.xxh3_64_digest(leaf))
-        view.release()
-        del self.pending[:whole]
+            self._leaf(view[offset : offset + self.leaf_size])
+        self.pending += view[whole:]
+
+    def _leaf(self, leaf: bytes | bytearray | memoryview) -> None:
+        self.leaf_hashes.append(leaf_hash(leaf))
+        self.checks.append(xxhash.xxh3_64_digest(leaf))
 
     def finish(self) -> None:
         if self.pending:
-            self.leaf_hashes.append(leaf_hash(self.pending))
-            self.checks.append(xxhash.xxh3_64_digest(self.pending))
+            self._leaf(self.pending)
             self.pending.clear()
         self.file.flush()
         os.fsync(self.file.fileno())
