@@ -48,8 +48,13 @@ def request_message(
     method: str, path_qs: str, timestamp: int, content_sha256: str, receiver: str
 ) -> bytes:
     return "\n".join(
-        ["deoss/request\0" + method.upper(), path_qs, str(timestamp), content_sha256,
-         canonical_address(receiver)]
+        [
+            "deoss/request\0" + method.upper(),
+            path_qs,
+            str(timestamp),
+            content_sha256,
+            canonical_address(receiver),
+        ]
     ).encode()
 
 
@@ -82,8 +87,12 @@ class SignedRequest:
     signature: bytes
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], *, now: float | None = None) -> "SignedRequest":
-        missing = [name for name in (ACCOUNT, TIME, CONTENT_SHA256, SIGNATURE) if name not in headers]
+    def from_headers(
+        cls, headers: Mapping[str, str], *, now: float | None = None
+    ) -> "SignedRequest":
+        missing = [
+            name for name in (ACCOUNT, TIME, CONTENT_SHA256, SIGNATURE) if name not in headers
+        ]
         if missing:
             raise RequestAuthError(401, "Unsigned", f"missing header {missing[0]}")
         try:
@@ -111,4 +120,6 @@ class SignedRequest:
         public_key, _ = ss58_decode(self.account)
         message = request_message(method, path_qs, self.timestamp, self.content_sha256, receiver)
         if not verify(scheme, public_key, message, self.signature):
-            raise RequestAuthError(401, "BadSignature", f"signature does not verify for {self.account}")
+            raise RequestAuthError(
+                401, "BadSignature", f"signature does not verify for {self.account}"
+            )

@@ -45,8 +45,9 @@ async def open_node(config: MinerConfig) -> AsyncIterator[MinerNode]:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
     store = MinerStore(config.data_dir, leaf_size=genesis.params.leaf_size, probe=config.probe())
-    node = MinerNode(config=config, keypair=keypair, chain=chain, params=genesis.params,
-                     store=store)
+    node = MinerNode(
+        config=config, keypair=keypair, chain=chain, params=genesis.params, store=store
+    )
     try:
         yield node
     finally:
@@ -66,10 +67,18 @@ async def register(node: MinerNode, endpoint: str) -> None:
                 free = (await chain.query("balances.account", account=node.address))["free"]
                 if free < collateral:
                     await node.account.call("balances.faucet")
-            await node.account.call("sminer.register", endpoint=endpoint,
-                                    declared_space=config.declared_space, collateral=collateral)
-            log.info("registered %s at %s declaring %d bytes", node.address, endpoint,
-                     config.declared_space)
+            await node.account.call(
+                "sminer.register",
+                endpoint=endpoint,
+                declared_space=config.declared_space,
+                collateral=collateral,
+            )
+            log.info(
+                "registered %s at %s declaring %d bytes",
+                node.address,
+                endpoint,
+                config.declared_space,
+            )
         elif record["endpoint"] != endpoint:
             await node.account.call("sminer.update_endpoint", endpoint=endpoint)
             log.info("endpoint updated to %s", endpoint)

@@ -11,7 +11,7 @@ from typing import Any
 from chain_client.cli import write_atomically
 from chain_client.errors import ChainError
 from chain_client.key_cli import add_key_commands
-from chain_client.keys import Keypair, KeyMaterialError, save_key_file
+from chain_client.keys import KeyMaterialError, Keypair, save_key_file
 from chain_client.params import GIB, ConfigError
 from miner_agent.app import open_node, run_miner
 from miner_agent.config import MinerConfig, render_config
@@ -33,8 +33,9 @@ def _init(args: argparse.Namespace) -> int:
     key_file = args.key or "key.json"
     if args.key is None:
         try:
-            save_key_file(directory / "key.json", Keypair.generate(args.scheme),
-                          overwrite=args.force)
+            save_key_file(
+                directory / "key.json", Keypair.generate(args.scheme), overwrite=args.force
+            )
         except KeyMaterialError as exc:
             print(f"deoss-miner: {exc}", file=sys.stderr)
             return 2
@@ -72,9 +73,14 @@ def _run(args: argparse.Namespace) -> int:
 async def _tidy(config: MinerConfig) -> dict[str, Any]:
     async with open_node(config) as node:
         head = await node.chain.head()
-        report = await tidy(node.store, ChainAdapter(node), me=node.address,
-                            best_block=head.best_block, orphan_ttl=node.params.orphan_ttl,
-                            unit_size=node.params.idle_unit_size)
+        report = await tidy(
+            node.store,
+            ChainAdapter(node),
+            me=node.address,
+            best_block=head.best_block,
+            orphan_ttl=node.params.orphan_ttl,
+            unit_size=node.params.idle_unit_size,
+        )
         return report.to_json()
 
 
@@ -88,8 +94,9 @@ async def _stat(config: MinerConfig) -> dict[str, Any]:
     async with open_node(config) as node:
         chain = node.chain
         miner = await chain.query("sminer.miner", account=node.address) or {}
-        challenges = await chain.query("audit.challenges", miner=node.address, open_only=False,
-                                       limit=1000)
+        challenges = await chain.query(
+            "audit.challenges", miner=node.address, open_only=False, limit=1000
+        )
         outcomes = {"passed": 0, "failed": 0, "missed": 0}
         for challenge in challenges:
             parts = {challenge["service_status"], challenge["idle_status"]} - {"none", "open"}
@@ -126,14 +133,20 @@ def _stat_cmd(args: argparse.Namespace) -> int:
         return 0
     chain, disk = stat["chain"], stat["disk"]
     print(f"miner      {stat['account']} ({stat['state']})")
-    print(f"chain      declared {chain['declared_space']}  idle {chain['idle_space']}  "
-          f"locked {chain['locked_space']}  service {chain['service_space']}  "
-          f"owed replacement {chain['pending_replacement']}")
-    print(f"disk       idle {disk['idle_bytes']}  fragments {disk['fragment_bytes']}  "
-          f"free {disk['free_bytes']}")
+    print(
+        f"chain      declared {chain['declared_space']}  idle {chain['idle_space']}  "
+        f"locked {chain['locked_space']}  service {chain['service_space']}  "
+        f"owed replacement {chain['pending_replacement']}"
+    )
+    print(
+        f"disk       idle {disk['idle_bytes']}  fragments {disk['fragment_bytes']}  "
+        f"free {disk['free_bytes']}"
+    )
     print(f"fragments  {stat['fragments']}")
-    print(f"challenges passed {stat['challenges']['passed']}  failed "
-          f"{stat['challenges']['failed']}  missed {stat['challenges']['missed']}")
+    print(
+        f"challenges passed {stat['challenges']['passed']}  failed "
+        f"{stat['challenges']['failed']}  missed {stat['challenges']['missed']}"
+    )
     print(f"rewards    {stat['rewards']}")
     return 0
 
@@ -147,19 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--chain-rpc", required=True, help="the chain node's URL")
     init.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (port 0: any free)")
     init.add_argument("--endpoint", default="", help="URL gateways use (default: bound address)")
-    init.add_argument("--free-disk-floor", type=int, default=2 * GIB,
-                      help="stop filling idle space below this many free bytes (2 GiB)")
+    init.add_argument(
+        "--free-disk-floor",
+        type=int,
+        default=2 * GIB,
+        help="stop filling idle space below this many free bytes (2 GiB)",
+    )
     init.add_argument("--free-space-probe", default="statvfs", help='"statvfs" or "file:PATH"')
     init.add_argument("--key", help="use this key file or //Name (dev) instead of a new key")
     init.add_argument("--scheme", choices=["sr25519", "ed25519"], default="sr25519")
     init.add_argument("--dev", action="store_true", help="allow dev keys (//Alice...)")
-    init.add_argument("--faucet", action="store_true",
-                      help="dev networks: take collateral from the faucet")
+    init.add_argument(
+        "--faucet", action="store_true", help="dev networks: take collateral from the faucet"
+    )
     init.add_argument("--force", action="store_true", help="replace an existing config")
     init.set_defaults(func=_init)
-    for name, func, text in (("run", _run, "run the miner"),
-                             ("tidy", _tidy_cmd, "remove invalid data now and report it"),
-                             ("stat", _stat_cmd, "space as the chain and the disk see it")):
+    for name, func, text in (
+        ("run", _run, "run the miner"),
+        ("tidy", _tidy_cmd, "remove invalid data now and report it"),
+        ("stat", _stat_cmd, "space as the chain and the disk see it"),
+    ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--config", required=True, help=f"the {CONFIG_NAME} file")
         if name == "stat":
@@ -170,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import logging  # noqa: PLC0415
+    import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)

@@ -91,33 +91,47 @@ class MinerConfig:
     def validate(self) -> None:
         def need(ok: bool, key: str, reason: str) -> None:
             if not ok:
-                raise ConfigError(self.source, f"{SECTION}.{key}",
-                                  f"{reason} (got {getattr(self, key)!r})")
+                raise ConfigError(
+                    self.source, f"{SECTION}.{key}", f"{reason} (got {getattr(self, key)!r})"
+                )
 
         need(self.declared_space > 0, "declared_space", "bytes, more than 0")
         need(self.free_disk_floor >= 0, "free_disk_floor", "bytes, 0 or more")
         need(self.chain_rpc.startswith(("http://", "https://")), "chain_rpc", "an http(s) URL")
         host, _, port = self.listen.rpartition(":")
         need(bool(host) and port.isdigit() and int(port) < 65536, "listen", "HOST:PORT")
-        need(self.endpoint == "" or self.endpoint.startswith(("http://", "https://")),
-             "endpoint", "empty or an http(s) URL")
-        need(self.free_space_probe == "statvfs" or self.free_space_probe.startswith("file:"),
-             "free_space_probe", '"statvfs" or "file:PATH"')
+        need(
+            self.endpoint == "" or self.endpoint.startswith(("http://", "https://")),
+            "endpoint",
+            "empty or an http(s) URL",
+        )
+        need(
+            self.free_space_probe == "statvfs" or self.free_space_probe.startswith("file:"),
+            "free_space_probe",
+            '"statvfs" or "file:PATH"',
+        )
         need(self.poll_seconds > 0, "poll_seconds", "more than 0")
         need(self.tidy_seconds > 0, "tidy_seconds", "more than 0")
 
 
-def _convert(source: str, key: str, value: object, annotation: object) -> object:
-    expected = {"Path": str, "int": int, "float": (int, float), "bool": bool, "str": str}[
-        annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "str")
-    ]
-    if isinstance(value, bool) and expected is not bool:
+_ACCEPTED: dict[str, tuple[type, ...]] = {
+    "Path": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+}
+
+
+def _convert(source: str, key: str, value: object, annotation: Any) -> object:
+    name = annotation if isinstance(annotation, str) else annotation.__name__
+    accepted = _ACCEPTED[name]
+    # TOML booleans are ints to Python; a flag is never a number here, and vice versa.
+    if isinstance(value, bool) != (bool in accepted) or not isinstance(value, accepted):
         raise ConfigError(source, f"{SECTION}.{key}", f"wrong type: {value!r}")
-    if not isinstance(value, expected):
-        raise ConfigError(source, f"{SECTION}.{key}", f"wrong type: {value!r}")
-    if annotation in ("Path", Path):
+    if name == "Path":
         return Path(str(value))
-    if annotation in ("float", float):
+    if name == "float":
         return float(value)  # type: ignore[arg-type]
     return value
 

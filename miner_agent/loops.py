@@ -8,6 +8,7 @@ the wall clock, decides when an orphan is old enough to drop.
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -40,15 +41,23 @@ class ChainAdapter:
         return found
 
     async def idle_unit_states(self) -> dict[int, str]:
-        units = await self.node.chain.query(
-            "sminer.idle_units", account=self.node.address, limit=10_000
-        )
-        return {int(u["unit_index"]): str(u["state"]) for u in units}
+        states: dict[int, str] = {}
+        start = 0
+        while True:  # page through: a big miner has more units than one answer holds
+            units = await self.node.chain.query(
+                "sminer.idle_units", account=self.node.address, start=start, limit=10_000
+            )
+            states.update((int(u["unit_index"]), str(u["state"])) for u in units)
+            if len(units) < 10_000:
+                return states
+            start = int(units[-1]["unit_index"]) + 1
 
     async def report_lost(self, fragment: dict[str, Any]) -> None:
         await self.node.account.submit(
             "file_bank.generate_restoral_order",
-            fid=fragment["fid"], segment=fragment["segment"], index=fragment["idx"],
+            fid=fragment["fid"],
+            segment=fragment["segment"],
+            index=fragment["idx"],
         )
 
 
@@ -110,7 +119,9 @@ class MinerLoops:
         following = int(saved) if saved is not None else head.best_block + 1
         await self.resync()
         while True:
-            page = await self._chain("events", lambda: self.chain.events(following, timeout=5.0))
+            page = await self._chain(
+                "events", functools.partial(self.chain.events, following, timeout=5.0)
+            )
             for event in page.events:
                 try:
                     await self.on_event(event)
@@ -148,16 +159,24 @@ class MinerLoops:
         file = await self.chain.query("file_bank.file", fid=fid)
         if file is None or file["state"] != "deal":
             return
-        mine = [f for s in file["segments"] for f in s["fragments"]
-                if f["miner"] == self.node.address and not f["reported"]]
+        mine = [
+            f
+            for s in file["segments"]
+            for f in s["fragments"]
+            if f["miner"] == self.node.address and not f["reported"]
+        ]
         if not mine:
             return
         held = [f for f in mine if self.store.fragment(f["id"]) is not None]
         for fragment in held:
             self.store.set_fragment_state(fragment["id"], DEAL, fid)
         if len(held) < len(mine):
-            log.warning("deal %s: %d of my %d fragments never arrived", fid,
-                        len(mine) - len(held), len(mine))
+            log.warning(
+                "deal %s: %d of my %d fragments never arrived",
+                fid,
+                len(mine) - len(held),
+                len(mine),
+            )
             return
         self._spawn(f"transfer_report {fid}", self._call("file_bank.transfer_report", fid=fid))
 
@@ -177,7 +196,7 @@ class MinerLoops:
         for record in self.store.fragments():
             if record.state == ACTIVE:
                 continue
-            owner = await self._chain("resync", lambda r=record: self.adapter.fragment(r.id))
+            owner = await self._chain("resync", functools.partial(self.adapter.fragment, record.id))
             if owner is None or owner["miner"] != self.node.address:
                 continue
             if owner["file_state"] == "active":
@@ -194,8 +213,11 @@ class MinerLoops:
             self.node.corrupt.discard(fragment_id)
             owner = await self.adapter.fragment(fragment_id)
             self.store.delete_fragment(fragment_id)
-            if owner is not None and owner["miner"] == self.node.address and \
-                    owner["file_state"] == "active":
+            if (
+                owner is not None
+                and owner["miner"] == self.node.address
+                and owner["file_state"] == "active"
+            ):
                 self._spawn(f"report lost {fragment_id}", self.adapter.report_lost(owner))
         for record in self.store.fragments(ORPHAN):
             if record.received_height + self.params.orphan_ttl < best:
@@ -232,12 +254,17 @@ class MinerLoops:
             await asyncio.sleep(self.node.config.poll_seconds)
 
     async def space_step(self) -> None:
-        record = await self.chain.query("sminer.miner", account=self.node.address)
+        record = await self._record()
         if record is None or record["state"] != "positive":
             return
         await self.prove_committed()
-        await self.replace_owed(record)
-        await self.fill(record)
+        await self.replace_owed(await self._record())
+        # Each step changed the chain: decide on filling from what it says now.
+        await self.fill(await self._record())
+
+    async def _record(self) -> dict[str, Any]:
+        record: dict[str, Any] = await self.chain.query("sminer.miner", account=self.node.address)
+        return record
 
     async def fill(self, record: dict[str, Any]) -> None:
         unit = self.params.idle_unit_size
@@ -252,8 +279,9 @@ class MinerLoops:
         seed = idle_seed(self.node.keypair.public_key, index, bytes.fromhex(head.best_hash[2:]))
         generated = await asyncio.to_thread(generate_unit, self.params.idle_spec(), seed)
         roots = [root.hex() for root in generated.layer_roots]
-        await asyncio.to_thread(self.store.write_idle_unit, index, generated.data,
-                                head.best_block, roots)
+        await asyncio.to_thread(
+            self.store.write_idle_unit, index, generated.data, head.best_block, roots
+        )
         try:
             result = await self._call(
                 "sminer.cert_idle_space",
@@ -278,17 +306,27 @@ class MinerLoops:
             if generated is None:  # restarted since the commitment: the seed remakes it
                 anchor = await self.chain.block(unit.anchor_height)
                 assert anchor is not None
-                seed = idle_seed(self.node.keypair.public_key, unit.unit_index,
-                                 bytes.fromhex(anchor["hash"][2:]))
+                seed = idle_seed(
+                    self.node.keypair.public_key, unit.unit_index, bytes.fromhex(anchor["hash"][2:])
+                )
                 generated = await asyncio.to_thread(generate_unit, spec, seed)
             beacon = bytes.fromhex(beacon_block["randomness"][2:])
-            challenges = cert_challenges(beacon, generated.layer_roots, self.node.keypair.public_key,
-                                         unit.unit_index, self.params.idle_cert_samples,
-                                         spec.leaf_count)
+            challenges = cert_challenges(
+                beacon,
+                generated.layer_roots,
+                self.node.keypair.public_key,
+                unit.unit_index,
+                self.params.idle_cert_samples,
+                spec.leaf_count,
+            )
             proofs = await asyncio.to_thread(prove_certification, spec, generated, challenges)
             try:
-                await self._call("sminer.prove_idle_space", units=[{
-                    "unit_index": unit.unit_index, "proofs": [p.to_json() for p in proofs]}])
+                await self._call(
+                    "sminer.prove_idle_space",
+                    units=[
+                        {"unit_index": unit.unit_index, "proofs": [p.to_json() for p in proofs]}
+                    ],
+                )
             except ExtrinsicFailed as exc:
                 if exc.error in ("sminer.NoSuchCommitment", "sminer.BadIdleProof"):
                     self.store.delete_idle_unit(unit.unit_index)
@@ -315,10 +353,14 @@ class MinerLoops:
         while True:
             await asyncio.sleep(self.node.config.tidy_seconds)
             try:
-                report = await tidy(self.store, self.adapter, me=self.node.address,
-                                    best_block=self.node.best_block,
-                                    orphan_ttl=self.params.orphan_ttl,
-                                    unit_size=self.params.idle_unit_size)
+                report = await tidy(
+                    self.store,
+                    self.adapter,
+                    me=self.node.address,
+                    best_block=self.node.best_block,
+                    orphan_ttl=self.params.orphan_ttl,
+                    unit_size=self.params.idle_unit_size,
+                )
             except ChainError as exc:
                 log.warning("tidy skipped: %s", exc)
                 continue

@@ -22,17 +22,23 @@ log = logging.getLogger("deoss-miner")
 
 @dataclass
 class MinerMetrics:
-    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
 
     def __post_init__(self) -> None:
-        self.requests = Counter("deoss_miner_requests", "HTTP requests by outcome", ["outcome"],
-                                registry=self.registry)
-        self.bytes_in = Counter("deoss_miner_fragment_bytes_in", "Fragment bytes stored",
-                                registry=self.registry)
-        self.bytes_out = Counter("deoss_miner_fragment_bytes_out", "Fragment bytes served",
-                                 registry=self.registry)
-        self.proofs = Counter("deoss_miner_proofs", "Challenge proofs submitted", ["kind"],
-                              registry=self.registry)
+        self.requests = Counter(
+            "deoss_miner_requests", "HTTP requests by outcome", ["outcome"], registry=self.registry
+        )
+        self.bytes_in = Counter(
+            "deoss_miner_fragment_bytes_in", "Fragment bytes stored", registry=self.registry
+        )
+        self.bytes_out = Counter(
+            "deoss_miner_fragment_bytes_out", "Fragment bytes served", registry=self.registry
+        )
+        self.proofs = Counter(
+            "deoss_miner_proofs", "Challenge proofs submitted", ["kind"], registry=self.registry
+        )
 
 
 class _StateCollector(Collector):

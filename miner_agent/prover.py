@@ -11,7 +11,9 @@ from miner_agent.store import MinerStore, StoreError
 __all__ = ["idle_answer", "service_answer"]
 
 
-def service_answer(store: MinerStore, challenge: dict[str, Any]) -> tuple[list[list[dict[str, Any]]], list[str]]:
+def service_answer(
+    store: MinerStore, challenge: dict[str, Any]
+) -> tuple[list[list[dict[str, Any]]], list[str]]:
     """Openings per service item, and the fragment ids this miner could not prove."""
     answer: list[list[dict[str, Any]]] = []
     lost: list[str] = []
@@ -20,8 +22,11 @@ def service_answer(store: MinerStore, challenge: dict[str, Any]) -> tuple[list[l
         try:
             tree = MerkleTree(store.fragment_leaf_hashes(fragment_id))
             openings = [
-                LeafOpening(index=leaf, leaf=store.read_fragment_leaf(fragment_id, leaf),
-                            path=tuple(tree.path(leaf))).to_json()
+                LeafOpening(
+                    index=leaf,
+                    leaf=store.read_fragment_leaf(fragment_id, leaf),
+                    path=tuple(tree.path(leaf)),
+                ).to_json()
                 for leaf in item["leaves"]
             ]
         except (StoreError, OSError):
@@ -37,8 +42,9 @@ def idle_answer(store: MinerStore, challenge: dict[str, Any]) -> list[list[dict[
         unit, leaf = item["unit_index"], item["leaf"]
         try:
             tree = MerkleTree(store.idle_leaf_hashes(unit))
-            opening = LeafOpening(index=leaf, leaf=store.read_idle_leaf(unit, leaf),
-                                  path=tuple(tree.path(leaf)))
+            opening = LeafOpening(
+                index=leaf, leaf=store.read_idle_leaf(unit, leaf), path=tuple(tree.path(leaf))
+            )
             answer.append([opening.to_json()])
         except (StoreError, OSError):
             answer.append([])

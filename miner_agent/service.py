@@ -22,7 +22,6 @@ from miner_agent.store import StoreError, check_fragment_id
 __all__ = ["NODE", "GatewayDirectory", "make_app", "parse_range"]
 
 NODE = web.AppKey("node", MinerNode)
-GATEWAYS = web.AppKey("gateways", "GatewayDirectory")
 MAX_BATCH_FRAGMENTS = 256
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -56,6 +55,9 @@ class GatewayDirectory:
         scheme = None if gateway is None else str(gateway["scheme"])
         self._cache[account] = (time.monotonic(), scheme)
         return scheme
+
+
+GATEWAYS = web.AppKey("gateways", GatewayDirectory)
 
 
 async def _authenticate(request: web.Request) -> SignedRequest:
@@ -171,19 +173,30 @@ async def put_batch(request: web.Request) -> web.Response:
         try:
             if size > node.params.fragment_size:
                 raise StoreError(413, "FragmentTooLarge", f"at most {node.params.fragment_size}")
-            is_new = await node.store.receive(check_fragment_id(fragment_id), chunks, size=size,
-                                              height=node.best_block)
+            is_new = await node.store.receive(
+                check_fragment_id(fragment_id), chunks, size=size, height=node.best_block
+            )
         except StoreError as exc:
             async for _ in chunks:  # skip the rest of this fragment, keep the others
                 pass
-            results.append({"id": fragment_id, "status": exc.status,
-                            "error": {"code": exc.code, "message": exc.message}})
+            results.append(
+                {
+                    "id": fragment_id,
+                    "status": exc.status,
+                    "error": {"code": exc.code, "message": exc.message},
+                }
+            )
             continue
         if is_new:
             created.append(fragment_id)
         node.metrics.bytes_in.inc(size)
-        results.append({"id": fragment_id, "status": 201 if is_new else 200,
-                        "receipt": _receipt(node, fragment_id, size)})
+        results.append(
+            {
+                "id": fragment_id,
+                "status": 201 if is_new else 200,
+                "receipt": _receipt(node, fragment_id, size),
+            }
+        )
     if reader.hash.hexdigest() != signed.content_sha256:
         for fragment_id in created:  # nothing of a body that was not the signed one stays
             node.store.delete_fragment(fragment_id)
@@ -220,12 +233,17 @@ async def get_fragment(request: web.Request) -> web.StreamResponse:
     record = node.store.fragment(fragment_id)
     if record is None or not node.store.fragment_path(fragment_id).exists():
         return _error(404, "NoSuchFragment", fragment_id)
-    headers = {"Accept-Ranges": "bytes", "ETag": f'"{fragment_id}"',
-               "Content-Type": "application/octet-stream"}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{fragment_id}"',
+        "Content-Type": "application/octet-stream",
+    }
     try:
         span = parse_range(request.headers.get("Range"), record.size)
     except ValueError:
-        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{record.size}"})
+        return web.Response(
+            status=416, headers={**headers, "Content-Range": f"bytes */{record.size}"}
+        )
     start, end = span or (0, record.size)
     status = 200 if span is None else 206
     if span is not None:
@@ -254,13 +272,15 @@ async def get_fragment(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    return web.json_response({
-        "status": "ok",
-        "account": node.address,
-        "best_block": node.best_block,
-        "fragments": len(node.store.fragments()),
-        "free_bytes": node.store.free_bytes(),
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "account": node.address,
+            "best_block": node.best_block,
+            "fragments": len(node.store.fragments()),
+            "free_bytes": node.store.free_bytes(),
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -278,4 +298,3 @@ def make_app(node: MinerNode) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     return app
-

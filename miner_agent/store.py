@@ -223,7 +223,9 @@ class MinerStore:
 
     def fragments(self, state: str | None = None) -> list[FragmentRecord]:
         if state is None:
-            rows = self._sql("SELECT id, size, state, fid, received_height, stored_at FROM fragments")
+            rows = self._sql(
+                "SELECT id, size, state, fid, received_height, stored_at FROM fragments"
+            )
         else:
             rows = self._sql(
                 "SELECT id, size, state, fid, received_height, stored_at FROM fragments "
@@ -309,8 +311,15 @@ class MinerStore:
         self._sql(
             "INSERT OR REPLACE INTO fragments (id, size, state, fid, received_height, stored_at, "
             "leaf_hashes, leaf_checks) VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
-            (fragment_id, size, ORPHAN, height, time.time(), b"".join(receiver.leaf_hashes),
-             b"".join(receiver.checks)),
+            (
+                fragment_id,
+                size,
+                ORPHAN,
+                height,
+                time.time(),
+                b"".join(receiver.leaf_hashes),
+                b"".join(receiver.checks),
+            ),
         )
         return True
 
@@ -381,8 +390,9 @@ class MinerStore:
     def idle_path(self, unit_index: int) -> Path:
         return self.idle_dir / str(int(unit_index))
 
-    def write_idle_unit(self, unit_index: int, data: bytes, anchor_height: int,
-                        layer_roots: list[str]) -> MerkleTree:
+    def write_idle_unit(
+        self, unit_index: int, data: bytes, anchor_height: int, layer_roots: list[str]
+    ) -> MerkleTree:
         """Atomically writes an idle unit's last layer and indexes it (state generated)."""
         temp = self.tmp_dir / f"idle-{unit_index}.{time.monotonic_ns()}.part"
         try:
@@ -400,8 +410,13 @@ class MinerStore:
         self._sql(
             "INSERT OR REPLACE INTO idle_units (unit_index, state, anchor_height, layer_roots, "
             "committed_at, leaf_hashes, leaf_checks) VALUES (?, 'generated', ?, ?, NULL, ?, ?)",
-            (unit_index, anchor_height, ",".join(layer_roots),
-             b"".join(tree.leaf_hash(i) for i in range(tree.leaf_count)), _checks(leaves)),
+            (
+                unit_index,
+                anchor_height,
+                ",".join(layer_roots),
+                b"".join(tree.leaf_hash(i) for i in range(tree.leaf_count)),
+                _checks(leaves),
+            ),
         )
         return tree
 

@@ -4,26 +4,31 @@ One pass, in this order::
 
     tmp/          temp files older than ``temp_age``                    expired_temp
     fragments/    anything but fragments/<id[0:2]>/<id[2:4]>/<id>        malformed
-                  files not in the index: adopted when they hash to their
-                  id and the chain places them here, else                unknown
     index         file gone, wrong size, a leaf fails its check          missing, wrong_size,
-                  (a loss of an active file ours is reported)            corrupt
+                  (the loss of an active file held here is reported)     corrupt
                   orphan past orphan_ttl (chain time) not placed here    orphan
                   deal or active fragment the chain places elsewhere     not_ours
+    fragments/    files not in the index: adopted when they hash to
+                  their id and the chain places them here, else          unknown
     idle/         bad names, unknown or wrong-size units, units the
                   chain no longer lists                                  idle_unknown
+                  indexed units whose file is gone                       missing
 
+Files not in the index and written less than ``temp_age`` ago are left alone: the store
+renames a file into place before it indexes it, so they may be writes in progress.
 Invariant: a fragment the chain says this miner holds and that verifies is never removed.
 Chain errors propagate (the caller skips this round); every chain question is asked
 before the local change it justifies, so an interrupted run leaves work for the next.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -177,7 +182,7 @@ def _file_size(path: Path) -> int | None:
         return None
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+async def _file_chunks(path: Path) -> AsyncGenerator[bytes, None]:
     handle = await asyncio.to_thread(open, path, "rb")
     try:
         while data := await asyncio.to_thread(handle.read, _CHUNK):
@@ -237,6 +242,8 @@ class _Tidy:
     async def check_indexed(self, record: FragmentRecord) -> None:
         size = await asyncio.to_thread(_file_size, self.store.fragment_path(record.id))
         if size is None:
+            if self.store.fragment(record.id) is None:
+                return  # deleted meanwhile, file and entry, by the deal follower
             await self.lost(record, "missing", None)
             return
         if size != record.size:
@@ -314,13 +321,15 @@ class _Tidy:
             await asyncio.to_thread(path.unlink, missing_ok=True)
             self.note("unknown", fragment_id)
 
-    async def adopt(self, fragment_id: str, path: Path, size: int, on_chain: dict[str, Any]) -> None:
+    async def adopt(
+        self, fragment_id: str, path: Path, size: int, on_chain: dict[str, Any]
+    ) -> None:
         # receive() re-hashes while copying through tmp/ and renames over this very file,
         # so the fragment is never absent from disk; the index gets its leaf hashes and
         # checks exactly as for a PUT.
         try:
-            await self.store.receive(fragment_id, _file_chunks(path), size=size,
-                                     height=self.best_block)
+            async with contextlib.aclosing(_file_chunks(path)) as chunks:
+                await self.store.receive(fragment_id, chunks, size=size, height=self.best_block)
         except StoreError as exc:
             if exc.code != "InsufficientStorage":
                 raise
@@ -391,7 +400,7 @@ async def tidy(
 ) -> TidyReport:
     """One tidy pass. Files written less than ``temp_age`` seconds before ``now`` and not
     yet indexed are left alone: a write may be in progress."""
-    current = time_now() if now is None else now
+    current = time.time() if now is None else now
     return await _Tidy(
         store=store,
         chain=chain,

@@ -35,14 +35,29 @@ class Setup:
     gateway: Keypair
     chain: LocalChain
 
-    async def request(self, method: str, path: str, body: bytes = b"", *,
-                      signer: Keypair | None = None, receiver: str | None = None,
-                      headers: dict[str, str] | None = None, now: float | None = None) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        signer: Keypair | None = None,
+        receiver: str | None = None,
+        headers: dict[str, str] | None = None,
+        now: float | None = None,
+    ) -> Any:
         signer = signer or self.gateway
-        signed = sign_request(signer, method, path, receiver or self.node.address,
-                              content_sha256=hashlib.sha256(body).hexdigest(), now=now)
-        return await self.client.request(method, path, data=body,
-                                         headers={**signed, **(headers or {})})
+        signed = sign_request(
+            signer,
+            method,
+            path,
+            receiver or self.node.address,
+            content_sha256=hashlib.sha256(body).hexdigest(),
+            now=now,
+        )
+        return await self.client.request(
+            method, path, data=body, headers={**signed, **(headers or {})}
+        )
 
 
 async def included(chain: LocalChain, tx_hash: str) -> None:
@@ -54,18 +69,25 @@ async def included(chain: LocalChain, tx_hash: str) -> None:
 @pytest.fixture
 async def setup(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[Setup]:
     params = dev_params(block_time=0.0)
-    chain = await LocalChain.open(tmp_path / "chain.db", Genesis(params=params, dev=True),
-                                  block_time=0.0)
+    chain = await LocalChain.open(
+        tmp_path / "chain.db", Genesis(params=params, dev=True), block_time=0.0
+    )
     gateway = Keypair.generate()
     alice = ChainAccount(chain, dev_keypair("Alice"))
     await included(chain, await alice.submit("balances.faucet", dest=gateway.address))
-    await included(chain, await ChainAccount(chain, gateway).submit(
-        "oss.register", endpoint="http://127.0.0.1:1"))
-    config = MinerConfig(data_dir=tmp_path / "miner", declared_space=params.idle_unit_size * 4,
-                         chain_rpc="http://127.0.0.1:1")
+    await included(
+        chain,
+        await ChainAccount(chain, gateway).submit("oss.register", endpoint="http://127.0.0.1:1"),
+    )
+    config = MinerConfig(
+        data_dir=tmp_path / "miner",
+        declared_space=params.idle_unit_size * 4,
+        chain_rpc="http://127.0.0.1:1",
+    )
     store = MinerStore(config.data_dir, leaf_size=params.leaf_size)
-    node = MinerNode(config=config, keypair=Keypair.generate(), chain=chain, params=params,
-                     store=store)
+    node = MinerNode(
+        config=config, keypair=Keypair.generate(), chain=chain, params=params, store=store
+    )
     client = await aiohttp_client(make_app(node))
     yield Setup(client, node, gateway, chain)
     store.close()
@@ -87,8 +109,9 @@ async def test_put_returns_a_signed_receipt_and_is_idempotent(setup: Setup) -> N
     assert response.status == 201, await response.text()
     receipt = await response.json()
     assert receipt["fragment_id"] == fragment_id and receipt["size"] == len(data)
-    assert verify_receipt("sr25519", setup.node.address, fragment_id,
-                          bytes.fromhex(receipt["signature"][2:]))
+    assert verify_receipt(
+        "sr25519", setup.node.address, fragment_id, bytes.fromhex(receipt["signature"][2:])
+    )
     again = await setup.request("PUT", f"/fragment/{fragment_id}", data)
     assert again.status == 200
     assert setup.node.store.fragment_path(fragment_id).read_bytes() == data
@@ -101,9 +124,13 @@ async def test_get_whole_ranges_and_head(setup: Setup) -> None:
     path = f"/fragment/{fragment_id}"
     whole = await setup.request("GET", path)
     assert whole.status == 200 and await whole.read() == data
-    for header, expected in [("bytes=0-0", data[:1]), ("bytes=100-9000", data[100:9001]),
-                             (f"bytes={LEAF}-", data[LEAF:]), ("bytes=-50", data[-50:]),
-                             ("bytes=5-999999", data[5:])]:
+    for header, expected in [
+        ("bytes=0-0", data[:1]),
+        ("bytes=100-9000", data[100:9001]),
+        (f"bytes={LEAF}-", data[LEAF:]),
+        ("bytes=-50", data[-50:]),
+        ("bytes=5-999999", data[5:]),
+    ]:
         response = await setup.request("GET", path, headers={"Range": header})
         assert response.status == 206, header
         assert await response.read() == expected, header
@@ -118,8 +145,14 @@ async def test_get_whole_ranges_and_head(setup: Setup) -> None:
 
 @pytest.mark.parametrize(
     ("header", "size", "expected"),
-    [(None, 10, None), ("bytes=0-4", 10, (0, 5)), ("bytes=-3", 10, (7, 10)),
-     ("bytes=8-", 10, (8, 10)), ("bytes=0-1,3-4", 10, None), ("items=0-1", 10, None)],
+    [
+        (None, 10, None),
+        ("bytes=0-4", 10, (0, 5)),
+        ("bytes=-3", 10, (7, 10)),
+        ("bytes=8-", 10, (8, 10)),
+        ("bytes=0-1,3-4", 10, None),
+        ("items=0-1", 10, None),
+    ],
 )
 def test_parse_range(header: str | None, size: int, expected: tuple[int, int] | None) -> None:
     assert parse_range(header, size) == expected
@@ -136,8 +169,13 @@ async def test_requests_must_be_signed_by_a_registered_gateway(setup: Setup) -> 
     assert other_miner.status == 401
     stale = await setup.request("PUT", path, data, now=1_000_000_000)
     assert stale.status == 401 and (await stale.json())["error"]["code"] == "RequestTimeSkewed"
-    signed = sign_request(setup.gateway, "PUT", path, setup.node.address,
-                          content_sha256=hashlib.sha256(data).hexdigest())
+    signed = sign_request(
+        setup.gateway,
+        "PUT",
+        path,
+        setup.node.address,
+        content_sha256=hashlib.sha256(data).hexdigest(),
+    )
     tampered = await setup.client.put(path + "?x=1", data=data, headers=signed)
     assert tampered.status == 401
     assert setup.node.store.fragments() == [] and leftovers(setup.node) == []
@@ -147,8 +185,13 @@ async def test_bad_bodies_leave_nothing_behind(setup: Setup) -> None:
     fragment_id, data = fragment()
     wrong = await setup.request("PUT", f"/fragment/{fragment_id}", data[:-1] + b"x")
     assert wrong.status == 400 and (await wrong.json())["error"]["code"] == "HashMismatch"
-    signed = sign_request(setup.gateway, "PUT", f"/fragment/{fragment_id}", setup.node.address,
-                          content_sha256=hashlib.sha256(b"other").hexdigest())
+    signed = sign_request(
+        setup.gateway,
+        "PUT",
+        f"/fragment/{fragment_id}",
+        setup.node.address,
+        content_sha256=hashlib.sha256(b"other").hexdigest(),
+    )
     mismatch = await setup.client.put(f"/fragment/{fragment_id}", data=data, headers=signed)
     assert (await mismatch.json())["error"]["code"] == "ContentHashMismatch"
     too_big = os.urandom(setup.node.params.fragment_size + 1)
@@ -161,8 +204,9 @@ async def test_bad_bodies_leave_nothing_behind(setup: Setup) -> None:
     assert not any(setup.node.store.fragment_dir.rglob("*[0-9a-f]"))
 
 
-async def test_disk_full_mid_write_is_a_clear_507(setup: Setup, monkeypatch: pytest.MonkeyPatch
-                                                  ) -> None:
+async def test_disk_full_mid_write_is_a_clear_507(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from miner_agent import store as store_module
 
     original = store_module._Receiver.absorb
@@ -193,13 +237,15 @@ async def test_bitrot_is_caught_on_read(setup: Setup) -> None:
     rotten = bytearray(data)
     rotten[10] ^= 1
     path.write_bytes(bytes(rotten))
-    response = await setup.request("GET", f"/fragment/{fragment_id}",
-                                   headers={"Range": "bytes=0-99"})
+    response = await setup.request(
+        "GET", f"/fragment/{fragment_id}", headers={"Range": "bytes=0-99"}
+    )
     assert response.status == 500
     assert (await response.json())["error"]["code"] == "FragmentCorrupt"
     assert fragment_id in setup.node.corrupt
-    fine = await setup.request("GET", f"/fragment/{fragment_id}",
-                               headers={"Range": f"bytes={LEAF}-{LEAF + 9}"})
+    fine = await setup.request(
+        "GET", f"/fragment/{fragment_id}", headers={"Range": f"bytes={LEAF}-{LEAF + 9}"}
+    )
     assert await fine.read() == data[LEAF : LEAF + 10]
 
 
@@ -228,8 +274,13 @@ async def test_batch_put_answers_each_fragment(setup: Setup) -> None:
 async def test_batch_with_a_body_that_was_not_signed_keeps_nothing(setup: Setup) -> None:
     items = [fragment(1000)]
     body = batch_body(items)
-    signed = sign_request(setup.gateway, "POST", "/fragments", setup.node.address,
-                          content_sha256=hashlib.sha256(body + b"x").hexdigest())
+    signed = sign_request(
+        setup.gateway,
+        "POST",
+        "/fragments",
+        setup.node.address,
+        content_sha256=hashlib.sha256(body + b"x").hexdigest(),
+    )
     response = await setup.client.post("/fragments", data=body, headers=signed)
     assert response.status == 400
     assert setup.node.store.fragments() == []
