@@ -17,7 +17,11 @@ def _devnet(args: argparse.Namespace) -> int:
         print("deoss devnet: --block-time must be > 0", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run_devnet(Path(args.dir), block_time=args.block_time, fresh=args.fresh))
+        return asyncio.run(
+            run_devnet(
+                Path(args.dir), block_time=args.block_time, fresh=args.fresh, miners=args.miners
+            )
+        )
     except DevnetError as exc:
         print(f"deoss devnet: {exc}", file=sys.stderr)
         return 1
@@ -30,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--dir", default=".devnet", help="where the network keeps its state")
     devnet.add_argument("--block-time", type=float, default=1.0, help="seconds between blocks")
     devnet.add_argument("--fresh", action="store_true", help="start from an empty directory")
+    devnet.add_argument("--miners", type=int, default=None, help="how many miners (n + 2)")
     devnet.set_defaults(func=_devnet)
     add_key_commands(commands)
     return parser

@@ -1,7 +1,7 @@
 """``deoss devnet``: a local network of real processes on loopback.
 
-For now the network is one dev chain node; miners and the gateway join it as they are
-built. The devnet writes ``.devnet/devnet.json`` (atomically, once every process
+A dev chain node and n + 2 miners (the gateway joins when it is built). The devnet
+writes ``.devnet/devnet.json`` (atomically, once every process
 answers) so tests and people find the endpoints there.
 """
 
@@ -22,15 +22,21 @@ import aiohttp
 
 from chain_client.cli import write_atomically
 from chain_client.keys import dev_accounts
+from chain_client.params import MIB, dev_params
 
 __all__ = [
     "DevnetError",
     "chain_command",
     "run_devnet",
     "start_chain_process",
+    "start_miner_process",
     "stop_process",
     "wait_for_url",
 ]
+
+
+DEVNET_MINER_UNITS = 64  # 4 MiB of idle space per miner with the dev 64 KiB unit
+DEVNET_DISK_FLOOR = 256 * MIB
 
 
 class DevnetError(RuntimeError):
@@ -124,31 +130,119 @@ async def _wait_for_blocks(url: str, count: int, timeout: float) -> int:
     raise DevnetError(f"the chain at {url} produced no block in {timeout} s")
 
 
-async def run_devnet(root: Path, *, block_time: float, fresh: bool) -> int:
+@dataclass(slots=True)
+class MinerProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    directory: Path
+    account: str
+
+
+async def start_miner_process(
+    directory: Path,
+    chain_url: str,
+    *,
+    declared_space: int,
+    free_disk_floor: int,
+    log_file: Path,
+) -> MinerProcess:
+    """``deoss-miner init`` (dev: collateral from the faucet) then ``deoss-miner run``."""
+    if not (directory / "miner.toml").exists():
+        await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "miner_agent.cli",
+                "init",
+                "--dir",
+                str(directory),
+                "--declared-space",
+                str(declared_space),
+                "--chain-rpc",
+                chain_url,
+                "--faucet",
+                "--free-disk-floor",
+                str(free_disk_floor),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    (directory / "miner.url").unlink(missing_ok=True)
+    with open(log_file, "ab") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "miner_agent.cli",
+                "run",
+                "--config",
+                str(directory / "miner.toml"),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = await wait_for_url(directory / "miner.url", process, timeout=60)
+    except BaseException:
+        stop_process(process)
+        raise
+    account = json.loads((directory / "key.json").read_text())["address"]
+    return MinerProcess(process, url, directory, str(account))
+
+
+async def run_devnet(root: Path, *, block_time: float, fresh: bool, miners: int | None) -> int:
     if fresh and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     chain = await start_chain_process(
         root / "chain", block_time=block_time, log_file=root / "chain.log"
     )
+    started: list[MinerProcess] = []
     try:
         await _wait_for_blocks(chain.url, 1, timeout=max(10.0, block_time * 5))
+        params = dev_params()
+        # Repair needs somewhere to go: n + 2 miners (DESIGN.md §8).
+        count = params.total_shards + 2 if miners is None else miners
+        started = list(
+            await asyncio.gather(
+                *(
+                    start_miner_process(
+                        root / f"miner{number}",
+                        chain.url,
+                        declared_space=DEVNET_MINER_UNITS * params.idle_unit_size,
+                        free_disk_floor=DEVNET_DISK_FLOOR,
+                        log_file=root / f"miner{number}.log",
+                    )
+                    for number in range(count)
+                )
+            )
+        )
         info: dict[str, Any] = {
             "chain_rpc": chain.url,
             "chain_dir": str(chain.directory),
             "chain_pid": chain.process.pid,
+            "miners": [
+                {"account": m.account, "url": m.url, "dir": str(m.directory), "pid": m.process.pid}
+                for m in started
+            ],
             "dev_accounts": dev_accounts(),
             "started_at": int(time.time()),
         }
         write_atomically(root / "devnet.json", json.dumps(info, indent=2) + "\n")
+        miner_lines = "\n".join(f"  miner       {m.url}  {m.account}" for m in started)
         print(
             f"""deoss devnet is up ({root / "devnet.json"}):
   chain RPC   {chain.url}
   health      curl {chain.url}/health
   latest      curl {chain.url}/block/latest
   events      curl '{chain.url}/events?from=0'
+  miners      curl '{chain.url}/query/sminer.miners'
+{miner_lines}
+  miner stat  .venv/bin/deoss-miner stat --config {root / "miner0" / "miner.toml"}
   dev keys    //Alice //Bob ... (e.g. .venv/bin/deoss-chain key show //Alice --dev)
-  logs        {root / "chain.log"}
+  logs        {root}/*.log
 Press Ctrl-C to stop.""",
             flush=True,
         )
@@ -156,19 +250,24 @@ Press Ctrl-C to stop.""",
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        watcher = asyncio.create_task(asyncio.to_thread(chain.process.wait))
+        watched = {
+            asyncio.create_task(asyncio.to_thread(p.wait), name=name)
+            for name, p in [
+                ("chain node", chain.process),
+                *((f"miner {m.directory.name}", m.process) for m in started),
+            ]
+        }
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({*watched, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if watcher in done:
-            print(
-                f"deoss devnet: the chain node exited ({chain.process.returncode}); "
-                f"see {root / 'chain.log'}",
-                file=sys.stderr,
-            )
+        exited = [task.get_name() for task in done if task is not stopper]
+        if exited:
+            print(f"deoss devnet: the {exited[0]} exited; see the logs in {root}", file=sys.stderr)
             return 1
         return 0
     finally:
+        for miner in started:
+            stop_process(miner.process)
         stop_process(chain.process)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(root / "devnet.json")

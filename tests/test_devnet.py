@@ -19,7 +19,7 @@ def health(url: str) -> dict[str, Any]:
 
 
 @pytest.mark.e2e
-def test_devnet_starts_a_chain_that_makes_blocks(tmp_path: Path) -> None:
+def test_devnet_starts_a_chain_and_miners(tmp_path: Path) -> None:
     root = tmp_path / "devnet"
     process = subprocess.Popen(
         [
@@ -47,6 +47,21 @@ def test_devnet_starts_a_chain_that_makes_blocks(tmp_path: Path) -> None:
         time.sleep(1.5)
         assert int(health(info["chain_rpc"])["best_block"]) > first
         assert "Alice" in info["dev_accounts"]
+        # n + 2 real miner processes, registered on the chain and filling idle space.
+        assert len(info["miners"]) == 6
+        for miner in info["miners"]:
+            with urllib.request.urlopen(miner["url"] + "/health", timeout=5) as response:
+                assert json.loads(response.read())["account"] == miner["account"]
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(
+                info["chain_rpc"] + "/query/sminer.miners", timeout=5
+            ) as response:
+                miners = json.loads(response.read())["result"]
+            if len(miners) == 6 and all(m["idle"] > 0 for m in miners):
+                break
+            assert time.monotonic() < deadline, miners
+            time.sleep(0.3)
     finally:
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=30)[0].decode()
