@@ -30,22 +30,13 @@ def _init(args: argparse.Namespace) -> int:
         print(f"deoss-miner: {config_path} exists (use --force to replace it)", file=sys.stderr)
         return 2
     directory.mkdir(parents=True, exist_ok=True)
-    key_file = args.key or "key.json"
-    if args.key is None:
-        try:
-            save_key_file(
-                directory / "key.json", Keypair.generate(args.scheme), overwrite=args.force
-            )
-        except KeyMaterialError as exc:
-            print(f"deoss-miner: {exc}", file=sys.stderr)
-            return 2
     config = MinerConfig(
         data_dir=directory,
         declared_space=args.declared_space,
         chain_rpc=args.chain_rpc,
         listen=args.listen,
         endpoint=args.endpoint,
-        key_file=key_file,
+        key_file=args.key or "key.json",
         dev=args.dev,
         faucet=args.faucet,
         free_disk_floor=args.free_disk_floor,
@@ -53,8 +44,11 @@ def _init(args: argparse.Namespace) -> int:
         source=str(config_path),
     )
     try:
-        config.validate()
-    except ConfigError as exc:
+        config.validate()  # before anything is written: a refused init changes nothing
+        if args.key is None:
+            keypair = Keypair.generate(args.scheme)
+            save_key_file(directory / "key.json", keypair, overwrite=args.force)
+    except (ConfigError, KeyMaterialError) as exc:
         print(f"deoss-miner: {exc}", file=sys.stderr)
         return 2
     write_atomically(config_path, render_config(config))

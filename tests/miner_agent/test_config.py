@@ -51,7 +51,8 @@ def test_round_trip(tmp_path: Path) -> None:
             "miner.chain_rpc",
         ),
         (
-            '[miner]\ndata_dir = "/x"\ndeclared_space = 1\nchain_rpc = "http://h:1"\nlisten = "x"\n',
+            '[miner]\ndata_dir = "/x"\ndeclared_space = 1\nchain_rpc = "http://h:1"\n'
+            'listen = "x"\n',
             "miner.listen",
         ),
         (
@@ -96,3 +97,4 @@ def test_init_writes_config_and_a_private_key(
     assert "exists" in capsys.readouterr().err
     assert load_key_file(directory / "key.json") == key
     assert main([*args[:-1], "not-a-url", "--force"]) == 2
+    assert load_key_file(directory / "key.json") == key  # a refused init changed nothing
