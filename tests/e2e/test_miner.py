@@ -330,3 +330,82 @@ def test_a_miner_the_chain_refuses_says_why(
     )
     assert result.returncode == 2
     assert "InsufficientBalance" in result.stderr
+
+
+def test_tidy_command_removes_what_does_not_belong(
+    network: tuple[ChainProcess, list[Miner]],
+) -> None:
+    miner = network[1][2]
+    junk = miner.directory / "fragments" / "zz" / "not-a-fragment"
+    junk.parent.mkdir(parents=True, exist_ok=True)
+    junk.write_bytes(b"junk")
+    result = subprocess.run(
+        miner_command("tidy", "--config", str(miner.directory / "miner.toml")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["removed"]["malformed"] and not junk.exists()
+    assert miner.stat()["fragments"] == 1  # its real fragment stays
+
+
+async def test_a_restarted_miner_updates_its_endpoint_and_keeps_its_data(
+    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, stored: dict[str, Any]
+) -> None:
+    miner = network[1][0]
+    old_url = miner.url
+    stop_process(miner.process)
+    miner.process = start_miner(miner.directory)
+    miner.url = wait_for_url(miner.directory, miner.process)
+    assert miner.url != old_url
+    record = await eventually(
+        functools.partial(chain.query, "sminer.miner", account=miner.address),
+        lambda r: r["endpoint"] == miner.url,
+    )
+    assert record["service"] == PARAMS.fragment_size
+    entry = stored["layout"]["segments"][0]["fragments"][0]
+    path = f"/fragment/{entry['id']}"
+    headers = sign_request(stored["gateway"].keypair, "GET", path, miner.address)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(miner.url + path, headers=headers) as response,
+    ):
+        assert response.status == 200
+        assert await response.read() == stored["contents"][entry["id"]]
+
+
+async def test_reads_go_on_while_the_chain_is_down(
+    network: tuple[ChainProcess, list[Miner]], stored: dict[str, Any]
+) -> None:
+    chain_process, miners = network
+    miner = miners[3]
+    entry = stored["layout"]["segments"][0]["fragments"][3]
+    path = f"/fragment/{entry['id']}"
+
+    async def read() -> int:
+        headers = sign_request(stored["gateway"].keypair, "GET", path, miner.address)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(miner.url + path, headers=headers) as response,
+        ):
+            return response.status
+
+    assert await read() == 200  # the miner now knows the gateway
+    port = chain_process.url.rsplit(":", 1)[1]
+    chain_process.stop()
+    assert await read() == 200
+    restarted = start_chain(chain_process.directory, "--dev", "--listen", f"127.0.0.1:{port}")
+    network[0].process = restarted.process
+    client = HttpChain(restarted.url)
+    try:
+        head = await client.head()
+        # The miner reconnects by itself: its heartbeats land in new blocks again.
+        await eventually(
+            functools.partial(client.query, "sminer.miner", account=miner.address),
+            lambda r: r["last_heartbeat"] > head.best_block,
+            timeout=60,
+        )
+    finally:
+        await client.close()
