@@ -35,6 +35,7 @@ test: lint unit
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_idle.py --quick
+	$(BIN)/python bench/bench_miner.py
 
 clean:
 	rm -rf $(VENV) .devnet .pytest_cache .mypy_cache .ruff_cache
