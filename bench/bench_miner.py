@@ -370,12 +370,29 @@ def _size_label(size: int) -> str:
     return f"{size} B"
 
 
-def _report(count: int, size: int, raw: Transfer, miner: Transfer) -> None:
+def _disk_rate(directory: Path, fragments: Sequence[Fragment]) -> float:
+    """What the disk under the miner takes: write + fsync of the same bodies (MB/s).
+    A fragment PUT is durable before it is acknowledged, so this bounds it."""
+    started = time.perf_counter()
+    total = 0
+    for number, fragment in enumerate(fragments):
+        path = directory / f"disk-{number}"
+        with open(path, "wb") as handle:
+            handle.write(fragment.data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        total += len(fragment.data)
+        path.unlink()
+    return total / (time.perf_counter() - started) / 1e6
+
+
+def _report(count: int, size: int, raw: Transfer, miner: Transfer, disk: float) -> None:
     label = _size_label(size)
     print(f"miner: {count} fragments of {label} over loopback, one request at a time")
     lines = [
         (f"raw aiohttp PUT {label} bodies", f"{raw.put_rate:6.0f} MB/s"),
         (f"raw aiohttp GET {label} bodies", f"{raw.get_rate:6.0f} MB/s"),
+        (f"disk write + fsync {label}", f"{disk:6.0f} MB/s (bounds a durable PUT)"),
         (
             f"miner PUT {label} fragments",
             f"{miner.put_rate:6.0f} MB/s (raw aiohttp {raw.put_rate:.0f} MB/s, "
@@ -422,7 +439,8 @@ def run(count: int, size: int) -> None:
         )
         miner = _start_miner(root, chain_url, processes)
         raw, served = asyncio.run(_measure(raw_url, chain_url, miner, fragments))
-    _report(count, size, raw, served)
+        disk = _disk_rate(root, fragments)
+    _report(count, size, raw, served, disk)
 
 
 def main() -> None:

@@ -185,15 +185,17 @@ async def test_bad_bodies_leave_nothing_behind(setup: Setup) -> None:
     fragment_id, data = fragment()
     wrong = await setup.request("PUT", f"/fragment/{fragment_id}", data[:-1] + b"x")
     assert wrong.status == 400 and (await wrong.json())["error"]["code"] == "HashMismatch"
+    # A valid signature replayed with another body: the id in the signed path refuses it.
+    _, other = fragment()
     signed = sign_request(
         setup.gateway,
         "PUT",
         f"/fragment/{fragment_id}",
         setup.node.address,
-        content_sha256=hashlib.sha256(b"other").hexdigest(),
+        content_sha256=hashlib.sha256(data).hexdigest(),
     )
-    mismatch = await setup.client.put(f"/fragment/{fragment_id}", data=data, headers=signed)
-    assert (await mismatch.json())["error"]["code"] == "ContentHashMismatch"
+    replayed = await setup.client.put(f"/fragment/{fragment_id}", data=other, headers=signed)
+    assert (await replayed.json())["error"]["code"] == "HashMismatch"
     too_big = os.urandom(setup.node.params.fragment_size + 1)
     large = await setup.request("PUT", f"/fragment/{merkle_root(too_big, LEAF).hex()}", too_big)
     assert large.status == 413
