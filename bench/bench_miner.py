@@ -32,12 +32,13 @@ import aiohttp
 from aiohttp import web
 
 from chain_client.account import ChainAccount
-from chain_client.cli import write_atomically
+from chain_client.files import write_atomically
 from chain_client.keys import Keypair, dev_keypair
 from chain_client.merkle import merkle_root
 from chain_client.params import KIB, MIB, Genesis, NetworkParams, dev_params
 from chain_client.request_auth import sign_request
 from chain_client.rpc_client import HttpChain
+from gateway.devnet import chain_command
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -185,20 +186,7 @@ def _start_chain(
     genesis.write_text(json.dumps(Genesis(params=params, dev=True).to_json()))
     directory = root / "chain"
     directory.mkdir()
-    command = _python(
-        "-m",
-        "chain_client.cli",
-        "run",
-        "--dir",
-        str(directory),
-        "--listen",
-        f"{LOOPBACK}:0",
-        "--dev",
-        "--block-time",
-        "0.5",
-        "--genesis",
-        str(genesis),
-    )
+    command = chain_command(directory, "--dev", "--block-time", "0.5", "--genesis", str(genesis))
     return directory, _spawn(command, directory / "node.log", stack)
 
 

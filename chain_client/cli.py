@@ -5,22 +5,21 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
 
 from chain_client.errors import GenesisMismatch
+from chain_client.files import write_atomically
 from chain_client.key_cli import add_key_commands
 from chain_client.local import LocalChain
 from chain_client.params import ConfigError, Genesis, NetworkParams, dev_params
 from chain_client.rpc_server import make_app
 
-__all__ = ["main", "parse_listen", "write_atomically"]
+__all__ = ["main", "parse_listen"]
 
 log = logging.getLogger("deoss-chain")
 DB_NAME = "chain.db"
@@ -31,22 +30,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _genesis_for(args: argparse.Namespace) -> Genesis:

@@ -28,6 +28,7 @@ import nacl.exceptions
 import nacl.signing
 import sr25519
 
+from chain_client.files import fsync_directory
 from chain_client.ss58 import (
     PUBLIC_KEY_LENGTH,
     InvalidAddress,
@@ -278,7 +279,7 @@ def save_key_file(
             # A hard link fails if the name exists, atomically: no check-then-write race
             # can clobber a key file that appeared meanwhile.
             os.link(temporary_name, key_path)
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except FileExistsError:
         raise KeyFileError(
             key_path, "already exists; pass overwrite=True (--overwrite) to replace it"
@@ -382,12 +383,3 @@ def _parse_hex32(value: object) -> bytes | None:
     if not isinstance(value, str) or not _HEX32.fullmatch(value):
         return None
     return bytes.fromhex(value[2:])
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    directory_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from chain_client.cli import write_atomically
+from chain_client.files import write_atomically
 from chain_client.keys import dev_accounts
 from chain_client.params import MIB, dev_params
 

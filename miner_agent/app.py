@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from chain_client.cli import write_atomically
 from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed
+from chain_client.files import write_atomically
 from chain_client.keys import load_signer
 from chain_client.rpc_client import HttpChain
 from miner_agent.config import MinerConfig

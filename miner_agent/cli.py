@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chain_client.cli import write_atomically
 from chain_client.errors import ChainError
+from chain_client.files import write_atomically
 from chain_client.key_cli import add_key_commands
 from chain_client.keys import KeyMaterialError, Keypair, save_key_file
 from chain_client.params import GIB, ConfigError

@@ -27,6 +27,7 @@ from typing import Any
 
 import xxhash
 
+from chain_client.files import fsync_directory
 from chain_client.merkle import MerkleTree, leaf_hash, root_of_hashes
 
 __all__ = [
@@ -154,14 +155,6 @@ class _Receiver:
     def abort(self) -> None:
         self.file.close()
         self.path.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def statvfs_free(path: Path) -> int:
@@ -327,7 +320,7 @@ class MinerStore:
         final = self.fragment_path(fragment_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temp, final)
-        _fsync_directory(final.parent)
+        fsync_directory(final.parent)
 
     def delete_fragment(self, fragment_id: str) -> None:
         self.fragment_path(fragment_id).unlink(missing_ok=True)
@@ -401,7 +394,7 @@ class MinerStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, self.idle_path(unit_index))
-            _fsync_directory(self.idle_dir)
+            fsync_directory(self.idle_dir)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
