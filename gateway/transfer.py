@@ -1,0 +1,173 @@
+"""Miners as the gateway sees them: which to place fragments on, and the signed HTTP
+calls that store and fetch fragments (docs/miner-protocol.md)."""
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from chain_client.errors import ChainError
+from chain_client.keys import Keypair
+from chain_client.protocol import Chain
+from chain_client.receipt import verify_receipt
+from chain_client.request_auth import sign_request
+
+__all__ = ["MinerClient", "MinerDirectory", "MinerInfo", "TransferError"]
+
+COOLDOWN_SECONDS = 30.0
+PUT_TIMEOUT = 60.0
+GET_TIMEOUT = 30.0
+
+
+class TransferError(Exception):
+    """A miner did not take or give a fragment; ``miner`` is who failed."""
+
+    def __init__(self, miner: str, reason: str) -> None:
+        super().__init__(f"{miner}: {reason}")
+        self.miner = miner
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class MinerInfo:
+    account: str
+    endpoint: str
+    idle: int
+    scheme: str
+
+
+class MinerDirectory:
+    """Positive miners from the chain, refreshed every few seconds; miners that failed
+    recently sit out a cooldown."""
+
+    def __init__(self, chain: Chain, *, refresh: float = 5.0, rng: random.Random | None = None) -> None:
+        self.chain = chain
+        self.refresh = refresh
+        self._miners: dict[str, MinerInfo] = {}
+        self._loaded = 0.0
+        self._failed: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+        self._rng = rng or random.Random()  # noqa: S311 - placement, not secrets
+
+    async def miners(self) -> dict[str, MinerInfo]:
+        async with self._lock:
+            if time.monotonic() - self._loaded > self.refresh or not self._miners:
+                try:
+                    rows = await self.chain.query("sminer.miners", state="positive")
+                except ChainError:
+                    if not self._miners:
+                        raise
+                    return self._miners  # the chain is away: place on what we knew
+                self._miners = {
+                    row["account"]: MinerInfo(row["account"], row["endpoint"], int(row["idle"]),
+                                              row["scheme"])
+                    for row in rows
+                }
+                self._loaded = time.monotonic()
+            return self._miners
+
+    async def info(self, account: str) -> MinerInfo:
+        known = (await self.miners()).get(account)
+        if known is not None:
+            return known
+        row = await self.chain.query("sminer.miner", account=account)
+        if row is None:
+            raise TransferError(account, "not a registered miner")
+        return MinerInfo(account, row["endpoint"], int(row["idle"]), row["scheme"])
+
+    def mark_failed(self, account: str) -> None:
+        self._failed[account] = time.monotonic()
+
+    def cooling(self, account: str) -> bool:
+        failed = self._failed.get(account)
+        return failed is not None and time.monotonic() - failed < COOLDOWN_SECONDS
+
+    async def choose(self, count: int, need: int, *, exclude: Sequence[str] = ()) -> list[MinerInfo]:
+        """``count`` miners with at least ``need`` idle bytes, weighted by idle space,
+        distinct while there are enough; otherwise spread as evenly as possible (the
+        caller reports the reduced independence)."""
+        candidates = [m for m in (await self.miners()).values()
+                      if m.idle >= need and not self.cooling(m.account)
+                      and m.account not in exclude]
+        if not candidates:
+            candidates = [m for m in (await self.miners()).values() if m.idle >= need]
+        if not candidates:
+            return []
+        chosen: list[MinerInfo] = []
+        pool = list(candidates)
+        while len(chosen) < count:
+            if not pool:
+                pool = list(candidates)  # fewer miners than fragments: go round again
+            weights = [max(m.idle, 1) for m in pool]
+            pick = self._rng.choices(pool, weights=weights, k=1)[0]
+            pool.remove(pick)
+            chosen.append(pick)
+        return chosen
+
+
+class MinerClient:
+    """Signed fragment PUT and ranged GET, on one pooled HTTP session."""
+
+    def __init__(self, keypair: Keypair) -> None:
+        self.keypair = keypair
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=16)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def put(self, miner: MinerInfo, fragment_id: str, data: bytes) -> dict[str, Any]:
+        path = f"/fragment/{fragment_id}"
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        headers = sign_request(self.keypair, "PUT", path, miner.account, content_sha256=digest)
+        try:
+            async with self._client().put(
+                miner.endpoint + path, data=data, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=PUT_TIMEOUT),
+            ) as response:
+                body = await response.json(content_type=None)
+                if response.status not in (200, 201):
+                    raise TransferError(miner.account, f"PUT {response.status}: {body}")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise TransferError(miner.account, f"PUT failed: {exc!r}") from exc
+        signature = bytes.fromhex(str(body.get("signature", "0x"))[2:] or "00")
+        # SECURITY: an acknowledgement is only as good as the miner's signed receipt.
+        if body.get("fragment_id") != fragment_id or not verify_receipt(
+            miner.scheme, miner.account, fragment_id, signature
+        ):
+            raise TransferError(miner.account, "receipt does not verify")
+        result: dict[str, Any] = body
+        return result
+
+    async def get(self, miner: MinerInfo, fragment_id: str, start: int, end: int) -> bytes:
+        """Bytes ``start..end`` (exclusive) of a fragment."""
+        path = f"/fragment/{fragment_id}"
+        headers = sign_request(self.keypair, "GET", path, miner.account)
+        headers["Range"] = f"bytes={start}-{end - 1}"
+        try:
+            async with self._client().get(
+                miner.endpoint + path, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=GET_TIMEOUT),
+            ) as response:
+                if response.status not in (200, 206):
+                    raise TransferError(miner.account, f"GET {response.status}")
+                data = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransferError(miner.account, f"GET failed: {exc!r}") from exc
+        if response.status == 200:
+            data = data[start:end]
+        if len(data) != end - start:
+            raise TransferError(miner.account, f"short read: {len(data)} of {end - start}")
+        return data
