@@ -1,0 +1,353 @@
+"""The native (DeOSS-style) identity signature: headers ``Account``, ``Message``, ``Signature``.
+
+What a request carries (DESIGN.md §9; reference/cess-deoss.md §1.3)::
+
+    Account:   SS58 address, CESS prefix 11330 ("cX...") or generic 42 ("5...")   <= 64 chars
+    Message:   text whose expiry is its last "|"-separated part                   <= 256 bytes
+    Signature: 64-byte signature as hex, optionally "0x"-prefixed                 <= 200 chars
+    Scheme:    "sr25519" (default) or "ed25519"
+
+The expiry (the whole message, or the part after its last ``|``) is parsed in DeOSS's
+order: an integer of unix seconds (1e9 <= v < 1e12), of unix milliseconds
+(1e12 <= v < 1e15), then ``YYYY-MM-DD HH:MM:SS`` in UTC. sr25519 signatures may cover the
+raw message or ``<Bytes>message</Bytes>`` (polkadot.js ``signRaw``); ed25519 the raw one.
+
+Rejected designs (what DeOSS does and we deliberately do not):
+
+- A message without an expiry ("123", "hello") that never expires: a captured header
+  triple would then be a bearer credential forever. The expiry is required, and bounded
+  by the configured window so a client cannot mint a year-long credential either.
+- No replay protection: within its validity, a captured triple could be replayed at will.
+  Here a verified (account, signature) is accepted once; ``ReplayCache`` remembers it
+  until its expiry, after which the expiry check alone refuses it.
+"""
+
+import asyncio
+import hashlib
+import heapq
+import math
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+from chain_client.keys import SCHEMES, Keypair, verify
+from chain_client.ss58 import InvalidAddress, ss58_decode, ss58_encode
+
+__all__ = [
+    "ACCOUNT_HEADER",
+    "DEFAULT_MAX_REPLAY_ENTRIES",
+    "DEFAULT_WINDOW",
+    "MAX_ACCOUNT_LENGTH",
+    "MAX_MESSAGE_BYTES",
+    "MAX_SIGNATURE_LENGTH",
+    "MESSAGE_HEADER",
+    "SCHEME_HEADER",
+    "SIGNATURE_HEADER",
+    "AuthError",
+    "NativeAuth",
+    "ReplayCache",
+    "ReplayCacheFull",
+    "message_expiry",
+    "sign_headers",
+]
+
+ACCOUNT_HEADER: Final = "Account"
+MESSAGE_HEADER: Final = "Message"
+SIGNATURE_HEADER: Final = "Signature"
+SCHEME_HEADER: Final = "Scheme"
+
+MAX_ACCOUNT_LENGTH: Final = 64
+MAX_MESSAGE_BYTES: Final = 256
+MAX_SIGNATURE_LENGTH: Final = 200
+DEFAULT_WINDOW: Final = 300.0
+DEFAULT_MAX_REPLAY_ENTRIES: Final = 100_000
+
+_DEFAULT_SCHEME: Final = "sr25519"
+_SIGNATURE_HEX: Final = re.compile(r"(?:0x)?([0-9a-fA-F]{128})")
+# [0-9], not \d: \d also matches other scripts' digits, which int() would then accept.
+_INTEGER: Final = re.compile(r"[0-9]{1,20}")
+_DATETIME: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
+_SECONDS_RANGE: Final = range(10**9, 10**12)
+_MILLISECONDS_RANGE: Final = range(10**12, 10**15)
+_NONCE_BYTES: Final = 8
+
+
+class AuthError(Exception):
+    """Why a request was refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, code, message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"AuthError(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class ReplayCacheFull(Exception):
+    """Every slot of the replay cache holds a signature that has not expired yet."""
+
+    def __init__(self, max_entries: int) -> None:
+        super().__init__(max_entries)
+        self.max_entries = max_entries
+
+    def __str__(self) -> str:
+        return f"replay cache full: {self.max_entries} unexpired signatures"
+
+
+class ReplayCache:
+    """The signatures accepted recently, each kept until its message expires.
+
+    Bounded two ways. Time: an entry is dropped once its expiry passes, because from then
+    on the expiry check refuses the message anyway; since an accepted expiry is at most
+    ``window`` ahead, no entry lives longer than the window. Count: at most
+    ``max_entries`` unexpired entries; beyond that ``claim`` raises ``ReplayCacheFull``
+    (answered with 503) rather than forgetting a live entry, which would reopen replay.
+    Size it as peak accepted requests per second times the window: 100k covers 333/s
+    sustained over 300 s, in about 20 MB. Only verified signatures of accounts that
+    authorized this gateway are stored, so only such an account can fill it.
+    """
+
+    def __init__(self, *, max_entries: int = DEFAULT_MAX_REPLAY_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._expiry_by_key: dict[bytes, float] = {}
+        # Invariant: exactly one heap item per dict entry, because a key is only inserted
+        # when absent and only removed here; so eviction needs no lazy-deletion checks.
+        self._by_expiry: list[tuple[float, bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self._expiry_by_key)
+
+    def claim(self, public_key: bytes, signature: bytes, expires_at: float, now: float) -> bool:
+        """Records the signature; False if it is already recorded. Synchronous on purpose:
+        no await between the lookup and the insert, so two concurrent requests with the
+        same signature cannot both pass."""
+        self.evict_expired(now)
+        # Keyed by the public key, not the address text: "cX..." and "5..." spellings of
+        # one account must not give one signature two lives. A 128-bit digest keeps entries
+        # small; a collision would need a 2^64 birthday search over valid signatures.
+        key = hashlib.blake2b(public_key + signature, digest_size=16).digest()
+        if key in self._expiry_by_key:
+            return False
+        if len(self._expiry_by_key) >= self.max_entries:
+            raise ReplayCacheFull(self.max_entries)
+        self._expiry_by_key[key] = expires_at
+        heapq.heappush(self._by_expiry, (expires_at, key))
+        return True
+
+    def evict_expired(self, now: float) -> None:
+        while self._by_expiry and self._by_expiry[0][0] <= now:
+            _, key = heapq.heappop(self._by_expiry)
+            del self._expiry_by_key[key]
+
+
+class NativeAuth:
+    """Checks the native signature headers of a request and who may use this gateway.
+
+    ``gateway`` is this gateway's account address, named in the 403 answer.
+    ``is_authorized(owner)`` tells whether the owner authorized this gateway on chain
+    (``oss.is_authorized(owner, gateway)``, cached by the caller); its exceptions (chain
+    unreachable) propagate unchanged.
+    """
+
+    def __init__(
+        self,
+        *,
+        gateway: str,
+        window: float = DEFAULT_WINDOW,
+        replay: ReplayCache,
+        is_authorized: Callable[[str], Awaitable[bool]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not (math.isfinite(window) and window > 0):
+            raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+        self.gateway = gateway
+        self.window = window
+        self.replay = replay
+        self._is_authorized = is_authorized
+        self._clock = clock
+
+    async def authenticate(self, headers: Mapping[str, str]) -> str:
+        account_text = _required(headers, ACCOUNT_HEADER)
+        message_text = _required(headers, MESSAGE_HEADER)
+        signature_text = _required(headers, SIGNATURE_HEADER)
+        scheme = _header(headers, SCHEME_HEADER) or _DEFAULT_SCHEME
+
+        if len(account_text) > MAX_ACCOUNT_LENGTH:
+            raise AuthError(
+                400, "HeaderTooLarge", f"{ACCOUNT_HEADER} is longer than {MAX_ACCOUNT_LENGTH} chars"
+            )
+        if len(signature_text) > MAX_SIGNATURE_LENGTH:
+            raise AuthError(
+                400,
+                "HeaderTooLarge",
+                f"{SIGNATURE_HEADER} is longer than {MAX_SIGNATURE_LENGTH} chars",
+            )
+        message = _message_bytes(message_text)
+        if scheme not in SCHEMES:
+            raise AuthError(
+                400, "UnsupportedScheme", f"{SCHEME_HEADER} must be one of {', '.join(SCHEMES)}"
+            )
+        try:
+            public_key, _ = ss58_decode(account_text)
+        except InvalidAddress as exc:
+            raise AuthError(400, "InvalidAccount", str(exc)) from None
+        account = ss58_encode(public_key)
+        signature = _signature_bytes(signature_text)
+
+        expires_at = self._check_expiry(message_text)
+        # SECURITY: no constant-time compare is needed here. Verification recomputes a
+        # public value (the commitment R) from public inputs and compares it with the one
+        # in the signature; no secret takes part, so timing reveals nothing an attacker
+        # could not compute. Never log the signature: until it expires it is a credential.
+        if not await asyncio.to_thread(_signature_verifies, scheme, public_key, message, signature):
+            raise AuthError(401, "InvalidSignature", f"signature does not verify for {account}")
+        # SECURITY: authorization only after the signature verified, so unauthenticated
+        # requests cannot make this gateway query the chain about arbitrary accounts.
+        if not await self._is_authorized(account):
+            raise AuthError(
+                403, "GatewayNotAuthorized", f"authorize this gateway first: {self.gateway}"
+            )
+        # Claimed last, after every await, so a request refused above (e.g. 403 before the
+        # owner authorized the gateway) does not use up the signature.
+        try:
+            fresh = self.replay.claim(public_key, signature, expires_at, self._clock())
+        except ReplayCacheFull:
+            raise AuthError(
+                503, "ReplayCacheFull", "too many recent signatures; retry in a few seconds"
+            ) from None
+        if not fresh:
+            raise AuthError(401, "SignatureUsed", "signature already used")
+        return account
+
+    def _check_expiry(self, message: str) -> float:
+        expires_at = message_expiry(message)
+        if expires_at is None:
+            raise AuthError(
+                401,
+                "NoExpiry",
+                "message carries no expiry: end it with unix seconds, unix milliseconds or "
+                "'YYYY-MM-DD HH:MM:SS' (UTC), after a '|' if anything precedes it",
+            )
+        now = self._clock()
+        if now >= expires_at:
+            raise AuthError(401, "Expired", f"message expired at {_utc(expires_at)}")
+        if expires_at - now > self.window:
+            raise AuthError(
+                401,
+                "ExpiryTooFar",
+                f"message expires {expires_at - now:.0f} s from now; "
+                f"at most {self.window:g} s ahead is accepted",
+            )
+        return expires_at
+
+
+def message_expiry(message: str) -> float | None:
+    """The unix time the message expires at, or None if it names none."""
+    text = message.rpartition("|")[2]
+    if _INTEGER.fullmatch(text):
+        value = int(text)
+        if value in _SECONDS_RANGE:
+            return float(value)
+        if value in _MILLISECONDS_RANGE:
+            return value / 1000
+    if match := _DATETIME.fullmatch(text):
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        try:
+            moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        except ValueError:  # month 13, February 30, year 0...
+            return None
+        return moment.timestamp()
+    return None
+
+
+def sign_headers(
+    keypair: Keypair, *, now: float | None = None, ttl: int = 60, purpose: str = ""
+) -> dict[str, str]:
+    """The headers a client sends: message ``[purpose|]nonce|expiry``, signed raw."""
+    if ttl < 1:
+        raise ValueError(f"ttl must be at least 1 second, got {ttl}")
+    # HTTP trims a header value's outer whitespace and forbids control characters, either
+    # of which would make the received message differ from the signed one.
+    if purpose and not (purpose.isascii() and purpose.isprintable() and purpose == purpose.strip()):
+        raise ValueError(f"purpose must be printable ASCII without outer spaces, got {purpose!r}")
+    # Rounded down, so the expiry is never more than ttl ahead (a server window of ttl holds).
+    expires_at = int(time.time() if now is None else now) + ttl
+    # The nonce makes two messages of one second differ: ed25519 signatures are
+    # deterministic, so without it the second request would be refused as a replay.
+    nonce = secrets.token_hex(_NONCE_BYTES)
+    message = f"{purpose}|{nonce}|{expires_at}" if purpose else f"{nonce}|{expires_at}"
+    if len(message.encode()) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"purpose too long: the message must fit in {MAX_MESSAGE_BYTES} bytes")
+    return {
+        ACCOUNT_HEADER: keypair.address,
+        MESSAGE_HEADER: message,
+        SIGNATURE_HEADER: "0x" + keypair.sign(message.encode()).hex(),
+        SCHEME_HEADER: keypair.scheme,
+    }
+
+
+def _signature_verifies(scheme: str, public_key: bytes, message: bytes, signature: bytes) -> bool:
+    if verify(scheme, public_key, message, signature):
+        return True
+    return scheme == "sr25519" and verify(
+        scheme, public_key, b"<Bytes>" + message + b"</Bytes>", signature
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # aiohttp hands over a case-insensitive mapping; a plain dict (tests, other callers)
+    # may spell the name in any case too.
+    value = headers.get(name)
+    if value is None:
+        wanted = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+    return value
+
+
+def _required(headers: Mapping[str, str], name: str) -> str:
+    value = _header(headers, name)
+    if not value:
+        raise AuthError(401, "MissingHeader", f"missing header {name}")
+    return value
+
+
+def _message_bytes(message: str) -> bytes:
+    too_large = AuthError(
+        400, "HeaderTooLarge", f"{MESSAGE_HEADER} is longer than {MAX_MESSAGE_BYTES} bytes"
+    )
+    # Each character is at least one byte: refuse a huge header before encoding it.
+    if len(message) > MAX_MESSAGE_BYTES:
+        raise too_large
+    try:
+        # surrogateescape undoes aiohttp's decoding of header bytes that are not UTF-8,
+        # giving back exactly the bytes the client sent (and signed).
+        encoded = message.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise AuthError(400, "InvalidMessage", f"{MESSAGE_HEADER} is not encodable text") from None
+    if len(encoded) > MAX_MESSAGE_BYTES:
+        raise too_large
+    return encoded
+
+
+def _signature_bytes(text: str) -> bytes:
+    match = _SIGNATURE_HEX.fullmatch(text)
+    if match is None:
+        # SECURITY: the value itself stays out of the message (and so out of logs).
+        raise AuthError(
+            401, "InvalidSignature", "signature must be 64 bytes as hex, optionally 0x-prefixed"
+        )
+    return bytes.fromhex(match.group(1))
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(sep=" ", timespec="seconds")

@@ -1,0 +1,394 @@
+"""The object service: upload (encrypt, encode, place, store, record) and read (fetch only
+the needed blocks, verify, decode, decrypt), shared by the native and S3 APIs.
+
+Upload (DESIGN.md §4): the body streams through a ``UnitEncoder`` in a worker thread a
+segment at a time; each segment's n fragments go to n distinct miners concurrently, a
+failed miner's fragment to another one; the answer comes only when every fragment has a
+signed receipt and the object and its declaration are committed in one index
+transaction. A client that goes away mid-upload leaves nothing visible; the fragments it
+had sent are orphans that miners drop after ``orphan_ttl``.
+
+Read (DESIGN.md §5): systematic fragments first (decoding is then a pass-through), one
+ranged GET per fragment per segment; a block that fails its root is fetched from another
+fragment and reported to the chain.
+"""
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from nacl import bindings
+
+from chain_client.account import ChainAccount
+from chain_client.errors import ChainError
+from chain_client.params import NetworkParams
+from gateway import codec
+from gateway.codec import EncodedSegment, Layout, UnitEncoder
+from gateway.index import (
+    PENDING,
+    FragmentPlacement,
+    MetadataIndex,
+    ObjectRecord,
+    SegmentRecord,
+    UnitRecord,
+)
+from gateway.keywrap import KeyRequired, WrappedKey, WrongKey, unwrap, wrap_master, wrap_with_password
+from gateway.transfer import MinerClient, MinerDirectory, MinerInfo, TransferError
+
+__all__ = ["ObjectError", "ObjectService"]
+
+log = logging.getLogger("deoss.objects")
+PUT_ATTEMPTS = 4
+FETCH_STRIPES = 8  # stripes fetched per ranged GET: 2 MiB per fragment at the defaults
+
+
+class ObjectError(Exception):
+    """A refused object operation; the APIs turn it into their error format."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def seal_meta(master_key: bytes, meta: dict[str, Any]) -> bytes:
+    """The file's metadata as only this gateway's master key opens it (recorded on chain
+    as ``sealed_meta``, so a gateway that lost its disk can recover its index)."""
+    nonce = os.urandom(24)
+    sealed: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        json.dumps(meta, separators=(",", ":")).encode(), b"deoss/sealed-meta", nonce, master_key
+    )
+    return nonce + sealed
+
+
+@dataclass
+class _Upload:
+    layout: Layout
+    units: list[UnitRecord] = field(default_factory=list)
+    segments: list[SegmentRecord] = field(default_factory=list)
+    placements: list[FragmentPlacement] = field(default_factory=list)
+
+
+class ObjectService:
+    def __init__(
+        self,
+        *,
+        params: NetworkParams,
+        index: MetadataIndex,
+        directory: MinerDirectory,
+        client: MinerClient,
+        account: ChainAccount,
+        master_key: bytes,
+        on_committed: Any = None,
+    ) -> None:
+        self.params = params
+        self.index = index
+        self.directory = directory
+        self.client = client
+        self.account = account
+        self.chain = account.chain
+        self.master_key = master_key
+        self.on_committed = on_committed
+        self._reserved: dict[tuple[str, str], int] = {}  # uploads in flight, per territory
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- upload ---------------------------------------------------------------------------
+
+    async def layout_for(self, copies: int | None) -> Layout:
+        k, n = self.params.data_shards, self.params.total_shards
+        if copies is not None:
+            default_copies = -(-n // k)
+            if copies < default_copies or copies * k > 255:
+                raise ObjectError(400, "BadCopies",
+                                  f"Copies is {default_copies} to {255 // k} on this network")
+            n = copies * k
+            miners = len(await self.directory.miners())
+            if miners < n:
+                raise ObjectError(400, "TooManyCopies",
+                                  f"{copies} copies need {n} distinct miners; the network has "
+                                  f"{miners}")
+        return Layout.from_params(self.params, total_shards=n)
+
+    async def _check_territory(self, owner: str, territory: str, need: int) -> None:
+        try:
+            found = await self.chain.query("storage_handler.territory", owner=owner,
+                                           name=territory)
+        except ChainError as exc:
+            raise ObjectError(503, "ChainUnavailable", str(exc)) from None
+        if found is None:
+            raise ObjectError(403, "NoSuchTerritory", f"{owner} has no territory {territory!r}")
+        if found["state"] != "active":
+            raise ObjectError(403, "TerritoryNotActive", f"territory {territory!r} is {found['state']}")
+        promised = self.index.pending_bytes(owner, territory) + self._reserved.get((owner, territory), 0)
+        if found["remaining"] - promised < need:
+            raise ObjectError(403, "TerritoryFull",
+                              f"territory {territory!r} has {found['remaining'] - promised} bytes "
+                              f"left, this object needs about {need}")
+
+    async def put(
+        self,
+        *,
+        owner: str,
+        territory: str,
+        name: str,
+        body: AsyncIterable[bytes],
+        size_hint: int | None,
+        content_type: str = "application/octet-stream",
+        copies: int | None = None,
+        password: str | None = None,
+    ) -> ObjectRecord:
+        layout = await self.layout_for(copies)
+        estimate = (size_hint or 0) * layout.n // layout.k
+        await self._check_territory(owner, territory, estimate)
+        key = (owner, territory)
+        self._reserved[key] = self._reserved.get(key, 0) + estimate
+        try:
+            return await self._put(owner, territory, name, body, layout, content_type, password)
+        finally:
+            self._reserved[key] -= estimate
+            if not self._reserved[key]:
+                del self._reserved[key]
+
+    async def _put(self, owner: str, territory: str, name: str, body: AsyncIterable[bytes],
+                   layout: Layout, content_type: str, password: str | None) -> ObjectRecord:
+        encoder = UnitEncoder(layout)
+        upload = _Upload(layout)
+        async for chunk in body:
+            for segment in await asyncio.to_thread(encoder.feed, chunk):
+                await self._store_segment(upload, segment)
+        for segment in await asyncio.to_thread(encoder.finish):
+            await self._store_segment(upload, segment)
+        fid = codec.fid_of(encoder.segment_ids)
+        if password is not None:
+            wrapped = await asyncio.to_thread(wrap_with_password, encoder.dek, encoder.unit_id,
+                                              password)
+        else:
+            wrapped = wrap_master(encoder.dek, encoder.unit_id, self.master_key)
+        unit = UnitRecord(fid, 0, encoder.unit_id.hex(), encoder.algorithm, encoder.plain_size,
+                          encoder.cipher_size, wrapped.dumps(), 0, len(upload.segments))
+        stored = sum(s.fragment_size for s in upload.segments) * layout.n
+        record = ObjectRecord(fid, owner, name, territory, encoder.plain_size, content_type,
+                              encoder.md5, layout.k, layout.n, stored, PENDING, time.time())
+        segments = [s.__class__(fid, *(getattr(s, f) for f in ("seg_no", "segment_id",
+                    "stripe_count", "cipher_size", "fragment_size"))) for s in upload.segments]
+        placements = [FragmentPlacement(fid, p.seg_no, p.idx, p.fragment_id, p.miner, p.size,
+                                        p.block_roots) for p in upload.placements]
+        meta = {"name": name, "content_type": content_type, "etag": encoder.md5,
+                "size": encoder.plain_size, "units": [{"unit_id": unit.unit_id,
+                "algorithm": unit.algorithm, "plain_size": unit.plain_size,
+                "wrapped_key": wrapped.to_json()}]}
+        declaration = {
+            "owner": owner, "territory": territory, "key": fid, "fid": fid,
+            "size": encoder.plain_size, "data_shards": layout.k, "total_shards": layout.n,
+            "segments": [{"fragments": [{"id": p.fragment_id, "miner": p.miner, "size": p.size}
+                                        for p in placements if p.seg_no == s.seg_no]}
+                         for s in segments],
+            "sealed_meta": base64.b64encode(seal_meta(self.master_key, meta)).decode(),
+        }
+        if self.index.object(fid) is not None:
+            raise ObjectError(409, "Exists", fid)  # random keys make this practically impossible
+        await asyncio.to_thread(self.index.commit_upload, record, [unit], segments, placements,
+                                declaration)
+        if self.on_committed is not None:
+            self.on_committed()
+        return record
+
+    async def _store_segment(self, upload: _Upload, segment: EncodedSegment) -> None:
+        layout = upload.layout
+        seg_no = len(upload.segments)
+        size = segment.fragment_size
+        miners = await self.directory.choose(layout.n, size)
+        if not miners:
+            raise ObjectError(507, "NoMiners", "no miner has idle space for this object")
+        used = {m.account for m in miners}
+        results = await asyncio.gather(*(
+            self._put_fragment(segment, idx, miners[idx], used) for idx in range(layout.n)
+        ))
+        upload.segments.append(SegmentRecord("", seg_no, segment.segment_id, segment.stripe_count,
+                                             segment.cipher_size, size))
+        for idx, miner in enumerate(results):
+            upload.placements.append(FragmentPlacement(
+                "", seg_no, idx, segment.fragment_ids[idx], miner, size,
+                segment.packed_block_roots(idx)))
+
+    async def _put_fragment(self, segment: EncodedSegment, idx: int, miner: MinerInfo,
+                            used: set[str]) -> str:
+        data, fragment_id = segment.fragments[idx], segment.fragment_ids[idx]
+        for attempt in range(PUT_ATTEMPTS):
+            try:
+                await self.client.put(miner, fragment_id, data)
+                return miner.account
+            except TransferError as exc:
+                log.warning("fragment %s on %s: %s", fragment_id, miner.account, exc.reason)
+                self.directory.mark_failed(miner.account)
+                if attempt == PUT_ATTEMPTS - 1:
+                    break
+                others = await self.directory.choose(1, len(data), exclude=sorted(used))
+                if not others:
+                    break
+                miner = others[0]
+                used.add(miner.account)
+        raise ObjectError(503, "MinersUnavailable", f"no miner took fragment {fragment_id}")
+
+    # -- read -----------------------------------------------------------------------------
+
+    def lookup(self, fid: str, owner: str) -> ObjectRecord:
+        record = self.index.object(fid)
+        # SECURITY: someone else's fid looks exactly like a missing one.
+        if record is None or record.owner != owner:
+            raise ObjectError(404, "NotFound", f"no object {fid}")
+        return record
+
+    def data_key(self, fid: str, password: str | None) -> tuple[UnitRecord, bytes]:
+        unit = self.index.units(fid)[0]
+        try:
+            dek = unwrap(WrappedKey.from_json(unit.wrapped_key), bytes.fromhex(unit.unit_id),
+                         master_key=self.master_key, password=password)
+        except KeyRequired:
+            raise ObjectError(403, "CipherRequired", "this object was stored with a Cipher") from None
+        except WrongKey:
+            raise ObjectError(403, "WrongCipher", "the Cipher does not open this object") from None
+        return unit, dek
+
+    async def read(self, record: ObjectRecord, start: int, end: int, password: str | None
+                   ) -> AsyncIterator[bytes]:
+        """Plaintext bytes ``start..end`` (exclusive), streamed in order."""
+        unit, dek = await asyncio.to_thread(self.data_key, record.fid, password)
+        layout = Layout.from_params(self.params, total_shards=record.total_shards)
+        plan = codec.plan_range(layout, unit.plain_size, start, end)
+        algorithm = unit.algorithm
+        unit_id = bytes.fromhex(unit.unit_id)
+        index = 0
+        while index < len(plan):
+            group = [plan[index]]
+            while (index + len(group) < len(plan) and len(group) < FETCH_STRIPES
+                   and plan[index + len(group)].segment == group[0].segment):
+                group.append(plan[index + len(group)])
+            index += len(group)
+            stripes = await self._fetch_stripes(record, layout, group)
+            for piece, ciphertext in zip(group, stripes, strict=True):
+                yield await asyncio.to_thread(codec.decrypt_stripe, algorithm, dek, unit_id,
+                                              piece, ciphertext)
+
+    async def _fetch_stripes(self, record: ObjectRecord, layout: Layout,
+                             group: list[codec.StripeSlice]) -> list[bytes]:
+        """The ciphertext of consecutive stripes of one segment, from k verified blocks
+        each; systematic fragments first, others when a fetch fails or lies."""
+        seg_no = group[0].segment
+        placements = self.index.fragments(record.fid, seg_no)
+        first, last = group[0], group[-1]
+        start, end = first.block_offset, last.block_offset + last.block_len
+        good: dict[int, list[bytes]] = {}
+        candidates = list(range(layout.n))  # 0..k-1 first: decoding is then a copy
+        while len(good) < layout.k:
+            wanted = [i for i in candidates if i not in good][: layout.k - len(good)]
+            if not wanted:
+                raise ObjectError(503, "NotEnoughFragments",
+                                  f"segment {seg_no}: {len(good)} of {layout.k} fragments readable")
+            for i in wanted:
+                candidates.remove(i)
+            fetched = await asyncio.gather(*(
+                self._fetch_blocks(record, placements[i], group, start, end, layout)
+                for i in wanted
+            ))
+            for i, blocks in zip(wanted, fetched, strict=True):
+                if blocks is not None:
+                    good[i] = blocks
+        result = []
+        for position, piece in enumerate(group):
+            blocks = {i: good[i][position] for i in good}
+            result.append(await asyncio.to_thread(codec.decode_stripe, layout, blocks,
+                                                  piece.block_len, piece.cipher_len))
+        return result
+
+    async def _fetch_blocks(self, record: ObjectRecord, placement: FragmentPlacement,
+                            group: list[codec.StripeSlice], start: int, end: int,
+                            layout: Layout) -> list[bytes] | None:
+        try:
+            miner = await self.directory.info(placement.miner)
+            data = await self.client.get(miner, placement.fragment_id, start, end)
+        except (TransferError, ChainError) as exc:
+            log.warning("fragment %s: %s", placement.fragment_id, exc)
+            self.directory.mark_failed(placement.miner)
+            return None
+        blocks = []
+        for piece in group:
+            offset = piece.block_offset - start
+            block = data[offset : offset + piece.block_len]
+            if not codec.verify_block(block, piece.stripe, piece.stripe_count,
+                                      layout.leaves_per_block, layout.leaf_size,
+                                      placement.block_root(piece.stripe)):
+                log.error("fragment %s from %s failed its block root", placement.fragment_id,
+                          placement.miner)
+                self._report(record.fid, placement, "block failed its Merkle root")
+                return None
+            blocks.append(block)
+        return blocks
+
+    def _report(self, fid: str, placement: FragmentPlacement, reason: str) -> None:
+        async def report() -> None:
+            try:
+                await self.account.submit("file_bank.report_fragment", fid=fid,
+                                          segment=placement.seg_no, index=placement.idx,
+                                          reason=reason)
+            except ChainError as exc:
+                log.warning("could not report %s: %s", placement.fragment_id, exc)
+
+        task = asyncio.create_task(report())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- relocation (the deal tracker's Relocator) ------------------------------------------
+
+    async def relocate(self, fid: str, seg_no: int, idx: int) -> str:
+        """Moves one fragment to another miner: copied from its miner if it still serves
+        it, rebuilt from k siblings otherwise (ciphertext only)."""
+        record = self.index.object(fid)
+        if record is None:
+            raise ObjectError(404, "NotFound", fid)
+        layout = Layout.from_params(self.params, total_shards=record.total_shards)
+        placements = self.index.fragments(fid, seg_no)
+        target = placements[idx]
+        data = await self._whole_fragment(target)
+        if data is None:
+            siblings: dict[int, bytes] = {}
+            for other in placements:
+                if other.idx != idx and len(siblings) < layout.k:
+                    fetched = await self._whole_fragment(other)
+                    if fetched is not None:
+                        siblings[other.idx] = fetched
+            if len(siblings) < layout.k:
+                raise ObjectError(503, "NotEnoughFragments", f"cannot rebuild {target.fragment_id}")
+            data = (await asyncio.to_thread(codec.rebuild_fragments, layout, siblings, [idx]))[idx]
+        exclude = [p.miner for p in placements]
+        for miner in await self.directory.choose(PUT_ATTEMPTS, len(data), exclude=exclude):
+            try:
+                await self.client.put(miner, target.fragment_id, data)
+            except TransferError:
+                self.directory.mark_failed(miner.account)
+                continue
+            await asyncio.to_thread(self.index.move_fragment, fid, seg_no, idx, miner.account)
+            return miner.account
+        raise ObjectError(503, "MinersUnavailable", f"no miner took {target.fragment_id}")
+
+    async def _whole_fragment(self, placement: FragmentPlacement) -> bytes | None:
+        try:
+            miner = await self.directory.info(placement.miner)
+            data = await self.client.get(miner, placement.fragment_id, 0, placement.size)
+        except (TransferError, ChainError):
+            return None
+        from chain_client.merkle import merkle_root  # noqa: PLC0415
+
+        ok = merkle_root(data, self.params.leaf_size).hex() == placement.fragment_id
+        return data if ok else None
+
+    async def delete(self, record: ObjectRecord) -> None:
+        await self.account.call("file_bank.delete_file", owner=record.owner, key=record.fid)
+        await asyncio.to_thread(self.index.delete_object, record.fid)

@@ -1,0 +1,164 @@
+"""The deal tracker: drains the outbox to the chain in batches and follows the chain
+until every declared file is Active (DESIGN.md §4 steps 5–6).
+
+- Declarations go in batches (one extrinsic, many files); each file's outcome is read
+  from the events: declared, or refused with a reason.
+- Refused for quota (the territory filled or froze): the object stays stored and
+  readable, marked ``unpaid``, and is declared again later.
+- Refused because a chosen miner lacks idle space, or a miner never reported in time:
+  the fragment moves to another miner (``Relocator``) and the file is declared, or the
+  fragment reassigned, again.
+- ``DealCancelled``: declared again. The outbox is on disk, so all of this survives a
+  restart of the gateway.
+"""
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from chain_client.account import ChainAccount
+from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed, Rejected
+from gateway.index import ACTIVE, DECLARED, PENDING, REFUSED, UNPAID, MetadataIndex
+
+__all__ = ["DealTracker", "Relocator"]
+
+log = logging.getLogger("deoss.tracker")
+
+QUOTA_REASONS = (
+    "storage_handler.InsufficientTerritorySpace",
+    "storage_handler.TerritoryNotActive",
+)
+MINER_REASONS = ("sminer.InsufficientIdleSpace", "file_bank.MinerNotPositive")
+
+
+class Relocator(Protocol):
+    async def relocate(self, fid: str, seg_no: int, idx: int) -> str:
+        """Puts fragment (seg_no, idx) of ``fid`` on another miner; returns its account."""
+        ...
+
+
+class DealTracker:
+    def __init__(
+        self,
+        index: MetadataIndex,
+        account: ChainAccount,
+        relocator: Relocator,
+        *,
+        batch: int = 256,
+        interval: float = 0.5,
+        unpaid_retry: float = 30.0,
+    ) -> None:
+        self.index = index
+        self.account = account
+        self.chain = account.chain
+        self.relocator = relocator
+        self.batch = batch
+        self.interval = interval
+        self.unpaid_retry = unpaid_retry
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A new upload is in the outbox: declare it without waiting for the next tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        await asyncio.gather(self._declare_forever(), self._follow_forever(),
+                             self._retry_unpaid_forever())
+
+    async def _declare_forever(self) -> None:
+        while True:
+            try:
+                while await self.declare_pending():
+                    pass
+            except ChainUnavailable as exc:
+                log.warning("chain unreachable, declarations wait: %s", exc)
+            except Exception:
+                log.exception("declaring failed; retrying")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+    async def declare_pending(self) -> int:
+        """One batch; returns how many files it carried."""
+        entries = self.index.outbox(PENDING, limit=self.batch)
+        if not entries:
+            return 0
+        try:
+            result = await self.account.call(
+                "file_bank.upload_declaration", files=[e.declaration for e in entries]
+            )
+        except (ExtrinsicFailed, Rejected) as exc:
+            log.error("declaration batch refused: %s", exc)
+            for entry in entries:
+                self.index.set_state(entry.fid, PENDING, error=str(exc))
+            return 0
+        for event in result.events:
+            data = event["data"]
+            if event["name"] in ("UploadDeclaration", "AlreadyDeclared"):
+                self.index.set_state(data["fid"], DECLARED)
+            elif event["name"] == "DeclarationRefused":
+                await self._refused(data["fid"], data["reason"])
+        return len(entries)
+
+    async def _refused(self, fid: str, reason: str) -> None:
+        if reason.startswith(QUOTA_REASONS):
+            log.warning("%s is stored but unpaid: %s", fid, reason)
+            self.index.set_state(fid, UNPAID, error=reason)
+        elif reason.startswith(MINER_REASONS):
+            miner = reason.split(":", 1)[1].split()[0] if ":" in reason else ""
+            moved = 0
+            for placement in self.index.fragments(fid):
+                if placement.miner == miner:
+                    await self.relocator.relocate(fid, placement.seg_no, placement.idx)
+                    moved += 1
+            log.warning("%s: moved %d fragments off %s (%s)", fid, moved, miner, reason)
+            self.index.set_state(fid, PENDING, error=reason)
+        else:
+            log.error("%s refused for good: %s", fid, reason)
+            self.index.set_state(fid, REFUSED, error=reason)
+
+    async def _retry_unpaid_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.unpaid_retry)
+            for entry in self.index.outbox(UNPAID):
+                self.index.set_state(entry.fid, PENDING)
+            self.wake()
+
+    async def _follow_forever(self) -> None:
+        following: int | None = None
+        while True:
+            try:
+                if following is None:
+                    following = (await self.chain.head()).best_block + 1
+                page = await self.chain.events(following, timeout=5.0)
+                for event in page.events:
+                    await self.on_event(event)
+                following = page.next
+            except ChainError as exc:
+                log.warning("following the chain: %s", exc)
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("tracker event handling failed")
+                await asyncio.sleep(1.0)
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        name, data = event["name"], event["data"]
+        if name == "StorageCompleted" and self.index.object(data["fid"]) is not None:
+            self.index.set_state(data["fid"], ACTIVE)
+        elif name == "DealTimedOut" and self.index.object(data["fid"]) is not None:
+            file = await self.chain.query("file_bank.file", fid=data["fid"])
+            if file is None:
+                return
+            for seg_no, idx, _miner in data["fragments"]:
+                new_miner = await self.relocator.relocate(data["fid"], seg_no, idx)
+                try:
+                    await self.account.call("file_bank.reassign_fragment", fid=data["fid"],
+                                            segment=seg_no, index=idx, miner=new_miner)
+                except ExtrinsicFailed as exc:
+                    log.warning("reassigning %s/%d/%d: %s", data["fid"], seg_no, idx, exc)
+        elif name == "DealCancelled" and self.index.object(data["fid"]) is not None:
+            log.warning("deal %s cancelled by the chain; declaring again", data["fid"])
+            self.index.set_state(data["fid"], PENDING)
+            self.wake()
