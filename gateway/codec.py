@@ -56,6 +56,7 @@ __all__ = [
     "NotEnoughBlocks",
     "StripeSlice",
     "UnitEncoder",
+    "algorithm_named",
     "decode_stripe",
     "decrypt_stripe",
     "default_algorithm",
@@ -70,6 +71,16 @@ __all__ = [
 
 Algorithm: TypeAlias = Literal["aes256gcm", "xchacha20poly1305"]
 ALGORITHMS: Final[tuple[Algorithm, ...]] = ("aes256gcm", "xchacha20poly1305")
+
+
+def algorithm_named(name: str) -> Algorithm:
+    """The recorded algorithm of a unit, checked (the index stores it as text)."""
+    for algorithm in ALGORITHMS:
+        if algorithm == name:
+            return algorithm
+    raise ValueError(f"unknown AEAD algorithm {name!r}, expected one of {ALGORITHMS}")
+
+
 TAG_SIZE: Final = 16
 DEK_SIZE: Final = 32
 UNIT_ID_SIZE: Final = 16

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS objects (
     created_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS objects_owner ON objects (owner, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_name ON objects (owner, name);
 CREATE TABLE IF NOT EXISTS units (
     fid TEXT NOT NULL,
     unit_no INTEGER NOT NULL,
@@ -167,7 +168,9 @@ class MetadataIndex:
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
         elif int(row[0]) != SCHEMA_VERSION:
-            raise RuntimeError(f"{path}: index schema {row[0]}, this gateway knows {SCHEMA_VERSION}")
+            raise RuntimeError(
+                f"{path}: index schema {row[0]}, this gateway knows {SCHEMA_VERSION}"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -201,26 +204,60 @@ class MetadataIndex:
         """The object and its declaration, in one transaction: the outbox survives a
         restart, and nothing is half-recorded."""
         with self._transaction() as db:
+            # A name has one object: the new one replaces the old (the chain's declaration
+            # replaces the reference; an undeclared old one is simply never declared).
+            old = db.execute(
+                "SELECT fid FROM objects WHERE owner = ? AND name = ?", (record.owner, record.name)
+            ).fetchone()
+            if old is not None:
+                self._delete(db, old[0])
             db.execute(
                 "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.fid, record.owner, record.name, record.territory, record.size,
-                 record.content_type, record.etag, record.data_shards, record.total_shards,
-                 record.stored, record.state, record.created_at),
+                (
+                    record.fid,
+                    record.owner,
+                    record.name,
+                    record.territory,
+                    record.size,
+                    record.content_type,
+                    record.etag,
+                    record.data_shards,
+                    record.total_shards,
+                    record.stored,
+                    record.state,
+                    record.created_at,
+                ),
             )
             db.executemany(
                 "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(u.fid, u.unit_no, u.unit_id, u.algorithm, u.plain_size, u.cipher_size,
-                  u.wrapped_key, u.first_segment, u.segment_count) for u in units],
+                [
+                    (
+                        u.fid,
+                        u.unit_no,
+                        u.unit_id,
+                        u.algorithm,
+                        u.plain_size,
+                        u.cipher_size,
+                        u.wrapped_key,
+                        u.first_segment,
+                        u.segment_count,
+                    )
+                    for u in units
+                ],
             )
             db.executemany(
                 "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?)",
-                [(s.fid, s.seg_no, s.segment_id, s.stripe_count, s.cipher_size, s.fragment_size)
-                 for s in segments],
+                [
+                    (s.fid, s.seg_no, s.segment_id, s.stripe_count, s.cipher_size, s.fragment_size)
+                    for s in segments
+                ],
             )
             db.executemany(
                 "INSERT INTO fragments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(f.fid, f.seg_no, f.idx, f.fragment_id, f.miner, f.size, f.block_roots)
-                 for f in fragments],
+                [
+                    (f.fid, f.seg_no, f.idx, f.fragment_id, f.miner, f.size, f.block_roots)
+                    for f in fragments
+                ],
             )
             db.execute(
                 "INSERT INTO outbox (fid, declaration, state, updated_at) VALUES (?, ?, ?, ?)",
@@ -246,13 +283,19 @@ class MetadataIndex:
             if row is not None:
                 declaration = json.loads(row[0])
                 declaration["segments"][seg_no]["fragments"][idx]["miner"] = miner
-                db.execute("UPDATE outbox SET declaration = ? WHERE fid = ?",
-                           (json.dumps(declaration), fid))
+                db.execute(
+                    "UPDATE outbox SET declaration = ? WHERE fid = ?",
+                    (json.dumps(declaration), fid),
+                )
 
     def delete_object(self, fid: str) -> None:
         with self._transaction() as db:
-            for table in ("objects", "units", "segments", "fragments", "outbox"):
-                db.execute(f"DELETE FROM {table} WHERE fid = ?", (fid,))
+            self._delete(db, fid)
+
+    @staticmethod
+    def _delete(db: sqlite3.Connection, fid: str) -> None:
+        for table in ("objects", "units", "segments", "fragments", "outbox"):
+            db.execute(f"DELETE FROM {table} WHERE fid = ?", (fid,))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -267,6 +310,21 @@ class MetadataIndex:
         )
         return [ObjectRecord(*row) for row in rows]
 
+    def find(self, owner: str, name: str) -> ObjectRecord | None:
+        rows = self._rows("SELECT * FROM objects WHERE owner = ? AND name = ?", (owner, name))
+        return ObjectRecord(*rows[0]) if rows else None
+
+    def objects_by_name(self, owner: str, start_after: str, limit: int) -> list[ObjectRecord]:
+        rows = self._rows(
+            "SELECT * FROM objects WHERE owner = ? AND name > ? ORDER BY name LIMIT ?",
+            (owner, start_after, limit),
+        )
+        return [ObjectRecord(*row) for row in rows]
+
+    def outbox_state(self, fid: str) -> str | None:
+        rows = self._rows("SELECT state FROM outbox WHERE fid = ?", (fid,))
+        return str(rows[0][0]) if rows else None
+
     def units(self, fid: str) -> list[UnitRecord]:
         rows = self._rows("SELECT * FROM units WHERE fid = ? ORDER BY unit_no", (fid,))
         return [UnitRecord(*row) for row in rows]
@@ -277,9 +335,7 @@ class MetadataIndex:
 
     def fragments(self, fid: str, seg_no: int | None = None) -> list[FragmentPlacement]:
         if seg_no is None:
-            rows = self._rows(
-                "SELECT * FROM fragments WHERE fid = ? ORDER BY seg_no, idx", (fid,)
-            )
+            rows = self._rows("SELECT * FROM fragments WHERE fid = ? ORDER BY seg_no, idx", (fid,))
         else:
             rows = self._rows(
                 "SELECT * FROM fragments WHERE fid = ? AND seg_no = ? ORDER BY idx", (fid, seg_no)
@@ -292,8 +348,10 @@ class MetadataIndex:
             "ORDER BY updated_at LIMIT ?",
             (state, limit),
         )
-        return [OutboxEntry(fid, json.loads(decl), st, attempts, error)
-                for fid, decl, st, attempts, error in rows]
+        return [
+            OutboxEntry(fid, json.loads(decl), st, attempts, error)
+            for fid, decl, st, attempts, error in rows
+        ]
 
     def pending_bytes(self, owner: str, territory: str) -> int:
         """Bytes this gateway promised in a territory but the chain does not count yet:

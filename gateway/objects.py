@@ -26,19 +26,27 @@ from typing import Any
 from nacl import bindings
 
 from chain_client.account import ChainAccount
-from chain_client.errors import ChainError
+from chain_client.errors import ChainError, ExtrinsicFailed
 from chain_client.params import NetworkParams
 from gateway import codec
 from gateway.codec import EncodedSegment, Layout, UnitEncoder
 from gateway.index import (
     PENDING,
+    UNPAID,
     FragmentPlacement,
     MetadataIndex,
     ObjectRecord,
     SegmentRecord,
     UnitRecord,
 )
-from gateway.keywrap import KeyRequired, WrappedKey, WrongKey, unwrap, wrap_master, wrap_with_password
+from gateway.keywrap import (
+    KeyRequired,
+    WrappedKey,
+    WrongKey,
+    unwrap,
+    wrap_master,
+    wrap_with_password,
+)
 from gateway.transfer import MinerClient, MinerDirectory, MinerInfo, TransferError
 
 __all__ = ["ObjectError", "ObjectService"]
@@ -106,31 +114,40 @@ class ObjectService:
         if copies is not None:
             default_copies = -(-n // k)
             if copies < default_copies or copies * k > 255:
-                raise ObjectError(400, "BadCopies",
-                                  f"Copies is {default_copies} to {255 // k} on this network")
+                raise ObjectError(
+                    400, "BadCopies", f"Copies is {default_copies} to {255 // k} on this network"
+                )
             n = copies * k
             miners = len(await self.directory.miners())
             if miners < n:
-                raise ObjectError(400, "TooManyCopies",
-                                  f"{copies} copies need {n} distinct miners; the network has "
-                                  f"{miners}")
+                raise ObjectError(
+                    400,
+                    "TooManyCopies",
+                    f"{copies} copies need {n} distinct miners; the network has {miners}",
+                )
         return Layout.from_params(self.params, total_shards=n)
 
     async def _check_territory(self, owner: str, territory: str, need: int) -> None:
         try:
-            found = await self.chain.query("storage_handler.territory", owner=owner,
-                                           name=territory)
+            found = await self.chain.query("storage_handler.territory", owner=owner, name=territory)
         except ChainError as exc:
             raise ObjectError(503, "ChainUnavailable", str(exc)) from None
         if found is None:
             raise ObjectError(403, "NoSuchTerritory", f"{owner} has no territory {territory!r}")
         if found["state"] != "active":
-            raise ObjectError(403, "TerritoryNotActive", f"territory {territory!r} is {found['state']}")
-        promised = self.index.pending_bytes(owner, territory) + self._reserved.get((owner, territory), 0)
+            raise ObjectError(
+                403, "TerritoryNotActive", f"territory {territory!r} is {found['state']}"
+            )
+        promised = self.index.pending_bytes(owner, territory) + self._reserved.get(
+            (owner, territory), 0
+        )
         if found["remaining"] - promised < need:
-            raise ObjectError(403, "TerritoryFull",
-                              f"territory {territory!r} has {found['remaining'] - promised} bytes "
-                              f"left, this object needs about {need}")
+            raise ObjectError(
+                403,
+                "TerritoryFull",
+                f"territory {territory!r} has {found['remaining'] - promised} bytes "
+                f"left, this object needs about {need}",
+            )
 
     async def put(
         self,
@@ -156,8 +173,16 @@ class ObjectService:
             if not self._reserved[key]:
                 del self._reserved[key]
 
-    async def _put(self, owner: str, territory: str, name: str, body: AsyncIterable[bytes],
-                   layout: Layout, content_type: str, password: str | None) -> ObjectRecord:
+    async def _put(
+        self,
+        owner: str,
+        territory: str,
+        name: str,
+        body: AsyncIterable[bytes],
+        layout: Layout,
+        content_type: str,
+        password: str | None,
+    ) -> ObjectRecord:
         encoder = UnitEncoder(layout)
         upload = _Upload(layout)
         async for chunk in body:
@@ -167,35 +192,96 @@ class ObjectService:
             await self._store_segment(upload, segment)
         fid = codec.fid_of(encoder.segment_ids)
         if password is not None:
-            wrapped = await asyncio.to_thread(wrap_with_password, encoder.dek, encoder.unit_id,
-                                              password)
+            wrapped = await asyncio.to_thread(
+                wrap_with_password, encoder.dek, encoder.unit_id, password
+            )
         else:
             wrapped = wrap_master(encoder.dek, encoder.unit_id, self.master_key)
-        unit = UnitRecord(fid, 0, encoder.unit_id.hex(), encoder.algorithm, encoder.plain_size,
-                          encoder.cipher_size, wrapped.dumps(), 0, len(upload.segments))
+        unit = UnitRecord(
+            fid,
+            0,
+            encoder.unit_id.hex(),
+            encoder.algorithm,
+            encoder.plain_size,
+            encoder.cipher_size,
+            wrapped.dumps(),
+            0,
+            len(upload.segments),
+        )
         stored = sum(s.fragment_size for s in upload.segments) * layout.n
-        record = ObjectRecord(fid, owner, name, territory, encoder.plain_size, content_type,
-                              encoder.md5, layout.k, layout.n, stored, PENDING, time.time())
-        segments = [s.__class__(fid, *(getattr(s, f) for f in ("seg_no", "segment_id",
-                    "stripe_count", "cipher_size", "fragment_size"))) for s in upload.segments]
-        placements = [FragmentPlacement(fid, p.seg_no, p.idx, p.fragment_id, p.miner, p.size,
-                                        p.block_roots) for p in upload.placements]
-        meta = {"name": name, "content_type": content_type, "etag": encoder.md5,
-                "size": encoder.plain_size, "units": [{"unit_id": unit.unit_id,
-                "algorithm": unit.algorithm, "plain_size": unit.plain_size,
-                "wrapped_key": wrapped.to_json()}]}
+        record = ObjectRecord(
+            fid,
+            owner,
+            name,
+            territory,
+            encoder.plain_size,
+            content_type,
+            encoder.md5,
+            layout.k,
+            layout.n,
+            stored,
+            PENDING,
+            time.time(),
+        )
+        segments = [
+            s.__class__(
+                fid,
+                *(
+                    getattr(s, f)
+                    for f in (
+                        "seg_no",
+                        "segment_id",
+                        "stripe_count",
+                        "cipher_size",
+                        "fragment_size",
+                    )
+                ),
+            )
+            for s in upload.segments
+        ]
+        placements = [
+            FragmentPlacement(fid, p.seg_no, p.idx, p.fragment_id, p.miner, p.size, p.block_roots)
+            for p in upload.placements
+        ]
+        meta = {
+            "name": name,
+            "content_type": content_type,
+            "etag": encoder.md5,
+            "size": encoder.plain_size,
+            "units": [
+                {
+                    "unit_id": unit.unit_id,
+                    "algorithm": unit.algorithm,
+                    "plain_size": unit.plain_size,
+                    "wrapped_key": wrapped.to_json(),
+                }
+            ],
+        }
         declaration = {
-            "owner": owner, "territory": territory, "key": fid, "fid": fid,
-            "size": encoder.plain_size, "data_shards": layout.k, "total_shards": layout.n,
-            "segments": [{"fragments": [{"id": p.fragment_id, "miner": p.miner, "size": p.size}
-                                        for p in placements if p.seg_no == s.seg_no]}
-                         for s in segments],
+            "owner": owner,
+            "territory": territory,
+            "key": name,
+            "fid": fid,
+            "size": encoder.plain_size,
+            "data_shards": layout.k,
+            "total_shards": layout.n,
+            "segments": [
+                {
+                    "fragments": [
+                        {"id": p.fragment_id, "miner": p.miner, "size": p.size}
+                        for p in placements
+                        if p.seg_no == s.seg_no
+                    ]
+                }
+                for s in segments
+            ],
             "sealed_meta": base64.b64encode(seal_meta(self.master_key, meta)).decode(),
         }
         if self.index.object(fid) is not None:
             raise ObjectError(409, "Exists", fid)  # random keys make this practically impossible
-        await asyncio.to_thread(self.index.commit_upload, record, [unit], segments, placements,
-                                declaration)
+        await asyncio.to_thread(
+            self.index.commit_upload, record, [unit], segments, placements, declaration
+        )
         if self.on_committed is not None:
             self.on_committed()
         return record
@@ -208,18 +294,30 @@ class ObjectService:
         if not miners:
             raise ObjectError(507, "NoMiners", "no miner has idle space for this object")
         used = {m.account for m in miners}
-        results = await asyncio.gather(*(
-            self._put_fragment(segment, idx, miners[idx], used) for idx in range(layout.n)
-        ))
-        upload.segments.append(SegmentRecord("", seg_no, segment.segment_id, segment.stripe_count,
-                                             segment.cipher_size, size))
+        results = await asyncio.gather(
+            *(self._put_fragment(segment, idx, miners[idx], used) for idx in range(layout.n))
+        )
+        upload.segments.append(
+            SegmentRecord(
+                "", seg_no, segment.segment_id, segment.stripe_count, segment.cipher_size, size
+            )
+        )
         for idx, miner in enumerate(results):
-            upload.placements.append(FragmentPlacement(
-                "", seg_no, idx, segment.fragment_ids[idx], miner, size,
-                segment.packed_block_roots(idx)))
+            upload.placements.append(
+                FragmentPlacement(
+                    "",
+                    seg_no,
+                    idx,
+                    segment.fragment_ids[idx],
+                    miner,
+                    size,
+                    segment.packed_block_roots(idx),
+                )
+            )
 
-    async def _put_fragment(self, segment: EncodedSegment, idx: int, miner: MinerInfo,
-                            used: set[str]) -> str:
+    async def _put_fragment(
+        self, segment: EncodedSegment, idx: int, miner: MinerInfo, used: set[str]
+    ) -> str:
         data, fragment_id = segment.fragments[idx], segment.fragment_ids[idx]
         for attempt in range(PUT_ATTEMPTS):
             try:
@@ -249,36 +347,48 @@ class ObjectService:
     def data_key(self, fid: str, password: str | None) -> tuple[UnitRecord, bytes]:
         unit = self.index.units(fid)[0]
         try:
-            dek = unwrap(WrappedKey.from_json(unit.wrapped_key), bytes.fromhex(unit.unit_id),
-                         master_key=self.master_key, password=password)
+            dek = unwrap(
+                WrappedKey.from_json(unit.wrapped_key),
+                bytes.fromhex(unit.unit_id),
+                master_key=self.master_key,
+                password=password,
+            )
         except KeyRequired:
-            raise ObjectError(403, "CipherRequired", "this object was stored with a Cipher") from None
+            raise ObjectError(
+                403, "CipherRequired", "this object was stored with a Cipher"
+            ) from None
         except WrongKey:
             raise ObjectError(403, "WrongCipher", "the Cipher does not open this object") from None
         return unit, dek
 
-    async def read(self, record: ObjectRecord, start: int, end: int, password: str | None
-                   ) -> AsyncIterator[bytes]:
+    async def read(
+        self, record: ObjectRecord, start: int, end: int, password: str | None
+    ) -> AsyncIterator[bytes]:
         """Plaintext bytes ``start..end`` (exclusive), streamed in order."""
         unit, dek = await asyncio.to_thread(self.data_key, record.fid, password)
         layout = Layout.from_params(self.params, total_shards=record.total_shards)
         plan = codec.plan_range(layout, unit.plain_size, start, end)
-        algorithm = unit.algorithm
+        algorithm = codec.algorithm_named(unit.algorithm)
         unit_id = bytes.fromhex(unit.unit_id)
         index = 0
         while index < len(plan):
             group = [plan[index]]
-            while (index + len(group) < len(plan) and len(group) < FETCH_STRIPES
-                   and plan[index + len(group)].segment == group[0].segment):
+            while (
+                index + len(group) < len(plan)
+                and len(group) < FETCH_STRIPES
+                and plan[index + len(group)].segment == group[0].segment
+            ):
                 group.append(plan[index + len(group)])
             index += len(group)
             stripes = await self._fetch_stripes(record, layout, group)
             for piece, ciphertext in zip(group, stripes, strict=True):
-                yield await asyncio.to_thread(codec.decrypt_stripe, algorithm, dek, unit_id,
-                                              piece, ciphertext)
+                yield await asyncio.to_thread(
+                    codec.decrypt_stripe, algorithm, dek, unit_id, piece, ciphertext
+                )
 
-    async def _fetch_stripes(self, record: ObjectRecord, layout: Layout,
-                             group: list[codec.StripeSlice]) -> list[bytes]:
+    async def _fetch_stripes(
+        self, record: ObjectRecord, layout: Layout, group: list[codec.StripeSlice]
+    ) -> list[bytes]:
         """The ciphertext of consecutive stripes of one segment, from k verified blocks
         each; systematic fragments first, others when a fetch fails or lies."""
         seg_no = group[0].segment
@@ -290,27 +400,41 @@ class ObjectService:
         while len(good) < layout.k:
             wanted = [i for i in candidates if i not in good][: layout.k - len(good)]
             if not wanted:
-                raise ObjectError(503, "NotEnoughFragments",
-                                  f"segment {seg_no}: {len(good)} of {layout.k} fragments readable")
+                raise ObjectError(
+                    503,
+                    "NotEnoughFragments",
+                    f"segment {seg_no}: {len(good)} of {layout.k} fragments readable",
+                )
             for i in wanted:
                 candidates.remove(i)
-            fetched = await asyncio.gather(*(
-                self._fetch_blocks(record, placements[i], group, start, end, layout)
-                for i in wanted
-            ))
+            fetched = await asyncio.gather(
+                *(
+                    self._fetch_blocks(record, placements[i], group, start, end, layout)
+                    for i in wanted
+                )
+            )
             for i, blocks in zip(wanted, fetched, strict=True):
                 if blocks is not None:
                     good[i] = blocks
         result = []
         for position, piece in enumerate(group):
-            blocks = {i: good[i][position] for i in good}
-            result.append(await asyncio.to_thread(codec.decode_stripe, layout, blocks,
-                                                  piece.block_len, piece.cipher_len))
+            stripe_blocks = {i: good[i][position] for i in good}
+            result.append(
+                await asyncio.to_thread(
+                    codec.decode_stripe, layout, stripe_blocks, piece.block_len, piece.cipher_len
+                )
+            )
         return result
 
-    async def _fetch_blocks(self, record: ObjectRecord, placement: FragmentPlacement,
-                            group: list[codec.StripeSlice], start: int, end: int,
-                            layout: Layout) -> list[bytes] | None:
+    async def _fetch_blocks(
+        self,
+        record: ObjectRecord,
+        placement: FragmentPlacement,
+        group: list[codec.StripeSlice],
+        start: int,
+        end: int,
+        layout: Layout,
+    ) -> list[bytes] | None:
         try:
             miner = await self.directory.info(placement.miner)
             data = await self.client.get(miner, placement.fragment_id, start, end)
@@ -322,11 +446,19 @@ class ObjectService:
         for piece in group:
             offset = piece.block_offset - start
             block = data[offset : offset + piece.block_len]
-            if not codec.verify_block(block, piece.stripe, piece.stripe_count,
-                                      layout.leaves_per_block, layout.leaf_size,
-                                      placement.block_root(piece.stripe)):
-                log.error("fragment %s from %s failed its block root", placement.fragment_id,
-                          placement.miner)
+            if not codec.verify_block(
+                block,
+                piece.stripe,
+                piece.stripe_count,
+                layout.leaves_per_block,
+                layout.leaf_size,
+                placement.block_root(piece.stripe),
+            ):
+                log.error(
+                    "fragment %s from %s failed its block root",
+                    placement.fragment_id,
+                    placement.miner,
+                )
                 self._report(record.fid, placement, "block failed its Merkle root")
                 return None
             blocks.append(block)
@@ -335,9 +467,13 @@ class ObjectService:
     def _report(self, fid: str, placement: FragmentPlacement, reason: str) -> None:
         async def report() -> None:
             try:
-                await self.account.submit("file_bank.report_fragment", fid=fid,
-                                          segment=placement.seg_no, index=placement.idx,
-                                          reason=reason)
+                await self.account.submit(
+                    "file_bank.report_fragment",
+                    fid=fid,
+                    segment=placement.seg_no,
+                    index=placement.idx,
+                    reason=reason,
+                )
             except ChainError as exc:
                 log.warning("could not report %s: %s", placement.fragment_id, exc)
 
@@ -384,11 +520,20 @@ class ObjectService:
             data = await self.client.get(miner, placement.fragment_id, 0, placement.size)
         except (TransferError, ChainError):
             return None
-        from chain_client.merkle import merkle_root  # noqa: PLC0415
+        from chain_client.merkle import merkle_root
 
         ok = merkle_root(data, self.params.leaf_size).hex() == placement.fragment_id
         return data if ok else None
 
     async def delete(self, record: ObjectRecord) -> None:
-        await self.account.call("file_bank.delete_file", owner=record.owner, key=record.fid)
+        """Gone from the index at once; on chain too unless it never got there."""
+        declared = self.index.outbox_state(record.fid) not in (PENDING, UNPAID)
         await asyncio.to_thread(self.index.delete_object, record.fid)
+        if declared:
+            try:
+                await self.account.call(
+                    "file_bank.delete_file", owner=record.owner, key=record.name
+                )
+            except ExtrinsicFailed as exc:
+                if exc.error != "file_bank.NoSuchObject":
+                    raise

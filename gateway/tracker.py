@@ -1,5 +1,5 @@
 """The deal tracker: drains the outbox to the chain in batches and follows the chain
-until every declared file is Active (DESIGN.md §4 steps 5–6).
+until every declared file is Active (DESIGN.md §4 steps 5-6).
 
 - Declarations go in batches (one extrinsic, many files); each file's outcome is read
   from the events: declared, or refused with a reason.
@@ -13,6 +13,7 @@ until every declared file is Active (DESIGN.md §4 steps 5–6).
 """
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -62,8 +63,9 @@ class DealTracker:
         self._wake.set()
 
     async def run(self) -> None:
-        await asyncio.gather(self._declare_forever(), self._follow_forever(),
-                             self._retry_unpaid_forever())
+        await asyncio.gather(
+            self._declare_forever(), self._follow_forever(), self._retry_unpaid_forever()
+        )
 
     async def _declare_forever(self) -> None:
         while True:
@@ -75,10 +77,8 @@ class DealTracker:
             except Exception:
                 log.exception("declaring failed; retrying")
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
 
     async def declare_pending(self) -> int:
         """One batch; returns how many files it carried."""
@@ -154,8 +154,13 @@ class DealTracker:
             for seg_no, idx, _miner in data["fragments"]:
                 new_miner = await self.relocator.relocate(data["fid"], seg_no, idx)
                 try:
-                    await self.account.call("file_bank.reassign_fragment", fid=data["fid"],
-                                            segment=seg_no, index=idx, miner=new_miner)
+                    await self.account.call(
+                        "file_bank.reassign_fragment",
+                        fid=data["fid"],
+                        segment=seg_no,
+                        index=idx,
+                        miner=new_miner,
+                    )
                 except ExtrinsicFailed as exc:
                     log.warning("reassigning %s/%d/%d: %s", data["fid"], seg_no, idx, exc)
         elif name == "DealCancelled" and self.index.object(data["fid"]) is not None:

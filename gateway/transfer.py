@@ -45,14 +45,16 @@ class MinerDirectory:
     """Positive miners from the chain, refreshed every few seconds; miners that failed
     recently sit out a cooldown."""
 
-    def __init__(self, chain: Chain, *, refresh: float = 5.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, chain: Chain, *, refresh: float = 5.0, rng: random.Random | None = None
+    ) -> None:
         self.chain = chain
         self.refresh = refresh
         self._miners: dict[str, MinerInfo] = {}
         self._loaded = 0.0
         self._failed: dict[str, float] = {}
         self._lock = asyncio.Lock()
-        self._rng = rng or random.Random()  # noqa: S311 - placement, not secrets
+        self._rng = rng or random.Random()
 
     async def miners(self) -> dict[str, MinerInfo]:
         async with self._lock:
@@ -64,8 +66,9 @@ class MinerDirectory:
                         raise
                     return self._miners  # the chain is away: place on what we knew
                 self._miners = {
-                    row["account"]: MinerInfo(row["account"], row["endpoint"], int(row["idle"]),
-                                              row["scheme"])
+                    row["account"]: MinerInfo(
+                        row["account"], row["endpoint"], int(row["idle"]), row["scheme"]
+                    )
                     for row in rows
                 }
                 self._loaded = time.monotonic()
@@ -87,13 +90,17 @@ class MinerDirectory:
         failed = self._failed.get(account)
         return failed is not None and time.monotonic() - failed < COOLDOWN_SECONDS
 
-    async def choose(self, count: int, need: int, *, exclude: Sequence[str] = ()) -> list[MinerInfo]:
+    async def choose(
+        self, count: int, need: int, *, exclude: Sequence[str] = ()
+    ) -> list[MinerInfo]:
         """``count`` miners with at least ``need`` idle bytes, weighted by idle space,
         distinct while there are enough; otherwise spread as evenly as possible (the
         caller reports the reduced independence)."""
-        candidates = [m for m in (await self.miners()).values()
-                      if m.idle >= need and not self.cooling(m.account)
-                      and m.account not in exclude]
+        candidates = [
+            m
+            for m in (await self.miners()).values()
+            if m.idle >= need and not self.cooling(m.account) and m.account not in exclude
+        ]
         if not candidates:
             candidates = [m for m in (await self.miners()).values() if m.idle >= need]
         if not candidates:
@@ -134,7 +141,9 @@ class MinerClient:
         headers = sign_request(self.keypair, "PUT", path, miner.account, content_sha256=digest)
         try:
             async with self._client().put(
-                miner.endpoint + path, data=data, headers=headers,
+                miner.endpoint + path,
+                data=data,
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=PUT_TIMEOUT),
             ) as response:
                 body = await response.json(content_type=None)
@@ -158,7 +167,8 @@ class MinerClient:
         headers["Range"] = f"bytes={start}-{end - 1}"
         try:
             async with self._client().get(
-                miner.endpoint + path, headers=headers,
+                miner.endpoint + path,
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=GET_TIMEOUT),
             ) as response:
                 if response.status not in (200, 206):

@@ -4,13 +4,12 @@ Network parameters (idle unit size, deadlines, ...) are not here: they come from
 chain, so every miner agrees with it.
 """
 
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from chain_client.params import GIB, ConfigError
+from chain_client.tomlconfig import load_section, render_section
 from miner_agent.store import statvfs_free
 
 __all__ = ["MinerConfig", "file_probe", "render_config"]
@@ -65,26 +64,7 @@ class MinerConfig:
 
     @classmethod
     def load(cls, path: Path) -> "MinerConfig":
-        source = str(path)
-        try:
-            document = tomllib.loads(path.read_text())
-        except OSError as exc:
-            raise ConfigError(source, "(file)", f"cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(source, "(file)", f"not TOML: {exc}") from None
-        section = document.get(SECTION)
-        if not isinstance(section, dict):
-            raise ConfigError(source, f"[{SECTION}]", "missing section")
-        known = {f.name: f for f in fields(cls) if f.name != "source"}
-        values: dict[str, Any] = {"source": source}
-        for key, value in section.items():
-            if key not in known:
-                raise ConfigError(source, f"{SECTION}.{key}", "unknown key")
-            values[key] = _convert(source, key, value, known[key].type)
-        for key in ("data_dir", "declared_space", "chain_rpc"):
-            if key not in values:
-                raise ConfigError(source, f"{SECTION}.{key}", "missing")
-        config = cls(**values)
+        config = load_section(cls, path, SECTION, ("data_dir", "declared_space", "chain_rpc"))
         config.validate()
         return config
 
@@ -114,39 +94,5 @@ class MinerConfig:
         need(self.tidy_seconds > 0, "tidy_seconds", "more than 0")
 
 
-_ACCEPTED: dict[str, tuple[type, ...]] = {
-    "Path": (str,),
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "str": (str,),
-}
-
-
-def _convert(source: str, key: str, value: object, annotation: Any) -> object:
-    name = annotation if isinstance(annotation, str) else annotation.__name__
-    accepted = _ACCEPTED[name]
-    # TOML booleans are ints to Python; a flag is never a number here, and vice versa.
-    if isinstance(value, bool) != (bool in accepted) or not isinstance(value, accepted):
-        raise ConfigError(source, f"{SECTION}.{key}", f"wrong type: {value!r}")
-    if name == "Path":
-        return Path(str(value))
-    if name == "float":
-        return float(value)  # type: ignore[arg-type]
-    return value
-
-
 def render_config(config: MinerConfig) -> str:
-    lines = [f"[{SECTION}]"]
-    for item in fields(config):
-        if item.name == "source":
-            continue
-        value = getattr(config, item.name)
-        if isinstance(value, bool):
-            rendered = "true" if value else "false"
-        elif isinstance(value, int | float):
-            rendered = repr(value)
-        else:
-            rendered = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-        lines.append(f"{item.name} = {rendered}")
-    return "\n".join(lines) + "\n"
+    return render_section(config, SECTION)

@@ -1,0 +1,444 @@
+"""The native (DeOSS-compatible) HTTP API: docs/native-api.md.
+
+Every answer is the ``{code, msg, data}`` envelope with ``code`` equal to the real HTTP
+status; errors carry their machine-readable name in ``data.error``. Domain errors are
+translated here and nowhere else.
+"""
+
+import mimetypes
+import re
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from chain_client.errors import ChainError
+from gateway.index import ObjectRecord
+from gateway.native_auth import AuthError, NativeAuth
+from gateway.objects import ObjectError, ObjectService
+
+__all__ = ["NATIVE", "NativeContext", "make_native_app", "parse_byte_range"]
+
+VERSION = "deoss 0.1.0"
+MAX_NAME_BYTES = 1024
+_FID = re.compile(r"^[0-9a-f]{64}")
+_TERRITORY = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+_STATES = {
+    "pending": "Pending",
+    "declared": "Pending",
+    "active": "Active",
+    "unpaid": "Unpaid",
+    "refused": "Refused",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class NativeContext:
+    def __init__(
+        self,
+        *,
+        service: ObjectService,
+        auth: NativeAuth,
+        gateway: str,
+        default_territory: str | None,
+        genesis_hash: str,
+    ) -> None:
+        self.service = service
+        self.auth = auth
+        self.gateway = gateway
+        self.default_territory = default_territory
+        self.genesis_hash = genesis_hash
+
+
+NATIVE = web.AppKey("native", NativeContext)
+
+
+def envelope(status: int, data: Any, msg: str = "ok", **kwargs: Any) -> web.Response:
+    return web.json_response({"code": status, "msg": msg, "data": data}, status=status, **kwargs)
+
+
+class NativeError(Exception):
+    def __init__(self, status: int, error: str, msg: str, **data: Any) -> None:
+        super().__init__(msg)
+        self.status, self.error, self.msg, self.data = status, error, msg, data
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NativeError as exc:
+        return envelope(exc.status, {"error": exc.error, **exc.data}, exc.msg)
+    except AuthError as exc:
+        return envelope(exc.status, {"error": exc.code}, exc.message)
+    except ObjectError as exc:
+        return envelope(exc.status, {"error": exc.code}, exc.message)
+    except ChainError as exc:
+        return envelope(503, {"error": "ChainUnavailable"}, str(exc), headers={"Retry-After": "2"})
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            error = (
+                "MethodNotAllowed"
+                if exc.status == 405
+                else "NotFound"
+                if exc.status == 404
+                else exc.reason.replace(" ", "")
+            )
+            return envelope(exc.status, {"error": error}, exc.reason)
+        raise
+
+
+async def _signer(request: web.Request) -> str:
+    return await request.app[NATIVE].auth.authenticate(request.headers)
+
+
+def _territory(request: web.Request) -> str:
+    territory = request.headers.get("Territory") or request.app[NATIVE].default_territory
+    if not territory:
+        raise NativeError(400, "MissingTerritory", "header Territory is required")
+    if not _TERRITORY.match(territory):
+        raise NativeError(400, "InvalidTerritory", "Territory is 1..63 of [A-Za-z0-9._-]")
+    return territory
+
+
+def _copies(request: web.Request) -> int | None:
+    raw = request.headers.get("Copies")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise NativeError(400, "InvalidCopies", "Copies is an integer")
+    return int(raw)
+
+
+def _cipher(request: web.Request) -> str | None:
+    cipher = request.headers.get("Cipher")
+    if cipher is not None and not 1 <= len(cipher.encode()) <= 256:
+        raise NativeError(400, "InvalidCipher", "Cipher is 1..256 bytes")
+    return cipher
+
+
+def _check_name(name: str) -> str:
+    if not name:
+        raise NativeError(400, "MissingName", "an object needs a name")
+    if len(name.encode()) > MAX_NAME_BYTES or "\x00" in name:
+        raise NativeError(400, "InvalidName", f"a name is 1..{MAX_NAME_BYTES} bytes")
+    return name
+
+
+def _uploaded(record: ObjectRecord, copies: int) -> web.Response:
+    return envelope(
+        200,
+        {
+            "fid": record.fid,
+            "name": record.name,
+            "territory": record.territory,
+            "size": record.size,
+            "stored_bytes": record.stored,
+            "copies": copies,
+            "state": _STATES.get(record.state, record.state),
+        },
+    )
+
+
+async def _store(
+    request: web.Request, owner: str, name: str, body: AsyncIterator[bytes], size: int | None
+) -> web.Response:
+    ctx = request.app[NATIVE]
+    territory, copies, cipher = _territory(request), _copies(request), _cipher(request)
+    existing = ctx.service.index.find(owner, name)
+    if request.headers.get("If-None-Match") == "*" and existing is not None:
+        raise NativeError(412, "PreconditionFailed", f"{name!r} exists", fid=existing.fid)
+    record = await ctx.service.put(
+        owner=owner,
+        territory=territory,
+        name=name,
+        body=body,
+        size_hint=size,
+        copies=copies,
+        password=cipher,
+        content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+    )
+    layout = await ctx.service.layout_for(copies)
+    return _uploaded(record, layout.n // layout.k)
+
+
+async def put_object(request: web.Request) -> web.Response:
+    owner = await _signer(request)
+    name = _check_name(request.match_info["name"])
+    if request.content_length is None:
+        raise NativeError(411, "LengthRequired", "Content-Length is required")
+    body = request.content.iter_chunked(1024 * 1024)
+    return await _store(request, owner, name, body, request.content_length)
+
+
+async def put_file(request: web.Request) -> web.Response:
+    owner = await _signer(request)
+    if request.content_length is None:
+        raise NativeError(411, "LengthRequired", "Content-Length is required")
+    try:
+        reader = await request.multipart()
+        part = await reader.next()
+        while part is not None and getattr(part, "name", None) != "file":
+            part = await reader.next()
+    except (ValueError, AssertionError) as exc:
+        raise NativeError(400, "MalformedForm", f"not a multipart form: {exc}") from None
+    if not isinstance(part, BodyPartReader):
+        raise NativeError(400, "MalformedForm", "no part named file")
+    filename = request.headers.get("Filename")
+    if filename is not None and "%" in filename:
+        filename = urllib.parse.unquote(filename)
+    name = _check_name(filename or part.filename or "")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while data := await part.read_chunk(1024 * 1024):
+            yield data
+
+    return await _store(request, owner, name, chunks(), request.content_length)
+
+
+def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) for one ``bytes=`` range; None means the whole object.
+    Raises ValueError when the range cannot be satisfied."""
+    if header is None:
+        return None
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if match is None or (not match[1] and not match[2]):
+        return None
+    if not match[1]:
+        suffix = int(match[2])
+        if suffix == 0 or size == 0:
+            raise ValueError("empty suffix")
+        return max(size - suffix, 0), size
+    start = int(match[1])
+    end = min(int(match[2]) + 1, size) if match[2] else size
+    if start >= size or end <= start:
+        raise ValueError("outside the object")
+    return start, end
+
+
+def _fid(request: web.Request) -> tuple[str, str | None]:
+    raw = request.match_info["fid"]
+    if not _FID.match(raw):
+        raise NativeError(400, "InvalidFid", "a fid is 64 lowercase hex characters")
+    extension = raw[64:].lstrip(".") or None
+    return raw[:64], extension
+
+
+async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse:
+    ctx = request.app[NATIVE]
+    owner = await _signer(request)
+    fid, extension = _fid(request)
+    try:
+        record = ctx.service.lookup(fid, owner)
+    except ObjectError:
+        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
+    cipher = _cipher(request)
+    unit = ctx.service.index.units(fid)[0]
+    if cipher is not None and '"scheme":"cipher"' not in unit.wrapped_key.replace(" ", ""):
+        raise NativeError(400, "CipherNotUsed", "this object was stored without a Cipher")
+    header = request.headers.get("Range") or request.headers.get("Content-Range")
+    try:
+        span = parse_byte_range(header, record.size)
+    except ValueError:
+        return envelope(
+            416,
+            {"error": "RangeNotSatisfiable"},
+            "range outside the object",
+            headers={"Content-Range": f"bytes */{record.size}"},
+        )
+    start, end = span or (0, record.size)
+    content_type = "application/octet-stream"
+    if inline:
+        guess = mimetypes.guess_type(f"x.{extension}" if extension else record.name)[0]
+        content_type = guess or content_type
+    quoted = urllib.parse.quote(record.name, safe="")
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{fid}"',
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Type": content_type,
+        "Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(record.created_at)),
+        "Content-Disposition": f"{'inline' if inline else 'attachment'}; filename*=UTF-8''{quoted}",
+    }
+    if inline:
+        headers["Content-Security-Policy"] = "sandbox"
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
+    status = 206 if span is not None else 200
+    if request.method == "HEAD":
+        return web.Response(status=status, headers={**headers, "Content-Length": str(end - start)})
+    if end == start:
+        return web.Response(status=status, body=b"", headers=headers)
+    pieces = ctx.service.read(record, start, end, cipher)
+    first = await anext(pieces)  # a wrong Cipher or no fragments: a clean error, not bytes
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = end - start
+    await response.prepare(request)
+    await response.write(first)
+    try:
+        async for piece in pieces:
+            await response.write(piece)
+    except ObjectError:
+        # Bytes are out already: close short so the client sees a truncated body.
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    return await _download(request, inline=False)
+
+
+async def open_file(request: web.Request) -> web.StreamResponse:
+    return await _download(request, inline=True)
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    owner = await _signer(request)
+    fid, _ = _fid(request)
+    try:
+        record = ctx.service.lookup(fid, owner)
+    except ObjectError:
+        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
+    await ctx.service.delete(record)
+    return envelope(
+        200, {"fid": fid, "names": [record.name], "state": "deleted", "block hash": None}
+    )
+
+
+def _record_json(record: ObjectRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "fid": record.fid,
+        "territory": record.territory,
+        "size": record.size,
+        "stored_bytes": record.stored,
+        "state": _STATES.get(record.state, record.state),
+        "created": record.created_at,
+    }
+
+
+async def metadata(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    owner = await _signer(request)
+    fid, _ = _fid(request)
+    try:
+        record = ctx.service.lookup(fid, owner)
+    except ObjectError:
+        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
+    unit = ctx.service.index.units(fid)[0]
+    return envelope(
+        200,
+        {
+            **_record_json(record),
+            "owner": [{"user": owner, "file_name": record.name, "territory": record.territory}],
+            "names": [record.name],
+            "copies": record.total_shards // record.data_shards,
+            "data_shards": record.data_shards,
+            "total_shards": record.total_shards,
+            "segments": len(ctx.service.index.segments(fid)),
+            "content_type": record.content_type,
+            "cipher": '"scheme":"cipher"' in unit.wrapped_key.replace(" ", ""),
+        },
+    )
+
+
+async def location(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    owner = await _signer(request)
+    fid, _ = _fid(request)
+    try:
+        record = ctx.service.lookup(fid, owner)
+    except ObjectError:
+        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
+    segments = []
+    for segment in ctx.service.index.segments(fid):
+        fragments = []
+        for placement in ctx.service.index.fragments(fid, segment.seg_no):
+            miner = (await ctx.service.directory.miners()).get(placement.miner)
+            fragments.append(
+                {
+                    "index": placement.idx,
+                    "id": placement.fragment_id,
+                    "size": placement.size,
+                    "miner": placement.miner,
+                    "endpoint": miner.endpoint if miner else None,
+                }
+            )
+        segments.append({"index": segment.seg_no, "id": segment.segment_id, "fragments": fragments})
+    return envelope(
+        200, {"fid": fid, "state": _STATES.get(record.state, record.state), "segments": segments}
+    )
+
+
+async def list_files(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    owner = await _signer(request)
+    claimed = request.query.get("Account") or request.headers.get("Account")
+    if claimed is not None and claimed != owner and not owner.endswith(claimed[-8:]):
+        raise NativeError(403, "NotOwner", "list your own files")
+    raw_limit = request.query.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise NativeError(400, "InvalidPagination", "limit is 1..1000")
+    territory = request.query.get("territory") or request.headers.get("Territory")
+    start_after = request.query.get("start_after", "")
+    records = [
+        r
+        for r in ctx.service.index.objects_by_name(owner, start_after, int(raw_limit) + 1)
+        if territory is None or r.territory == territory
+    ]
+    more = len(records) > int(raw_limit)
+    records = records[: int(raw_limit)]
+    headers = {}
+    if more and records:
+        following = urllib.parse.urlencode({"start_after": records[-1].name, "limit": raw_limit})
+        headers["Link"] = f'</file/list?{following}>; rel="next"'
+    return envelope(200, [_record_json(r) for r in records], headers=headers)
+
+
+async def version(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    params = ctx.service.params
+    return envelope(
+        200,
+        {
+            "version": VERSION,
+            "api": 1,
+            "gateway": ctx.gateway,
+            "genesis_hash": ctx.genesis_hash,
+            "data_shards": params.data_shards,
+            "total_shards": params.total_shards,
+        },
+    )
+
+
+async def not_implemented(request: web.Request) -> web.Response:
+    raise NativeError(501, "NotImplemented", f"{request.method} {request.path} is not served")
+
+
+def make_native_app(
+    context: NativeContext, extra_routes: list[web.RouteDef] | None = None
+) -> web.Application:
+    app = web.Application(middlewares=[_errors], client_max_size=1024**2)
+    app[NATIVE] = context
+    app.router.add_put("/object/{name:.*}", put_object)
+    app.router.add_put("/file", put_file)
+    app.router.add_get("/file/download/{fid}", download)
+    app.router.add_get("/file/open/{fid}", open_file)
+    app.router.add_delete("/file/{fid}", delete_file)
+    app.router.add_get("/file/metadata/{fid}", metadata)
+    app.router.add_get("/file/location/{fid}", location)
+    app.router.add_get("/file/list", list_files)
+    app.router.add_get("/version", version)
+    app.router.add_put("/files", not_implemented)
+    app.router.add_get("/fragment/download", not_implemented)
+    if extra_routes:
+        app.router.add_routes(extra_routes)
+    return app
