@@ -1,4 +1,4 @@
-"""``deoss``: the gateway's command line (for now: the devnet and keys)."""
+"""``deoss``: the gateway (``gateway init|run``), client commands, and the devnet."""
 
 import argparse
 import asyncio
@@ -6,10 +6,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from chain_client.files import write_atomically
 from chain_client.key_cli import add_key_commands
+from chain_client.keys import KeyMaterialError, Keypair, load_signer, save_key_file
+from chain_client.params import ConfigError
+from gateway.config import GatewayConfig
 from gateway.devnet import DevnetError, run_devnet
+from gateway.native_auth import sign_headers
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+CONFIG_NAME = "gateway.toml"
 
 
 def _devnet(args: argparse.Namespace) -> int:
@@ -27,6 +34,53 @@ def _devnet(args: argparse.Namespace) -> int:
         return 1
 
 
+def _gateway_init(args: argparse.Namespace) -> int:
+    directory = Path(args.dir).resolve()
+    config_path = directory / CONFIG_NAME
+    if config_path.exists() and not args.force:
+        print(f"deoss: {config_path} exists (use --force to replace it)", file=sys.stderr)
+        return 2
+    config = GatewayConfig(
+        data_dir=directory,
+        chain_rpc=args.chain_rpc,
+        native_listen=args.native_listen,
+        key_file=args.key or "key.json",
+        dev=args.dev,
+        faucet=args.faucet,
+        default_territory=args.default_territory,
+        source=str(config_path),
+    )
+    try:
+        config.validate()  # before anything is written
+        directory.mkdir(parents=True, exist_ok=True)
+        if args.key is None:
+            save_key_file(directory / "key.json", Keypair.generate(), overwrite=args.force)
+    except (ConfigError, KeyMaterialError) as exc:
+        print(f"deoss: {exc}", file=sys.stderr)
+        return 2
+    write_atomically(config_path, config.render())
+    print(f"deoss: wrote {config_path}")
+    return 0
+
+
+def _gateway_run(args: argparse.Namespace) -> int:
+    from gateway.app import run_gateway
+
+    return run_gateway(GatewayConfig.load(Path(args.config)))
+
+
+def _sign(args: argparse.Namespace) -> int:
+    """Fresh native-API headers as curl arguments: ``curl $(deoss sign) …``."""
+    try:
+        keypair = load_signer(args.key, dev=args.dev)
+    except KeyMaterialError as exc:
+        print(f"deoss sign: {exc}", file=sys.stderr)
+        return 2
+    headers = sign_headers(keypair, ttl=args.ttl)
+    print(" ".join(f"-H{name}:{value}" for name, value in headers.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deoss", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,13 +90,42 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--fresh", action="store_true", help="start from an empty directory")
     devnet.add_argument("--miners", type=int, default=None, help="how many miners (n + 2)")
     devnet.set_defaults(func=_devnet)
+
+    gateway = commands.add_parser("gateway", help="run a gateway")
+    gateway_commands = gateway.add_subparsers(dest="gateway_command", required=True)
+    init = gateway_commands.add_parser("init", help="write a gateway config and key")
+    init.add_argument("--dir", required=True)
+    init.add_argument("--chain-rpc", required=True)
+    init.add_argument("--native-listen", default="127.0.0.1:8080", help="HOST:PORT (0: any)")
+    init.add_argument("--key", help="use this key file or //Name (dev) instead of a new key")
+    init.add_argument("--default-territory", default="")
+    init.add_argument("--dev", action="store_true", help="allow dev keys")
+    init.add_argument("--faucet", action="store_true", help="dev networks: fund from the faucet")
+    init.add_argument("--force", action="store_true")
+    init.set_defaults(func=_gateway_init)
+    run = gateway_commands.add_parser("run", help="run the gateway")
+    run.add_argument("--config", required=True, help=f"the {CONFIG_NAME} file")
+    run.set_defaults(func=_gateway_run)
+
+    sign = commands.add_parser("sign", help="print fresh Account/Message/Signature headers")
+    sign.add_argument("--key", required=True, help="key file, or //Name with --dev")
+    sign.add_argument("--dev", action="store_true")
+    sign.add_argument("--ttl", type=int, default=60, help="seconds the signature lives")
+    sign.set_defaults(func=_sign)
     add_key_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"deoss: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -1,0 +1,160 @@
+"""Starting and stopping a gateway: keys, chain, index, object service, deal tracker,
+registration on chain, and the native API."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from chain_client.account import ChainAccount
+from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed
+from chain_client.files import write_atomically
+from chain_client.keys import load_signer
+from chain_client.rpc_client import HttpChain
+from gateway.config import GatewayConfig
+from gateway.index import MetadataIndex
+from gateway.native_api import NativeContext, make_native_app
+from gateway.native_auth import NativeAuth, ReplayCache
+from gateway.objects import ObjectService
+from gateway.tracker import DealTracker
+from gateway.transfer import MinerClient, MinerDirectory
+
+__all__ = ["load_master_key", "run_gateway"]
+
+log = logging.getLogger("deoss.gateway")
+AUTHORIZED_TTL, REFUSED_TTL = 30.0, 5.0
+
+
+def load_master_key(config: GatewayConfig) -> bytes:
+    """The key that wraps every data key this gateway stores; made on first start."""
+    path = config.path(config.master_key_file)
+    if not path.exists():
+        write_atomically(path, os.urandom(32))
+        path.chmod(0o600)
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise ValueError(f"{path}: a master key is 32 bytes, found {len(key)}")
+    return key
+
+
+class _Authorizations:
+    """``oss.is_authorized(owner, this gateway)``, cached briefly."""
+
+    def __init__(self, chain: HttpChain, gateway: str) -> None:
+        self.chain = chain
+        self.gateway = gateway
+        self._cache: dict[str, tuple[float, bool]] = {}
+
+    async def __call__(self, owner: str) -> bool:
+        cached = self._cache.get(owner)
+        if cached is not None:
+            ttl = AUTHORIZED_TTL if cached[1] else REFUSED_TTL
+            if time.monotonic() - cached[0] < ttl:
+                return cached[1]
+        allowed = bool(
+            await self.chain.query("oss.is_authorized", owner=owner, gateway=self.gateway)
+        )
+        self._cache[owner] = (time.monotonic(), allowed)
+        return allowed
+
+
+async def _register(account: ChainAccount, config: GatewayConfig, endpoint: str) -> None:
+    chain = account.chain
+    if config.faucet:
+        free = (await chain.query("balances.account", account=account.address))["free"]
+        if free == 0:
+            await account.call("balances.faucet")
+    record = await chain.query("oss.gateway", account=account.address)
+    if record is None:
+        await account.call("oss.register", endpoint=endpoint)
+    elif record["endpoint"] != endpoint:
+        await account.call("oss.update", endpoint=endpoint)
+
+
+async def _serve(config: GatewayConfig) -> int:
+    keypair = load_signer(config.key_spec, dev=config.dev)
+    master_key = load_master_key(config)
+    chain = HttpChain(config.chain_rpc)
+    delay = 0.2
+    while True:
+        try:
+            genesis_hash, genesis = await chain.genesis()
+            break
+        except ChainUnavailable as exc:
+            log.warning("chain unreachable (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    index = MetadataIndex(config.data_dir / "index.db")
+    account = ChainAccount(chain, keypair)
+    client = MinerClient(keypair)
+    service = ObjectService(
+        params=genesis.params,
+        index=index,
+        directory=MinerDirectory(chain),
+        client=client,
+        account=account,
+        master_key=master_key,
+    )
+    tracker = DealTracker(index, account, service)
+    service.on_committed = tracker.wake
+    auth = NativeAuth(
+        gateway=keypair.address,
+        window=config.auth_window,
+        replay=ReplayCache(),
+        is_authorized=_Authorizations(chain, keypair.address),
+    )
+    context = NativeContext(
+        service=service,
+        auth=auth,
+        gateway=keypair.address,
+        default_territory=config.default_territory or None,
+        genesis_hash="0x" + genesis_hash.hex(),
+    )
+    runner = web.AppRunner(make_native_app(context), access_log=None)
+    await runner.setup()
+    host, port = config.host_port
+    await web.TCPSite(runner, host, port).start()
+    bound: Any = runner.addresses[0]
+    endpoint = config.native_endpoint or f"http://{host}:{bound[1]}"
+    try:
+        await _register(account, config, endpoint)
+    except (ExtrinsicFailed, ChainError) as exc:
+        print(f"deoss gateway: the chain refused this gateway: {exc}", file=sys.stderr)
+        await runner.cleanup()
+        await chain.close()
+        index.close()
+        return 2
+    write_atomically(config.data_dir / "native.url", endpoint + "\n")
+    print(f"deoss gateway: {keypair.address} serving the native API at {endpoint}", flush=True)
+    tracking = asyncio.create_task(tracker.run())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({tracking, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if tracking in done:
+            tracking.result()
+    finally:
+        tracking.cancel()
+        stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tracking
+        await runner.cleanup()
+        await client.close()
+        await chain.close()
+        index.close()
+        (config.data_dir / "native.url").unlink(missing_ok=True)
+    print("deoss gateway: stopped", flush=True)
+    return 0
+
+
+def run_gateway(config: GatewayConfig) -> int:
+    return asyncio.run(_serve(config))

@@ -1,0 +1,64 @@
+"""The gateway's configuration: one TOML file (``[gateway]``), loaded once."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from chain_client.params import ConfigError
+from chain_client.tomlconfig import load_section, render_section
+
+__all__ = ["GatewayConfig"]
+
+SECTION = "gateway"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    data_dir: Path
+    chain_rpc: str
+    native_listen: str = "127.0.0.1:8080"
+    native_endpoint: str = ""  # the URL users reach; empty: http://<bound address>
+    key_file: str = "key.json"  # relative to data_dir unless absolute; //Name needs dev
+    master_key_file: str = "master.key"
+    dev: bool = False
+    faucet: bool = False  # dev networks only: fund the gateway account from the faucet
+    default_territory: str = ""
+    auth_window: float = 300.0
+    source: str = "(defaults)"
+
+    def path(self, name: str) -> Path:
+        return Path(name) if Path(name).is_absolute() else self.data_dir / name
+
+    @property
+    def key_spec(self) -> str:
+        return self.key_file if self.key_file.startswith("//") else str(self.path(self.key_file))
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.native_listen.rpartition(":")
+        return host, int(port)
+
+    @classmethod
+    def load(cls, path: Path) -> "GatewayConfig":
+        config = load_section(cls, path, SECTION, ("data_dir", "chain_rpc"))
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        def need(ok: bool, key: str, reason: str) -> None:
+            if not ok:
+                raise ConfigError(
+                    self.source, f"{SECTION}.{key}", f"{reason} (got {getattr(self, key)!r})"
+                )
+
+        need(self.chain_rpc.startswith(("http://", "https://")), "chain_rpc", "an http(s) URL")
+        host, _, port = self.native_listen.rpartition(":")
+        need(bool(host) and port.isdigit() and int(port) < 65536, "native_listen", "HOST:PORT")
+        need(
+            self.native_endpoint == "" or self.native_endpoint.startswith(("http://", "https://")),
+            "native_endpoint",
+            "empty or an http(s) URL",
+        )
+        need(0 < self.auth_window <= 3600, "auth_window", "seconds, up to an hour")
+
+    def render(self) -> str:
+        return render_section(self, SECTION)
