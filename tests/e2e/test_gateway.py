@@ -1,0 +1,315 @@
+"""The gateway on a network of real processes: a chain node, n + 2 miners and the
+gateway. Uploads through curl and aiohttp download byte-identical, ranges too; a
+corrupted fragment is caught, read around and reported; any n - k miners may die."""
+
+import asyncio
+import functools
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from chain_client.account import ChainAccount
+from chain_client.keys import dev_keypair
+from chain_client.params import KIB, Genesis, PenaltySchedule, dev_params
+from chain_client.rpc_client import HttpChain
+from gateway.devnet import stop_process
+from gateway.native_auth import sign_headers
+from tests.conftest import ChainProcess, start_chain
+from tests.e2e.test_miner import eventually, init_miner, start_miner, wait_for_url
+
+pytestmark = pytest.mark.e2e
+PARAMS = dev_params(
+    data_shards=4,
+    total_shards=12,
+    fragment_size=64 * KIB,
+    segment_size=256 * KIB,
+    stripe_block_size=16 * KIB,
+    block_time=0.25,
+    challenge_interval=10**6,
+    challenge_deadline=20,
+    offline_after=10**5,
+    penalties=PenaltySchedule(force_exit_misses=50, failed_proof_threshold=1),
+)
+MINERS = PARAMS.total_shards + 2
+USER = dev_keypair("Alice")
+
+
+@dataclass
+class Network:
+    chain: ChainProcess
+    miners: list[tuple[Path, subprocess.Popen[bytes], str]]
+    gateway: subprocess.Popen[bytes]
+    gateway_dir: Path
+    url: str
+
+
+def start_gateway(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with open(directory / "gateway.log", "ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "gateway",
+                "run",
+                "--config",
+                str(directory / "gateway.toml"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while not (directory / "native.url").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError((directory / "gateway.log").read_text()[-3000:])
+        time.sleep(0.05)
+    return process, (directory / "native.url").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    root = tmp_path_factory.mktemp("gwnet")
+    genesis = root / "genesis.json"
+    genesis.write_text(json.dumps(Genesis(params=PARAMS, dev=True).to_json()))
+    chain = start_chain(root / "chain", "--dev", "--genesis", str(genesis))
+    miners: list[tuple[Path, subprocess.Popen[bytes], str]] = []
+    gateway: subprocess.Popen[bytes] | None = None
+    try:
+        for number in range(MINERS):
+            directory = root / f"miner{number}"
+            init_miner(directory, chain.url, 32 * PARAMS.idle_unit_size, "--faucet")
+            miners.append((directory, start_miner(directory), ""))
+        miners = [(d, p, wait_for_url(d, p)) for d, p, _ in miners]
+        gateway_dir = root / "gateway"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "gateway",
+                "init",
+                "--dir",
+                str(gateway_dir),
+                "--chain-rpc",
+                chain.url,
+                "--native-listen",
+                "127.0.0.1:0",
+                "--faucet",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        gateway, url = start_gateway(gateway_dir)
+        yield Network(chain, miners, gateway, gateway_dir, url)
+    finally:
+        if gateway is not None:
+            stop_process(gateway)
+        for _, process, _ in miners:
+            stop_process(process)
+        chain.stop()
+
+
+@pytest.fixture
+async def chain(network: Network) -> AsyncIterator[HttpChain]:
+    client = HttpChain(network.chain.url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, Any]:
+    return {}
+
+
+def signed(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**sign_headers(USER), **(extra or {})}
+
+
+async def test_user_authorizes_the_gateway_and_buys_a_territory(
+    network: Network, chain: HttpChain
+) -> None:
+    gateway = json.loads((network.gateway_dir / "key.json").read_text())["address"]
+    alice = ChainAccount(chain, USER)
+    await eventually(
+        functools.partial(chain.query, "sminer.miners", state="positive"),
+        lambda m: len(m) == MINERS and all(x["idle"] >= 16 * PARAMS.idle_unit_size for x in m),
+    )
+    await alice.call("oss.authorize", gateway=gateway)
+    await alice.call("storage_handler.mint_territory", name="home", gib=30, days=5)
+
+
+async def test_curl_upload_downloads_byte_identical(
+    network: Network, chain: HttpChain, state: dict[str, Any], tmp_path: Path
+) -> None:
+    data = os.urandom(700 * KIB + 123)
+    source = tmp_path / "upload.bin"
+    source.write_bytes(data)
+    headers = [f"-H{k}:{v}" for k, v in signed({"Territory": "home"}).items()]
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-X",
+            "PUT",
+            *headers,
+            "--data-binary",
+            f"@{source}",
+            f"{network.url}/object/photos/cat.bin",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    answer = json.loads(result.stdout)
+    assert answer["code"] == 200, answer
+    fid = answer["data"]["fid"]
+    state.update(fid=fid, data=data)
+    target = tmp_path / "download.bin"
+    subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-f",
+            *[f"-H{k}:{v}" for k, v in signed().items()],
+            "-o",
+            str(target),
+            f"{network.url}/file/download/{fid}",
+        ],
+        check=True,
+        timeout=60,
+    )
+    assert target.read_bytes() == data
+    file = await eventually(
+        functools.partial(chain.query, "file_bank.file", fid=fid),
+        lambda f: f is not None and f["state"] == "active",
+        timeout=60,
+    )
+    assert {f["miner"] for s in file["segments"] for f in s["fragments"]}
+
+
+async def test_aiohttp_upload_and_fifty_ranges(network: Network, state: dict[str, Any]) -> None:
+    data = os.urandom(1300 * KIB)
+    async with aiohttp.ClientSession() as session:
+        async with session.put(
+            f"{network.url}/object/big.bin",
+            data=io.BytesIO(data),
+            headers=signed({"Territory": "home"}),
+        ) as response:
+            answer = await response.json()
+            assert response.status == 200, answer
+        fid = answer["data"]["fid"]
+        async with session.get(f"{network.url}/file/open/{fid}", headers=signed()) as response:
+            assert response.status == 200 and await response.read() == data
+        rng = random.Random(7)
+        for _ in range(50):
+            start = rng.randrange(len(data))
+            end = rng.randrange(start, min(len(data), start + 200 * KIB))
+            async with session.get(
+                f"{network.url}/file/open/{fid}", headers=signed({"Range": f"bytes={start}-{end}"})
+            ) as response:
+                assert response.status == 206
+                assert await response.read() == data[start : end + 1]
+    state["big"] = (fid, data)
+
+
+async def test_bad_requests_are_refused_clearly(network: Network, state: dict[str, Any]) -> None:
+    fid = state["fid"]
+    async with aiohttp.ClientSession() as session:
+        replay = signed()
+        async with session.get(f"{network.url}/file/download/{fid}", headers=replay) as first:
+            assert first.status == 200
+        async with session.get(f"{network.url}/file/download/{fid}", headers=replay) as again:
+            assert again.status == 401 and (await again.json())["data"]["error"] == "SignatureUsed"
+        async with session.get(f"{network.url}/file/download/{fid}") as unsigned:
+            assert unsigned.status == 401
+        stranger = sign_headers(dev_keypair("Bob"))
+        async with session.get(f"{network.url}/file/download/{fid}", headers=stranger) as other:
+            assert other.status == 403  # Bob never authorized this gateway
+        async with session.put(
+            f"{network.url}/object/x", data=b"1", headers=signed({"Territory": "nope"})
+        ) as missing:
+            assert missing.status == 403
+            assert (await missing.json())["data"]["error"] == "NoSuchTerritory"
+        async with session.get(
+            f"{network.url}/file/download/{'0' * 64}", headers=signed()
+        ) as unknown:
+            assert unknown.status == 404
+
+
+async def test_a_corrupt_fragment_is_read_around_and_reported(
+    network: Network, chain: HttpChain, state: dict[str, Any]
+) -> None:
+    fid, data = state["big"]
+    file = await eventually(
+        functools.partial(chain.query, "file_bank.file", fid=fid),
+        lambda f: f is not None and f["state"] == "active",
+        timeout=60,
+    )
+    victim = file["segments"][0]["fragments"][0]  # a systematic one: read first
+    for directory, _, _ in network.miners:
+        path = directory / "fragments" / victim["id"][:2] / victim["id"][2:4] / victim["id"]
+        if path.exists():
+            # Flip a byte and fix the miner's own bitrot check: a miner that lies.
+            content = bytearray(path.read_bytes())
+            content[100] ^= 0xFF
+            path.write_bytes(bytes(content))
+            import sqlite3
+
+            import xxhash
+
+            db = sqlite3.connect(directory / "miner.db")
+            leaves = [
+                bytes(content[i : i + PARAMS.leaf_size])
+                for i in range(0, len(content), PARAMS.leaf_size)
+            ]
+            db.execute(
+                "UPDATE fragments SET leaf_checks = ? WHERE id = ?",
+                (b"".join(xxhash.xxh3_64_digest(leaf) for leaf in leaves), victim["id"]),
+            )
+            db.commit()
+            db.close()
+            break
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
+    ):
+        assert response.status == 200 and await response.read() == data
+    orders = await eventually(
+        functools.partial(chain.query, "file_bank.restoral_orders"),
+        lambda o: any(x["fid"] == fid and x["idx"] == 0 for x in o),
+        timeout=60,
+    )
+    assert orders
+
+
+async def test_any_n_minus_k_miners_may_die(
+    network: Network, chain: HttpChain, state: dict[str, Any]
+) -> None:
+    fid, data = state["fid"], state["data"]
+    file = await chain.query("file_bank.file", fid=fid)
+    holders = [f["miner"] for f in file["segments"][0]["fragments"]]
+    by_account = {
+        json.loads((d / "key.json").read_text())["address"]: p for d, p, _ in network.miners
+    }
+    for account in holders[: PARAMS.total_shards - PARAMS.data_shards]:
+        by_account[account].send_signal(signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
+    ):
+        assert response.status == 200 and await response.read() == data
