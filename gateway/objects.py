@@ -459,12 +459,12 @@ class ObjectService:
                     placement.fragment_id,
                     placement.miner,
                 )
-                self._report(record.fid, placement, "block failed its Merkle root")
+                self._report(record.fid, placement, piece.stripe, "block failed its Merkle root")
                 return None
             blocks.append(block)
         return blocks
 
-    def _report(self, fid: str, placement: FragmentPlacement, reason: str) -> None:
+    def _report(self, fid: str, placement: FragmentPlacement, block: int, reason: str) -> None:
         async def report() -> None:
             try:
                 await self.account.submit(
@@ -472,6 +472,7 @@ class ObjectService:
                     fid=fid,
                     segment=placement.seg_no,
                     index=placement.idx,
+                    block=block,
                     reason=reason,
                 )
             except ChainError as exc:

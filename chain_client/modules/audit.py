@@ -90,11 +90,25 @@ def _sample_service(ctx: CallContext, miner: str, rng_label: str) -> list[dict[s
 
 
 def _service_item(
-    ctx: CallContext, label: str, fid: str, segment: int, index: int, fragment_id: str, size: int
+    ctx: CallContext,
+    label: str,
+    fid: str,
+    segment: int,
+    index: int,
+    fragment_id: str,
+    size: int,
+    block: int | None = None,
 ) -> dict[str, Any]:
+    """One fragment to prove: sampled leaves, or every leaf of one stripe block when a
+    reader named the block it found bad (a sample would likely miss one bad leaf)."""
     leaves = _leaf_count(size, ctx.params.leaf_size)
-    rng = ctx.rng(f"{label}/{fragment_id}")
-    picked = sorted(rng.sample(range(leaves), min(leaves, ctx.params.challenge_leaves)))
+    if block is not None:
+        per_block = ctx.params.stripe_block_size // ctx.params.leaf_size
+        first = min(block * per_block, leaves - 1)
+        picked = list(range(first, min(first + per_block, leaves)))
+    else:
+        rng = ctx.rng(f"{label}/{fragment_id}")
+        picked = sorted(rng.sample(range(leaves), min(leaves, ctx.params.challenge_leaves)))
     return {
         "fid": fid,
         "segment": segment,
@@ -138,7 +152,16 @@ def open_challenge(
         idle = _sample_idle(ctx, miner, label)
     else:
         service = [
-            _service_item(ctx, label, f["fid"], f["segment"], f["idx"], f["fragment_id"], f["size"])
+            _service_item(
+                ctx,
+                label,
+                f["fid"],
+                f["segment"],
+                f["idx"],
+                f["fragment_id"],
+                f["size"],
+                f.get("block"),
+            )
             for f in targeted
         ]
         idle = []

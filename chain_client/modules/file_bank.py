@@ -546,6 +546,7 @@ def delete_file(ctx: CallContext, args: DeleteArgs) -> None:
 
 class ReportArgs(FragmentArgs):
     reason: str = Field(max_length=200)
+    block: U32 | None = None  # the stripe block that failed, when the reader knows it
 
 
 def report_fragment(ctx: CallContext, args: ReportArgs) -> None:
@@ -562,7 +563,9 @@ def report_fragment(ctx: CallContext, args: ReportArgs) -> None:
     # Imported here: audit samples this module's fragments, so it imports file_bank.
     from chain_client.modules import audit
 
-    challenge = audit.open_challenge(ctx, fragment["miner"], targeted=[fragment])
+    challenge = audit.open_challenge(
+        ctx, fragment["miner"], targeted=[{**fragment, "block": args.block}]
+    )
     ctx.emit(
         NAME,
         "FragmentReported",

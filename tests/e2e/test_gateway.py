@@ -37,6 +37,7 @@ PARAMS = dev_params(
     segment_size=256 * KIB,
     stripe_block_size=16 * KIB,
     block_time=0.25,
+    blocks_per_day=10_000,  # territories outlive the test run, whatever its pace
     challenge_interval=10**6,
     challenge_deadline=20,
     offline_after=10**5,

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 PARAMS = dev_params(
     block_time=0.25,
+    blocks_per_day=10_000,  # territories outlive the test run, whatever its pace
     challenge_interval=10**6,  # only the targeted challenges the tests ask for
     challenge_deadline=20,
     offline_after=10**5,
