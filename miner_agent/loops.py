@@ -18,7 +18,7 @@ from chain_client.idle import IdleUnit, generate_unit, idle_seed
 from chain_client.idle_proofs import cert_challenges, prove_certification
 from miner_agent import prover
 from miner_agent.node import MinerNode
-from miner_agent.store import ACTIVE, DEAL, ORPHAN
+from miner_agent.store import ACTIVE, DEAL, ORPHAN, IdleRecord
 from miner_agent.tidy import tidy
 
 __all__ = ["ChainAdapter", "MinerLoops"]
@@ -26,6 +26,7 @@ __all__ = ["ChainAdapter", "MinerLoops"]
 log = logging.getLogger("deoss-miner")
 T = TypeVar("T")
 MAX_BACKOFF = 10.0
+IDLE_MEMORY_BUDGET = 256 * 1024 * 1024  # bytes of idle layers held between commit and proof
 
 
 class ChainAdapter:
@@ -70,6 +71,7 @@ class MinerLoops:
         self.adapter = ChainAdapter(node)
         self._units: dict[int, IdleUnit] = {}  # generated, committed, not proven yet
         self._last_heartbeat = -(10**9)
+        self._isolate = False  # after a refused batch proof: one unit per proof
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- plumbing -----------------------------------------------------------------------
@@ -266,74 +268,99 @@ class MinerLoops:
         record: dict[str, Any] = await self.chain.query("sminer.miner", account=self.node.address)
         return record
 
+    def _batch_size(self) -> int:
+        """Units committed and proven per extrinsic: bounded by the chain's extrinsic size
+        (about 3 leaves per proof sample) and by the memory a unit's layers take until
+        they are proven (their last layer alone goes to disk)."""
+        params = self.params
+        proof_bytes = params.idle_cert_samples * 3 * params.leaf_size * 3 // 2 + 4096
+        by_size = params.max_extrinsic_bytes // (proof_bytes * 2)
+        by_memory = IDLE_MEMORY_BUDGET // (params.idle_layers * params.idle_unit_size)
+        return max(1, min(64, by_size, by_memory))
+
     async def fill(self, record: dict[str, Any]) -> None:
         unit = self.params.idle_unit_size
         waiting = len(self.store.idle_units("committed"))
         room = record["declared"] - record["idle"] - record["locked"] - record["service"]
         room -= waiting * unit
-        floor = self.node.config.free_disk_floor
-        if room < unit or self.store.free_bytes() - unit < floor:
-            return  # declared capacity reached, or the disk's free-space floor
+        # Disk first: never fill below the free-space floor, whatever is declared.
+        by_disk = (self.store.free_bytes() - self.node.config.free_disk_floor) // unit
+        count = min(room // unit, by_disk, self._batch_size() - waiting)
+        if count <= 0:
+            return
         head = await self.chain.head()
-        index = int(record["next_unit"])
-        seed = idle_seed(self.node.keypair.public_key, index, bytes.fromhex(head.best_hash[2:]))
-        generated = await asyncio.to_thread(generate_unit, self.params.idle_spec(), seed)
-        roots = [root.hex() for root in generated.layer_roots]
-        await asyncio.to_thread(
-            self.store.write_idle_unit, index, generated.data, head.best_block, roots
-        )
-        try:
-            result = await self._call(
-                "sminer.cert_idle_space",
-                units=[{"anchor_height": head.best_block, "layer_roots": roots}],
+        first = int(record["next_unit"]) + waiting
+        spec = self.params.idle_spec()
+        commitments = []
+        for index in range(first, first + count):
+            seed = idle_seed(self.node.keypair.public_key, index, bytes.fromhex(head.best_hash[2:]))
+            generated = await asyncio.to_thread(generate_unit, spec, seed)
+            roots = [root.hex() for root in generated.layer_roots]
+            await asyncio.to_thread(
+                self.store.write_idle_unit, index, generated.data, head.best_block, roots
             )
+            self._units[index] = generated
+            commitments.append({"anchor_height": head.best_block, "layer_roots": roots})
+        try:
+            result = await self._call("sminer.cert_idle_space", units=commitments)
         except (ExtrinsicFailed, Rejected):
-            self.store.delete_idle_unit(index)
+            for index in range(first, first + count):
+                self.store.delete_idle_unit(index)
+                self._units.pop(index, None)
             raise
-        self._units[index] = generated
-        self.store.set_idle_state(index, "committed", committed_at=result.height)
+        for index in range(first, first + count):
+            self.store.set_idle_state(index, "committed", committed_at=result.height)
+
+    async def _unit(self, record: IdleRecord) -> IdleUnit:
+        generated = self._units.get(record.unit_index)
+        if generated is None:  # restarted since the commitment: the seed remakes it
+            anchor = await self.chain.block(record.anchor_height)
+            assert anchor is not None
+            seed = idle_seed(
+                self.node.keypair.public_key, record.unit_index, bytes.fromhex(anchor["hash"][2:])
+            )
+            generated = await asyncio.to_thread(generate_unit, self.params.idle_spec(), seed)
+        return generated
 
     async def prove_committed(self) -> None:
+        """Proves, in one extrinsic, every committed unit whose beacon block is out."""
         spec = self.params.idle_spec()
-        for unit in self.store.idle_units("committed"):
-            assert unit.committed_at is not None
-            if self.node.best_block < unit.committed_at + 1:
-                continue
-            beacon_block = await self.chain.block(unit.committed_at + 1)
+        proven: list[int] = []
+        units: list[dict[str, Any]] = []
+        limit = 1 if self._isolate else self._batch_size()
+        for record in self.store.idle_units("committed")[:limit]:
+            assert record.committed_at is not None
+            beacon_block = await self.chain.block(record.committed_at + 1)
             if beacon_block is None:
                 continue
-            generated = self._units.get(unit.unit_index)
-            if generated is None:  # restarted since the commitment: the seed remakes it
-                anchor = await self.chain.block(unit.anchor_height)
-                assert anchor is not None
-                seed = idle_seed(
-                    self.node.keypair.public_key, unit.unit_index, bytes.fromhex(anchor["hash"][2:])
-                )
-                generated = await asyncio.to_thread(generate_unit, spec, seed)
-            beacon = bytes.fromhex(beacon_block["randomness"][2:])
+            generated = await self._unit(record)
             challenges = cert_challenges(
-                beacon,
+                bytes.fromhex(beacon_block["randomness"][2:]),
                 generated.layer_roots,
                 self.node.keypair.public_key,
-                unit.unit_index,
+                record.unit_index,
                 self.params.idle_cert_samples,
                 spec.leaf_count,
             )
             proofs = await asyncio.to_thread(prove_certification, spec, generated, challenges)
-            try:
-                await self._call(
-                    "sminer.prove_idle_space",
-                    units=[
-                        {"unit_index": unit.unit_index, "proofs": [p.to_json() for p in proofs]}
-                    ],
-                )
-            except ExtrinsicFailed as exc:
-                if exc.error in ("sminer.NoSuchCommitment", "sminer.BadIdleProof"):
-                    self.store.delete_idle_unit(unit.unit_index)
-                    self._units.pop(unit.unit_index, None)
-                raise
-            self.store.set_idle_state(unit.unit_index, "certified")
-            self._units.pop(unit.unit_index, None)
+            units.append({"unit_index": record.unit_index, "proofs": [p.to_json() for p in proofs]})
+            proven.append(record.unit_index)
+        if not units:
+            return
+        try:
+            await self._call("sminer.prove_idle_space", units=units)
+        except ExtrinsicFailed as exc:
+            if exc.error in ("sminer.NoSuchCommitment", "sminer.BadIdleProof"):
+                if len(proven) == 1:  # found it: that unit cannot be certified
+                    self.store.delete_idle_unit(proven[0])
+                    self._units.pop(proven[0], None)
+                    self._isolate = False
+                else:  # which one? prove them one by one until it shows
+                    self._isolate = True
+            raise
+        for index in proven:
+            self.store.set_idle_state(index, "certified")
+            self._units.pop(index, None)
 
     async def replace_owed(self, record: dict[str, Any]) -> None:
         """User data displaced idle units: delete whole units worth what is owed."""
