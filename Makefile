@@ -20,7 +20,7 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 devnet: $(STAMP)
-	$(BIN)/deoss devnet --dir .devnet --fresh
+	$(BIN)/deoss devnet --dir .devnet
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

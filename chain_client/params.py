@@ -24,6 +24,7 @@ __all__ = [
     "NetworkParams",
     "PenaltySchedule",
     "dev_params",
+    "devnet_params",
 ]
 
 KIB = 1024
@@ -297,6 +298,27 @@ def dev_params(**changes: Any) -> NetworkParams:
         offline_restoral_delay=30,
         exit_cooldown=10,
         penalties=PenaltySchedule(force_exit_misses=5),
+    )
+    return base.replace(**changes) if changes else base
+
+
+def devnet_params(**changes: Any) -> NetworkParams:
+    """The devnet's network: the real code shape (k = 4, n = 12) at a small scale, with
+    days long enough that a devnet left running keeps its territories."""
+    base = dev_params(
+        data_shards=4,
+        total_shards=12,
+        fragment_size=256 * KIB,
+        segment_size=1024 * KIB,
+        stripe_block_size=64 * KIB,
+        idle_unit_size=256 * KIB,
+        blocks_per_day=14_400,
+        challenge_interval=600,
+        challenge_deadline=20,
+        offline_after=600,
+        offline_restoral_delay=600,
+        deal_report_timeout=60,
+        orphan_ttl=14_400,
     )
     return base.replace(**changes) if changes else base
 

@@ -1,14 +1,12 @@
-"""``deoss devnet``: a local network of real processes on loopback.
-
-A dev chain node and n + 2 miners (the gateway joins when it is built). The devnet
-writes ``.devnet/devnet.json`` (atomically, once every process
-answers) so tests and people find the endpoints there.
+"""``deoss devnet``: a local network of real processes on loopback, under one
+directory: a dev chain node, n + 2 miners, a gateway, and a dev user who authorized the
+gateway and owns a territory. ``.devnet/devnet.json`` is written (atomically) once every
+service answers; a second run resumes the same network.
 """
 
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,23 +18,28 @@ from typing import Any
 
 import aiohttp
 
+from chain_client.account import ChainAccount
 from chain_client.files import write_atomically
-from chain_client.keys import dev_accounts
-from chain_client.params import MIB, dev_params
+from chain_client.keys import Keypair, dev_accounts, load_key_file, save_key_file
+from chain_client.params import MIB, Genesis, NetworkParams, devnet_params
+from chain_client.rpc_client import HttpChain
 
 __all__ = [
     "DevnetError",
     "chain_command",
     "run_devnet",
     "start_chain_process",
+    "start_gateway_process",
     "start_miner_process",
     "stop_process",
     "wait_for_url",
 ]
 
 
-DEVNET_MINER_UNITS = 64  # 4 MiB of idle space per miner with the dev 64 KiB unit
+DEVNET_MINER_UNITS = 64  # 16 MiB of idle space per miner with the devnet's 256 KiB unit
 DEVNET_DISK_FLOOR = 256 * MIB
+DEVNET_TERRITORY = "default"
+DEVNET_TERRITORY_UNITS = 256  # 64 MiB with the devnet's 256 KiB territory unit
 
 
 class DevnetError(RuntimeError):
@@ -192,19 +195,140 @@ async def start_miner_process(
     return MinerProcess(process, url, directory, str(account))
 
 
+async def _init_gateway(directory: Path, chain_url: str) -> None:
+    config = directory / "gateway.toml"
+    if config.exists():
+        _point_at_chain(config, chain_url)
+        return
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "gateway",
+            "init",
+            "--dir",
+            str(directory),
+            "--chain-rpc",
+            chain_url,
+            "--native-listen",
+            "127.0.0.1:0",
+            "--faucet",
+            "--default-territory",
+            DEVNET_TERRITORY,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def _point_at_chain(config: Path, chain_url: str) -> None:
+    """A resumed devnet's chain listens on a new port: tell the others."""
+    lines = [
+        f'chain_rpc = "{chain_url}"' if line.startswith("chain_rpc") else line
+        for line in config.read_text().splitlines()
+    ]
+    write_atomically(config, "\n".join(lines) + "\n")
+
+
+async def start_gateway_process(
+    directory: Path, chain_url: str, log_file: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    await _init_gateway(directory, chain_url)
+    (directory / "native.url").unlink(missing_ok=True)
+    with open(log_file, "ab") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "gateway",
+                "run",
+                "--config",
+                str(directory / "gateway.toml"),
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = await wait_for_url(directory / "native.url", process, timeout=60)
+    except BaseException:
+        stop_process(process)
+        raise
+    return process, url
+
+
+async def _prepare_user(
+    root: Path, chain_url: str, gateway: str, params: NetworkParams, miners: int
+) -> Path:
+    """The dev user: a key file, funds, this gateway authorized, a territory minted (once
+    the miners have certified enough idle space for it)."""
+    key_file = root / "user.json"
+    if not key_file.exists():
+        save_key_file(key_file, Keypair.generate())
+    user = load_key_file(key_file)
+    chain = HttpChain(chain_url)
+    try:
+        account = ChainAccount(chain, user)
+        if (await chain.query("balances.account", account=user.address))["free"] == 0:
+            await account.call("balances.faucet")
+        if not await chain.query("oss.is_authorized", owner=user.address, gateway=gateway):
+            await account.call("oss.authorize", gateway=gateway)
+        if (
+            await chain.query(
+                "storage_handler.territory", owner=user.address, name=DEVNET_TERRITORY
+            )
+            is None
+        ):
+            size = DEVNET_TERRITORY_UNITS * params.territory_unit
+            deadline = time.monotonic() + 300
+            while True:
+                totals = await chain.query("sminer.totals")
+                if totals["idle"] >= size:
+                    break
+                if time.monotonic() > deadline:
+                    raise DevnetError(
+                        f"the {miners} miners certified only {totals['idle']} "
+                        f"bytes of idle space in 5 minutes"
+                    )
+                await asyncio.sleep(0.5)
+            await account.call(
+                "storage_handler.mint_territory",
+                name=DEVNET_TERRITORY,
+                gib=DEVNET_TERRITORY_UNITS,
+                days=30,
+            )
+    finally:
+        await chain.close()
+    return key_file
+
+
 async def run_devnet(root: Path, *, block_time: float, fresh: bool, miners: int | None) -> int:
+    """Starts (or resumes) the devnet and runs it until Ctrl-C or SIGTERM."""
     if fresh and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
+    params = devnet_params(block_time=block_time)
+    genesis = root / "genesis.json"
+    if not genesis.exists():
+        write_atomically(genesis, json.dumps(Genesis(params=params, dev=True).to_json(), indent=2))
     chain = await start_chain_process(
-        root / "chain", block_time=block_time, log_file=root / "chain.log"
+        root / "chain",
+        block_time=block_time,
+        log_file=root / "chain.log",
+        extra=("--genesis", str(genesis)),
     )
-    started: list[MinerProcess] = []
+    processes: list[subprocess.Popen[bytes]] = [chain.process]
     try:
         await _wait_for_blocks(chain.url, 1, timeout=max(10.0, block_time * 5))
-        params = dev_params()
         # Repair needs somewhere to go: n + 2 miners (DESIGN.md §8).
         count = params.total_shards + 2 if miners is None else miners
+        for number in range(count):
+            config = root / f"miner{number}" / "miner.toml"
+            if config.exists():
+                _point_at_chain(config, chain.url)
         started = list(
             await asyncio.gather(
                 *(
@@ -219,55 +343,89 @@ async def run_devnet(root: Path, *, block_time: float, fresh: bool, miners: int 
                 )
             )
         )
+        processes += [m.process for m in started]
+        gateway_process, native = await start_gateway_process(
+            root / "gateway", chain.url, root / "gateway.log"
+        )
+        processes.append(gateway_process)
+        gateway = json.loads((root / "gateway" / "key.json").read_text())["address"]
+        key_file = await _prepare_user(root, chain.url, gateway, params, count)
+        user = load_key_file(key_file).address
         info: dict[str, Any] = {
             "chain_rpc": chain.url,
-            "chain_dir": str(chain.directory),
+            "native_endpoint": native,
+            "s3_endpoint": None,  # the S3 API is not served yet
+            "account": user,
+            "key_file": str(key_file.resolve()),
+            "territory": DEVNET_TERRITORY,
+            "gateway": gateway,
             "chain_pid": chain.process.pid,
+            "gateway_pid": gateway_process.pid,
             "miners": [
-                {"account": m.account, "url": m.url, "dir": str(m.directory), "pid": m.process.pid}
+                {
+                    "account": m.account,
+                    "endpoint": m.url,
+                    "config": str((m.directory / "miner.toml").resolve()),
+                    "pid": m.process.pid,
+                }
                 for m in started
             ],
             "dev_accounts": dev_accounts(),
-            "started_at": int(time.time()),
         }
         write_atomically(root / "devnet.json", json.dumps(info, indent=2) + "\n")
-        miner_lines = "\n".join(f"  miner       {m.url}  {m.account}" for m in started)
-        print(
-            f"""deoss devnet is up ({root / "devnet.json"}):
-  chain RPC   {chain.url}
-  health      curl {chain.url}/health
-  latest      curl {chain.url}/block/latest
-  events      curl '{chain.url}/events?from=0'
-  miners      curl '{chain.url}/query/sminer.miners'
-{miner_lines}
-  miner stat  .venv/bin/deoss-miner stat --config {root / "miner0" / "miner.toml"}
-  dev keys    //Alice //Bob ... (e.g. .venv/bin/deoss-chain key show //Alice --dev)
-  logs        {root}/*.log
-Press Ctrl-C to stop.""",
-            flush=True,
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        watched = {
-            asyncio.create_task(asyncio.to_thread(p.wait), name=name)
-            for name, p in [
-                ("chain node", chain.process),
-                *((f"miner {m.directory.name}", m.process) for m in started),
-            ]
-        }
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({*watched, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        exited = [task.get_name() for task in done if task is not stopper]
-        if exited:
-            print(f"deoss devnet: the {exited[0]} exited; see the logs in {root}", file=sys.stderr)
-            return 1
-        return 0
+        _print_usage(root, info)
+        return await _wait_until_stopped(root, processes)
     finally:
-        for miner in started:
-            stop_process(miner.process)
-        stop_process(chain.process)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(root / "devnet.json")
+        for process in reversed(processes):
+            stop_process(process)
+        _remove_own_info(root / "devnet.json", chain.process.pid)
+
+
+def _remove_own_info(path: Path, chain_pid: int) -> None:
+    """devnet.json goes with the network that wrote it (not with another one's)."""
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        if json.loads(path.read_text())["chain_pid"] == chain_pid:
+            path.unlink()
+
+
+def _print_usage(root: Path, info: dict[str, Any]) -> None:
+    sign = f".venv/bin/deoss sign --key {info['key_file']}"
+    native = info["native_endpoint"]
+    print(
+        f"""deoss devnet is up ({root / "devnet.json"}):
+  chain RPC    {info["chain_rpc"]}   (curl {info["chain_rpc"]}/health)
+  native API   {native}
+  miners       {len(info["miners"])}: curl '{info["chain_rpc"]}/query/sminer.miners'
+  dev user     {info["account"]}  key {info["key_file"]}  territory {info["territory"]}
+
+Signatures expire and are refused on replay: take fresh headers for every request.
+  upload       curl -X PUT $({sign}) --data-binary @FILE {native}/object/hello.txt
+  download     curl $({sign}) {native}/file/download/FID -o out
+  a range      curl $({sign}) -H 'Range: bytes=0-99' {native}/file/open/FID
+  metadata     curl $({sign}) {native}/file/metadata/FID
+  list         curl $({sign}) {native}/file/list
+  delete       curl -X DELETE $({sign}) {native}/file/FID
+  logs         {root}/*.log
+Ctrl-C stops every process; `make devnet` again resumes this network.""",
+        flush=True,
+    )
+
+
+async def _wait_until_stopped(root: Path, processes: list[subprocess.Popen[bytes]]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watched = {
+        asyncio.create_task(asyncio.to_thread(p.wait), name=f"process {p.pid}") for p in processes
+    }
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({*watched, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    exited = [task.get_name() for task in done if task is not stopper]
+    if exited:
+        print(
+            f"deoss devnet: a process exited ({exited[0]}); see the logs in {root}", file=sys.stderr
+        )
+        return 1
+    return 0

@@ -419,6 +419,34 @@ async def version(request: web.Request) -> web.Response:
     )
 
 
+async def health(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    service = ctx.service
+    reasons, best = [], None
+    try:
+        best = (await service.chain.head()).best_block
+        positive = len(await service.directory.miners())
+    except ChainError:
+        reasons.append("chain unreachable")
+        positive = 0
+    if positive < service.params.data_shards:
+        reasons.append(f"{positive} positive miners, fewer than k = {service.params.data_shards}")
+    status = 503 if reasons else 200
+    return envelope(
+        status,
+        {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "gateway": ctx.gateway,
+            "best_block": best,
+            "chain_reachable": best is not None,
+            "positive_miners": positive,
+            "outbox_pending": len(service.index.outbox("pending")),
+            "unpaid_objects": len(service.index.outbox("unpaid")),
+        },
+    )
+
+
 async def not_implemented(request: web.Request) -> web.Response:
     raise NativeError(501, "NotImplemented", f"{request.method} {request.path} is not served")
 
@@ -437,6 +465,7 @@ def make_native_app(
     app.router.add_get("/file/location/{fid}", location)
     app.router.add_get("/file/list", list_files)
     app.router.add_get("/version", version)
+    app.router.add_get("/health", health)
     app.router.add_put("/files", not_implemented)
     app.router.add_get("/fragment/download", not_implemented)
     if extra_routes:

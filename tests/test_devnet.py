@@ -1,6 +1,7 @@
 """``deoss devnet``, as ``make devnet`` runs it: real processes, a live chain."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,18 @@ from typing import Any
 import pytest
 
 
+def sign(key_file: str) -> list[str]:
+    """What the devnet's examples do: ``$(deoss sign --key KEY)``."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "sign", "--key", key_file],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.split()
+
+
 def health(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/health", timeout=5) as response:
         result: dict[str, Any] = json.loads(response.read())
@@ -19,8 +32,10 @@ def health(url: str) -> dict[str, Any]:
 
 
 @pytest.mark.e2e
-def test_devnet_starts_a_chain_and_miners(tmp_path: Path) -> None:
+def test_devnet_runs_chain_miners_and_gateway(tmp_path: Path) -> None:
     root = tmp_path / "devnet"
+    log = tmp_path / "devnet.out"
+    output = open(log, "wb")  # noqa: SIM115 - closed below, after the process
     process = subprocess.Popen(
         [
             sys.executable,
@@ -33,13 +48,13 @@ def test_devnet_starts_a_chain_and_miners(tmp_path: Path) -> None:
             "0.3",
             "--fresh",
         ],
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while not (root / "devnet.json").exists():
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "devnet.json never appeared"
             time.sleep(0.1)
         info = json.loads((root / "devnet.json").read_text())
@@ -47,24 +62,53 @@ def test_devnet_starts_a_chain_and_miners(tmp_path: Path) -> None:
         time.sleep(1.5)
         assert int(health(info["chain_rpc"])["best_block"]) > first
         assert "Alice" in info["dev_accounts"]
-        # n + 2 real miner processes, registered on the chain and filling idle space.
-        assert len(info["miners"]) == 6
+        # n + 2 real miner processes and a gateway, all answering.
+        assert len(info["miners"]) == 14
         for miner in info["miners"]:
-            with urllib.request.urlopen(miner["url"] + "/health", timeout=5) as response:
+            with urllib.request.urlopen(miner["endpoint"] + "/health", timeout=5) as response:
                 assert json.loads(response.read())["account"] == miner["account"]
-        deadline = time.monotonic() + 30
-        while True:
-            with urllib.request.urlopen(
-                info["chain_rpc"] + "/query/sminer.miners", timeout=5
-            ) as response:
-                miners = json.loads(response.read())["result"]
-            if len(miners) == 6 and all(m["idle"] > 0 for m in miners):
-                break
-            assert time.monotonic() < deadline, miners
-            time.sleep(0.3)
+            assert Path(miner["config"]).is_absolute()
+        with urllib.request.urlopen(info["native_endpoint"] + "/health", timeout=5) as response:
+            assert json.loads(response.read())["data"]["positive_miners"] == 14
+        # The printed curl examples work: upload with fresh headers, download it back.
+        data = os.urandom(300_000)
+        source = tmp_path / "up.bin"
+        source.write_bytes(data)
+        put = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-X",
+                "PUT",
+                *sign(info["key_file"]),
+                "--data-binary",
+                f"@{source}",
+                info["native_endpoint"] + "/object/hello.bin",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        fid = json.loads(put.stdout)["data"]["fid"]
+        got = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-f",
+                *sign(info["key_file"]),
+                info["native_endpoint"] + f"/file/download/{fid}",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        assert got.stdout == data
     finally:
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=30)[0].decode()
-    assert process.returncode == 0, output
-    assert "chain RPC" in output
+        process.wait(timeout=60)
+        output.close()
+    text = log.read_text()
+    assert process.returncode == 0, text
+    assert "chain RPC" in text and "deoss sign" in text
     assert not (root / "devnet.json").exists()
