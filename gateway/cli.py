@@ -10,6 +10,7 @@ from chain_client.files import write_atomically
 from chain_client.key_cli import add_key_commands
 from chain_client.keys import KeyMaterialError, Keypair, load_signer, save_key_file
 from chain_client.params import ConfigError
+from gateway.client import add_client_commands
 from gateway.config import GatewayConfig
 from gateway.devnet import DevnetError, run_devnet
 from gateway.native_auth import sign_headers
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--dev", action="store_true")
     sign.add_argument("--ttl", type=int, default=60, help="seconds the signature lives")
     sign.set_defaults(func=_sign)
+    add_client_commands(commands)
     add_key_commands(commands)
     return parser
 

@@ -251,6 +251,90 @@ async def test_bad_requests_are_refused_clearly(network: Network, state: dict[st
             assert unknown.status == 404
 
 
+def test_client_commands_round_trip(network: Network, tmp_path: Path) -> None:
+    key = tmp_path / "user.json"
+    from chain_client.keys import Keypair, save_key_file
+
+    user = Keypair.from_seed(os.urandom(32), "sr25519")
+    save_key_file(key, user)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            AUTHORIZE,
+            network.chain.url,
+            str(key),
+            json.loads((network.gateway_dir / "key.json").read_text())["address"],
+        ],
+        check=True,
+        timeout=120,
+    )
+    data = os.urandom(600 * KIB + 7)
+    source = tmp_path / "in.bin"
+    source.write_bytes(data)
+    base = [sys.executable, "-m", "gateway.cli"]
+    target = ["--gateway", network.url, "--key", str(key)]
+    put = subprocess.run(
+        [*base, "put", str(source), "--territory", "mine", "--cipher", "pw", *target],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    fid = put.stdout.strip().splitlines()[-1]
+    assert len(fid) == 64
+    out = tmp_path / "out.bin"
+    subprocess.run(
+        [*base, "get", fid, "-o", str(out), "--cipher", "pw", *target],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    assert out.read_bytes() == data
+    subprocess.run(
+        [*base, "get", fid, "-o", str(out), "--cipher", "pw", "--range", "100-199", *target],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    assert out.read_bytes() == data[100:200]
+    wrong = subprocess.run(
+        [*base, "get", fid, "-o", str(tmp_path / "no.bin"), "--cipher", "bad", *target],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert wrong.returncode == 1 and "403" in wrong.stderr
+    assert not (tmp_path / "no.bin").exists()  # a refusal, never garbage bytes
+    listing = subprocess.run(
+        [*base, "ls", *target], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert fid in listing.stdout and "in.bin" in listing.stdout
+    subprocess.run([*base, "rm", fid, *target], check=True, timeout=120, capture_output=True)
+    gone = subprocess.run(
+        [*base, "get", fid, "-o", str(out), *target], capture_output=True, text=True, timeout=60
+    )
+    assert gone.returncode == 1 and "404" in gone.stderr
+
+
+AUTHORIZE = """
+import asyncio, sys
+from chain_client.account import ChainAccount
+from chain_client.keys import load_key_file, dev_keypair
+from chain_client.rpc_client import HttpChain
+
+async def main():
+    chain = HttpChain(sys.argv[1])
+    user = ChainAccount(chain, load_key_file(sys.argv[2]))
+    await ChainAccount(chain, dev_keypair("Alice")).call("balances.faucet", dest=user.address)
+    await user.call("oss.authorize", gateway=sys.argv[3])
+    await user.call("storage_handler.mint_territory", name="mine", gib=8, days=5)
+    await chain.close()
+
+asyncio.run(main())
+"""
+
+
 async def test_a_corrupt_fragment_is_read_around_and_reported(
     network: Network, chain: HttpChain, state: dict[str, Any]
 ) -> None:
