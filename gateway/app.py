@@ -22,6 +22,7 @@ from gateway.index import MetadataIndex
 from gateway.native_api import NativeContext, make_native_app
 from gateway.native_auth import NativeAuth, ReplayCache
 from gateway.objects import ObjectService
+from gateway.resume import ResumeStore
 from gateway.tracker import DealTracker
 from gateway.transfer import MinerClient, MinerDirectory
 
@@ -109,12 +110,14 @@ async def _serve(config: GatewayConfig) -> int:
         replay=ReplayCache(),
         is_authorized=_Authorizations(chain, keypair.address),
     )
+    resume = ResumeStore(config.data_dir, master_key)
     context = NativeContext(
         service=service,
         auth=auth,
         gateway=keypair.address,
         default_territory=config.default_territory or None,
         genesis_hash="0x" + genesis_hash.hex(),
+        resume=resume,
     )
     runner = web.AppRunner(make_native_app(context), access_log=None)
     await runner.setup()
@@ -151,6 +154,7 @@ async def _serve(config: GatewayConfig) -> int:
         await client.close()
         await chain.close()
         index.close()
+        resume.close()
         (config.data_dir / "native.url").unlink(missing_ok=True)
     print("deoss gateway: stopped", flush=True)
     return 0

@@ -18,6 +18,7 @@ from chain_client.errors import ChainError
 from gateway.index import ObjectRecord
 from gateway.native_auth import AuthError, NativeAuth
 from gateway.objects import ObjectError, ObjectService
+from gateway.resume import ResumeError, ResumeSession, ResumeStore, parse_content_range
 
 __all__ = ["NATIVE", "NativeContext", "make_native_app", "parse_byte_range"]
 
@@ -45,8 +46,10 @@ class NativeContext:
         gateway: str,
         default_territory: str | None,
         genesis_hash: str,
+        resume: ResumeStore,
     ) -> None:
         self.service = service
+        self.resume = resume
         self.auth = auth
         self.gateway = gateway
         self.default_territory = default_territory
@@ -74,7 +77,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return envelope(exc.status, {"error": exc.error, **exc.data}, exc.msg)
     except AuthError as exc:
         return envelope(exc.status, {"error": exc.code}, exc.message)
-    except ObjectError as exc:
+    except (ObjectError, ResumeError) as exc:
         return envelope(exc.status, {"error": exc.code}, exc.message)
     except ChainError as exc:
         return envelope(503, {"error": "ChainUnavailable"}, str(exc), headers={"Retry-After": "2"})
@@ -403,6 +406,110 @@ async def list_files(request: web.Request) -> web.Response:
     return envelope(200, [_record_json(r) for r in records], headers=headers)
 
 
+def _progress(session: ResumeSession, content_range: str | None) -> web.Response:
+    """Where a resumable upload stands: 308 until every byte is stored."""
+    headers = {"Range": f"bytes=0-{session.stored - 1}"} if session.stored else {}
+    if content_range:
+        headers["Content-Range"] = content_range
+    return envelope(
+        308,
+        {"stored": session.stored, "total": session.total},
+        "resume incomplete",
+        headers=headers,
+    )
+
+
+async def put_resume(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    owner = await _signer(request)
+    name = _check_name(request.match_info["name"])
+    content_range = request.headers.get("Content-Range")
+    start, end, total = parse_content_range(content_range)
+    session = ctx.resume.session(owner, name)
+    if start is None or end is None:  # "bytes */total": where does it stand?
+        if session is None:
+            raise NativeError(404, "NoSuchSession", f"no upload of {name!r} in progress")
+        if session.complete:
+            return envelope(200, {"fid": session.fid, "name": name, "state": "Pending"})
+        return _progress(session, None)
+    length = end - start + 1
+    if request.content_length != length:
+        raise NativeError(400, "IncompleteBody", f"Content-Length must be {length}")
+    ctx.resume.acquire(owner, name)
+    try:
+        copies = _copies(request)
+        if start == 0 and (session is None or session.complete or session.total != total):
+            territory = _territory(request)
+            await ctx.service.check_upload(owner, territory, total, copies)
+            session = ctx.resume.open(
+                owner, name, total, territory, copies, request.headers.get("If-None-Match") == "*"
+            )
+        elif session is None or session.complete:
+            raise NativeError(409, "ChunkGap", "no upload in progress: start at byte 0")
+        elif (
+            total != session.total
+            or (request.headers.get("Territory") not in (None, session.territory))
+            or (copies is not None and copies != session.copies)
+        ):
+            raise NativeError(409, "SessionMismatch", "total, Territory and Copies are fixed")
+        session = await ctx.resume.append(
+            session, start, request.content.iter_chunked(2**20), length
+        )
+        if session.stored < session.total:
+            return _progress(session, content_range)
+        if session.create_only and ctx.service.index.find(owner, name) is not None:
+            raise NativeError(412, "PreconditionFailed", f"{name!r} exists")
+        record = await ctx.service.put(
+            owner=owner,
+            territory=session.territory,
+            name=name,
+            body=ctx.resume.plaintext(session),
+            size_hint=session.total,
+            copies=session.copies,
+            password=_cipher(request),
+            content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+        )
+        ctx.resume.complete(session, record.fid)
+        layout = await ctx.service.layout_for(session.copies)
+        return _uploaded(record, layout.n // layout.k)
+    finally:
+        ctx.resume.release(owner, name)
+
+
+async def get_resume(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    owner = await _signer(request)
+    name = _check_name(request.match_info["name"])
+    session = ctx.resume.session(owner, name)
+    if session is None:
+        raise NativeError(404, "NoSuchSession", f"no upload of {name!r}")
+    headers = {"Range": f"bytes=0-{session.stored - 1}"} if session.stored else {}
+    return envelope(
+        200,
+        {
+            "name": name,
+            "total": session.total,
+            "stored": session.stored,
+            "territory": session.territory,
+            "copies": session.copies,
+            "complete": session.complete,
+            "fid": session.fid,
+        },
+        headers=headers,
+    )
+
+
+async def delete_resume(request: web.Request) -> web.Response:
+    ctx = request.app[NATIVE]
+    owner = await _signer(request)
+    name = _check_name(request.match_info["name"])
+    session = ctx.resume.session(owner, name)
+    if session is None:
+        raise NativeError(404, "NoSuchSession", f"no upload of {name!r}")
+    ctx.resume.abort(session)
+    return envelope(200, {"name": name, "aborted": not session.complete})
+
+
 async def version(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
     params = ctx.service.params
@@ -466,6 +573,9 @@ def make_native_app(
     app.router.add_get("/file/list", list_files)
     app.router.add_get("/version", version)
     app.router.add_get("/health", health)
+    app.router.add_put("/resume/{name:.*}", put_resume)
+    app.router.add_get("/resume/{name:.*}", get_resume)
+    app.router.add_delete("/resume/{name:.*}", delete_resume)
     app.router.add_put("/files", not_implemented)
     app.router.add_get("/fragment/download", not_implemented)
     if extra_routes:

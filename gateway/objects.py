@@ -149,6 +149,11 @@ class ObjectService:
                 f"left, this object needs about {need}",
             )
 
+    async def check_upload(self, owner: str, territory: str, size: int, copies: int | None) -> None:
+        """The checks an upload passes before any of its bytes are read."""
+        layout = await self.layout_for(copies)
+        await self._check_territory(owner, territory, size * layout.n // layout.k)
+
     async def put(
         self,
         *,

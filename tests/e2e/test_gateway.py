@@ -149,7 +149,7 @@ async def test_user_authorizes_the_gateway_and_buys_a_territory(
         lambda m: len(m) == MINERS and all(x["idle"] >= 16 * PARAMS.idle_unit_size for x in m),
     )
     await alice.call("oss.authorize", gateway=gateway)
-    await alice.call("storage_handler.mint_territory", name="home", gib=30, days=5)
+    await alice.call("storage_handler.mint_territory", name="home", gib=50, days=5)
 
 
 async def test_curl_upload_downloads_byte_identical(
@@ -333,6 +333,45 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+async def test_an_interrupted_resume_upload_finishes_across_a_gateway_restart(
+    network: Network,
+) -> None:
+    data = os.urandom(900 * KIB + 11)
+    total = len(data)
+    name = "/resume/movie.bin"
+
+    async def chunk(
+        session: aiohttp.ClientSession, start: int, end: int, body: bytes | None = None
+    ) -> tuple[int, dict[str, Any], Any]:
+        payload = data[start : end + 1] if body is None else body
+        headers = signed({"Territory": "home", "Content-Range": f"bytes {start}-{end}/{total}"})
+        async with session.put(network.url + name, data=payload, headers=headers) as response:
+            return response.status, dict(response.headers), await response.json()
+
+    async with aiohttp.ClientSession() as session:
+        status, headers, answer = await chunk(session, 0, 300 * KIB - 1)
+        assert status == 308 and headers["Range"] == f"bytes=0-{300 * KIB - 1}", answer
+        status, _, answer = await chunk(session, 400 * KIB, 500 * KIB - 1)
+        assert status == 409 and answer["data"]["error"] == "ChunkGap"
+        wrong = bytes(100 * KIB)
+        status, _, answer = await chunk(session, 200 * KIB, 300 * KIB - 1, wrong)
+        assert status == 409 and answer["data"]["error"] == "ChunkMismatch"
+        status, headers, _ = await chunk(session, 200 * KIB, 500 * KIB - 1)  # overlaps: fine
+        assert status == 308 and headers["Range"] == f"bytes=0-{500 * KIB - 1}"
+    # The gateway goes away mid-upload and comes back on another port.
+    stop_process(network.gateway)
+    network.gateway, network.url = start_gateway(network.gateway_dir)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(network.url + name, headers=signed()) as response:
+            progress = await response.json()
+            assert progress["data"]["stored"] == 500 * KIB
+        status, _, answer = await chunk(session, 500 * KIB, total - 1)
+        assert status == 200, answer
+        fid = answer["data"]["fid"]
+        async with session.get(f"{network.url}/file/download/{fid}", headers=signed()) as got:
+            assert await got.read() == data
 
 
 async def test_a_corrupt_fragment_is_read_around_and_reported(

@@ -1,0 +1,284 @@
+"""Resumable uploads (docs/native-api.md §6): ``Content-Range`` chunks into a spool on
+the gateway's disk, then, on the chunk that completes the object, the normal upload.
+
+The spool is an append-only file of records ``offset u64 ‖ length u32 ‖ nonce (24) ‖
+sealed bytes``: each chunk's new bytes sealed (XChaCha20-Poly1305) under the session's
+own random key with a random nonce, so no plaintext rests on disk and no key ever seals
+two messages under one nonce. The session key is stored wrapped by the master key.
+Sessions live in their own SQLite file and survive a gateway restart; a chunk is
+acknowledged (308) only once its bytes are fsynced.
+"""
+
+import asyncio
+import os
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl import bindings
+
+from chain_client.files import fsync_directory
+
+__all__ = ["ResumeError", "ResumeSession", "ResumeStore", "parse_content_range"]
+
+_HEADER = struct.Struct(">QI")
+_NONCE = 24
+_TAG = 16
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    stored INTEGER NOT NULL,
+    territory TEXT NOT NULL,
+    copies INTEGER,
+    create_only INTEGER NOT NULL,
+    sealed_key BLOB NOT NULL,
+    spool TEXT NOT NULL,
+    fid TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (owner, name)
+) WITHOUT ROWID;
+"""
+
+
+class ResumeError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def parse_content_range(header: str | None) -> tuple[int | None, int | None, int]:
+    """``bytes a-b/total`` → (a, b inclusive, total); ``bytes */total`` → (None, None, total)."""
+    if header is None or not header.startswith("bytes "):
+        raise ResumeError(400, "InvalidContentRange", "Content-Range: bytes <start>-<end>/<total>")
+    span, _, total_text = header[6:].strip().partition("/")
+    if not total_text.isdigit() or int(total_text) < 1:
+        raise ResumeError(400, "InvalidContentRange", "the total must be a positive integer")
+    total = int(total_text)
+    if span == "*":
+        return None, None, total
+    first, sep, last = span.partition("-")
+    if not sep or not first.isdigit() or not last.isdigit():
+        raise ResumeError(400, "InvalidContentRange", f"bad range {span!r}")
+    start, end = int(first), int(last)
+    if not start <= end < total:
+        raise ResumeError(400, "InvalidContentRange", f"need 0 <= start <= end < total, got {span}")
+    return start, end, total
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeSession:
+    owner: str
+    name: str
+    total: int
+    stored: int
+    territory: str
+    copies: int | None
+    create_only: bool
+    sealed_key: bytes
+    spool: str
+    fid: str | None
+    updated_at: float
+
+    @property
+    def complete(self) -> bool:
+        return self.fid is not None
+
+
+class ResumeStore:
+    def __init__(self, directory: Path, master_key: bytes) -> None:
+        self.directory = directory
+        self.spool_dir = directory / "spool"
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.master_key = master_key
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            directory / "resume.db", isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.executescript(SCHEMA)
+        self._busy: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def session(self, owner: str, name: str) -> ResumeSession | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT owner, name, total, stored, territory, copies, create_only, sealed_key, "
+                "spool, fid, updated_at FROM sessions WHERE owner = ? AND name = ?",
+                (owner, name),
+            ).fetchone()
+        if row is None:
+            return None
+        owner_, name_, total, stored, territory, copies, create_only, sealed, spool, fid, at = row
+        return ResumeSession(
+            owner_,
+            name_,
+            total,
+            stored,
+            territory,
+            copies,
+            bool(create_only),
+            sealed,
+            spool,
+            fid,
+            at,
+        )
+
+    def _key(self, session: ResumeSession) -> bytes:
+        nonce, sealed = session.sealed_key[:_NONCE], session.sealed_key[_NONCE:]
+        key: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            sealed, b"deoss/resume-key", nonce, self.master_key
+        )
+        return key
+
+    def open(
+        self,
+        owner: str,
+        name: str,
+        total: int,
+        territory: str,
+        copies: int | None,
+        create_only: bool,
+    ) -> ResumeSession:
+        old = self.session(owner, name)
+        if old is not None:
+            self.abort(old)
+        key = os.urandom(32)
+        nonce = os.urandom(_NONCE)
+        sealed = nonce + bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            key, b"deoss/resume-key", nonce, self.master_key
+        )
+        spool = f"{os.urandom(16).hex()}.spool"
+        (self.spool_dir / spool).touch()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?)",
+                (
+                    owner,
+                    name,
+                    total,
+                    territory,
+                    copies,
+                    int(create_only),
+                    sealed,
+                    spool,
+                    time.time(),
+                ),
+            )
+        found = self.session(owner, name)
+        assert found is not None
+        return found
+
+    def abort(self, session: ResumeSession) -> None:
+        (self.spool_dir / session.spool).unlink(missing_ok=True)
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM sessions WHERE owner = ? AND name = ?", (session.owner, session.name)
+            )
+
+    def complete(self, session: ResumeSession, fid: str) -> None:
+        (self.spool_dir / session.spool).unlink(missing_ok=True)
+        with self._lock:
+            self._db.execute(
+                "UPDATE sessions SET fid = ?, stored = total, updated_at = ? "
+                "WHERE owner = ? AND name = ?",
+                (fid, time.time(), session.owner, session.name),
+            )
+
+    # -- one chunk at a time per session --------------------------------------------------
+
+    def acquire(self, owner: str, name: str) -> None:
+        if (owner, name) in self._busy:
+            raise ResumeError(409, "SessionBusy", "another chunk of this upload is in progress")
+        self._busy.add((owner, name))
+
+    def release(self, owner: str, name: str) -> None:
+        self._busy.discard((owner, name))
+
+    # -- the spool ------------------------------------------------------------------------
+
+    def _records(self, session: ResumeSession) -> Iterator[tuple[int, bytes]]:
+        key = self._key(session)
+        with open(self.spool_dir / session.spool, "rb") as handle:
+            while header := handle.read(_HEADER.size):
+                offset, length = _HEADER.unpack(header)
+                nonce = handle.read(_NONCE)
+                sealed = handle.read(length + _TAG)
+                plain: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                    sealed, _HEADER.pack(offset, length), nonce, key
+                )
+                yield offset, plain
+
+    def read_back(self, session: ResumeSession, start: int, end: int) -> bytes:
+        """Stored bytes ``start..end`` (exclusive), to compare an overlapping chunk."""
+        pieces = []
+        for offset, plain in self._records(session):
+            lo, hi = max(start, offset), min(end, offset + len(plain))
+            if lo < hi:
+                pieces.append(plain[lo - offset : hi - offset])
+        return b"".join(pieces)
+
+    async def append(
+        self, session: ResumeSession, start: int, body: AsyncIterable[bytes], length: int
+    ) -> ResumeSession:
+        """Adds one chunk: its part below the stored prefix must match, the rest is
+        appended and fsynced before this returns (then the 308 may go out)."""
+        stored = session.stored
+        if start > stored:
+            raise ResumeError(
+                409, "ChunkGap", f"stored bytes end at {stored}; chunk starts at {start}"
+            )
+        data = bytearray()
+        async for piece in body:
+            data += piece
+            if len(data) > length:
+                raise ResumeError(400, "IncompleteBody", "body longer than its Content-Range")
+        if len(data) != length:
+            raise ResumeError(400, "IncompleteBody", f"got {len(data)} of {length} bytes")
+        overlap = min(stored, start + length) - start
+        if overlap > 0:
+            kept = await asyncio.to_thread(self.read_back, session, start, start + overlap)
+            if kept != bytes(data[:overlap]):
+                raise ResumeError(409, "ChunkMismatch", "the overlap differs from what is stored")
+        new = bytes(data[max(overlap, 0) :])
+        if new:
+            await asyncio.to_thread(self._write, session, stored, new)
+        with self._lock:
+            self._db.execute(
+                "UPDATE sessions SET stored = ?, updated_at = ? WHERE owner = ? AND name = ?",
+                (stored + len(new), time.time(), session.owner, session.name),
+            )
+        found = self.session(session.owner, session.name)
+        assert found is not None
+        return found
+
+    def _write(self, session: ResumeSession, offset: int, data: bytes) -> None:
+        key = self._key(session)
+        nonce = os.urandom(_NONCE)
+        header = _HEADER.pack(offset, len(data))
+        sealed = bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(data, header, nonce, key)
+        path = self.spool_dir / session.spool
+        with open(path, "ab") as handle:
+            handle.write(header + nonce + sealed)
+            handle.flush()
+            os.fsync(handle.fileno())
+        fsync_directory(self.spool_dir)
+
+    async def plaintext(self, session: ResumeSession) -> AsyncIterator[bytes]:
+        """The whole object, in order, for the upload pipeline."""
+        records = self._records(session)
+        sentinel = (-1, b"")
+        while True:
+            offset, plain = await asyncio.to_thread(next, records, sentinel)
+            if offset < 0:
+                return
+            yield plain
