@@ -47,7 +47,13 @@ from gateway.keywrap import (
     wrap_master,
     wrap_with_password,
 )
-from gateway.transfer import MinerClient, MinerDirectory, MinerInfo, TransferError
+from gateway.transfer import (
+    SMALL_FRAGMENT,
+    MinerClient,
+    MinerDirectory,
+    MinerInfo,
+    TransferError,
+)
 
 __all__ = ["ObjectError", "ObjectService"]
 
@@ -326,7 +332,10 @@ class ObjectService:
         data, fragment_id = segment.fragments[idx], segment.fragment_ids[idx]
         for attempt in range(PUT_ATTEMPTS):
             try:
-                await self.client.put(miner, fragment_id, data)
+                if len(data) <= SMALL_FRAGMENT:
+                    await self.client.put_small(miner, fragment_id, data)
+                else:
+                    await self.client.put(miner, fragment_id, data)
                 return miner.account
             except TransferError as exc:
                 log.warning("fragment %s on %s: %s", fragment_id, miner.account, exc.reason)

@@ -3,6 +3,7 @@ calls that store and fetch fragments (docs/miner-protocol.md)."""
 
 import asyncio
 import hashlib
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -17,11 +18,13 @@ from chain_client.protocol import Chain
 from chain_client.receipt import verify_receipt
 from chain_client.request_auth import sign_request
 
-__all__ = ["MinerClient", "MinerDirectory", "MinerInfo", "TransferError"]
+__all__ = ["SMALL_FRAGMENT", "MinerClient", "MinerDirectory", "MinerInfo", "TransferError"]
 
 COOLDOWN_SECONDS = 30.0
 PUT_TIMEOUT = 60.0
 GET_TIMEOUT = 30.0
+MAX_BATCH_FRAGMENTS = 256  # the miner's limit (docs/miner-protocol.md)
+SMALL_FRAGMENT = 64 * 1024  # at or below this, fragments are group-committed
 
 
 class TransferError(Exception):
@@ -126,11 +129,18 @@ async def _chunks(data: bytes) -> AsyncIterator[memoryview]:
 
 
 class MinerClient:
-    """Signed fragment PUT and ranged GET, on one pooled HTTP session."""
+    """Signed fragment PUT and ranged GET, on one pooled HTTP session.
 
-    def __init__(self, keypair: Keypair) -> None:
+    Small fragments are group-committed: those bound for one miner within a couple of
+    milliseconds, from any number of concurrent uploads, travel in one batch PUT
+    (``POST /fragments``), each still answered by its own signed receipt."""
+
+    def __init__(self, keypair: Keypair, *, batch_delay: float = 0.002) -> None:
         self.keypair = keypair
+        self.batch_delay = batch_delay
         self._session: aiohttp.ClientSession | None = None
+        self._queues: dict[str, list[tuple[str, bytes, asyncio.Future[dict[str, Any]]]]] = {}
+        self._flushers: dict[str, asyncio.Task[None]] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -168,6 +178,66 @@ class MinerClient:
             raise TransferError(miner.account, "receipt does not verify")
         result: dict[str, Any] = body
         return result
+
+    async def put_small(self, miner: MinerInfo, fragment_id: str, data: bytes) -> dict[str, Any]:
+        """Like ``put``, through the miner's next batch."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(miner.account, []).append((fragment_id, data, future))
+        if miner.account not in self._flushers:
+            self._flushers[miner.account] = asyncio.create_task(self._flush_later(miner))
+        return await future
+
+    async def _flush_later(self, miner: MinerInfo) -> None:
+        await asyncio.sleep(self.batch_delay)  # let concurrent uploads join this batch
+        batch = self._queues.pop(miner.account, [])
+        del self._flushers[miner.account]
+        for start in range(0, len(batch), MAX_BATCH_FRAGMENTS):
+            part = batch[start : start + MAX_BATCH_FRAGMENTS]
+            try:
+                results = await self._post_batch(miner, [(i, d) for i, d, _ in part])
+            except TransferError as exc:
+                for _, _, future in part:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (fragment_id, _, future), result in zip(part, results, strict=True):
+                if future.done():
+                    continue
+                receipt = result.get("receipt") or {}
+                signature = bytes.fromhex(str(receipt.get("signature", "0x"))[2:] or "00")
+                if result.get("status") in (200, 201) and verify_receipt(
+                    miner.scheme, miner.account, fragment_id, signature
+                ):
+                    future.set_result(receipt)
+                else:
+                    future.set_exception(TransferError(miner.account, f"batch item: {result}"))
+
+    async def _post_batch(
+        self, miner: MinerInfo, items: list[tuple[str, bytes]]
+    ) -> list[dict[str, Any]]:
+        manifest = json.dumps({"fragments": [{"id": i, "size": len(d)} for i, d in items]}).encode()
+        body = len(manifest).to_bytes(4, "big") + manifest + b"".join(d for _, d in items)
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+        headers = sign_request(
+            self.keypair, "POST", "/fragments", miner.account, content_sha256=digest
+        )
+        headers["Content-Length"] = str(len(body))
+        try:
+            async with self._client().post(
+                miner.endpoint + "/fragments",
+                data=_chunks(body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=PUT_TIMEOUT),
+            ) as response:
+                answer = await response.json(content_type=None)
+                if response.status != 200:
+                    raise TransferError(miner.account, f"batch {response.status}: {answer}")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise TransferError(miner.account, f"batch PUT failed: {exc!r}") from exc
+        results: list[dict[str, Any]] = answer["results"]
+        if [r.get("id") for r in results] != [i for i, _ in items]:
+            raise TransferError(miner.account, "batch answer does not match the manifest")
+        return results
 
     async def get(self, miner: MinerInfo, fragment_id: str, start: int, end: int) -> bytes:
         """Bytes ``start..end`` (exclusive) of a fragment."""
