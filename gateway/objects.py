@@ -15,6 +15,7 @@ fragment and reported to the chain.
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -234,26 +235,9 @@ class ObjectService:
             PENDING,
             time.time(),
         )
-        segments = [
-            s.__class__(
-                fid,
-                *(
-                    getattr(s, f)
-                    for f in (
-                        "seg_no",
-                        "segment_id",
-                        "stripe_count",
-                        "cipher_size",
-                        "fragment_size",
-                    )
-                ),
-            )
-            for s in upload.segments
-        ]
-        placements = [
-            FragmentPlacement(fid, p.seg_no, p.idx, p.fragment_id, p.miner, p.size, p.block_roots)
-            for p in upload.placements
-        ]
+        # The fid is known only now: the records made while placing get it here.
+        segments = [dataclasses.replace(s, fid=fid) for s in upload.segments]
+        placements = [dataclasses.replace(p, fid=fid) for p in upload.placements]
         meta = {
             "name": name,
             "content_type": content_type,

@@ -114,7 +114,9 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
             timeout=60,
         )
         gateway, url = start_gateway(gateway_dir)
-        yield Network(chain, miners, gateway, gateway_dir, url)
+        net = Network(chain, miners, gateway, gateway_dir, url)
+        yield net
+        gateway = net.gateway  # a test may have restarted it
     finally:
         if gateway is not None:
             stop_process(gateway)
