@@ -24,6 +24,7 @@ from chain_client.account import ChainAccount
 from chain_client.keys import dev_keypair
 from chain_client.params import KIB, Genesis, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
+from gateway.codec import Layout, plan_range
 from gateway.devnet import stop_process
 from gateway.native_auth import sign_headers
 from tests.conftest import ChainProcess, start_chain
@@ -137,6 +138,20 @@ def state() -> dict[str, Any]:
     return {}
 
 
+async def bytes_served(network: Network) -> int:
+    """Fragment bytes all live miners say they served (their Prometheus counters)."""
+    total = 0
+    async with aiohttp.ClientSession() as session:
+        for _, process, url in network.miners:
+            if process.poll() is not None:
+                continue
+            async with session.get(url + "/metrics") as response:
+                for line in (await response.text()).splitlines():
+                    if line.startswith("deoss_miner_fragment_bytes_out_total "):
+                        total += int(float(line.split()[1]))
+    return total
+
+
 def signed(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**sign_headers(USER), **(extra or {})}
 
@@ -202,6 +217,13 @@ async def test_curl_upload_downloads_byte_identical(
         timeout=60,
     )
     assert {f["miner"] for s in file["segments"] for f in s["fragments"]}
+    # The miners turned exactly the stored bytes from idle into service space.
+    miners = await chain.query("sminer.miners")
+    assert sum(m["service"] for m in miners) == answer["data"]["stored_bytes"]
+    assert (
+        sum(f["size"] for s in file["segments"] for f in s["fragments"])
+        == answer["data"]["stored_bytes"]
+    )
 
 
 async def test_aiohttp_upload_and_fifty_ranges(network: Network, state: dict[str, Any]) -> None:
@@ -217,7 +239,10 @@ async def test_aiohttp_upload_and_fifty_ranges(network: Network, state: dict[str
         fid = answer["data"]["fid"]
         async with session.get(f"{network.url}/file/open/{fid}", headers=signed()) as response:
             assert response.status == 200 and await response.read() == data
+        served_before = await bytes_served(network)
         rng = random.Random(7)
+        needed = 0
+        layout = Layout.from_params(PARAMS)
         for _ in range(50):
             start = rng.randrange(len(data))
             end = rng.randrange(start, min(len(data), start + 200 * KIB))
@@ -226,6 +251,10 @@ async def test_aiohttp_upload_and_fifty_ranges(network: Network, state: dict[str
             ) as response:
                 assert response.status == 206
                 assert await response.read() == data[start : end + 1]
+            plan = plan_range(layout, len(data), start, end + 1)
+            needed += sum(piece.block_len for piece in plan) * PARAMS.data_shards
+        # The miners' own counters: only the blocks those ranges need, k of them each.
+        assert await bytes_served(network) - served_before == needed
     state["big"] = (fid, data)
 
 
