@@ -36,6 +36,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_idle.py --quick
 	$(BIN)/python bench/bench_miner.py
+	$(BIN)/python bench/bench_gateway.py
 
 clean:
 	rm -rf $(VENV) .devnet .pytest_cache .mypy_cache .ruff_cache
