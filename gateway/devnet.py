@@ -27,6 +27,7 @@ from chain_client.rpc_client import HttpChain
 __all__ = [
     "DevnetError",
     "chain_command",
+    "gateway_command",
     "run_devnet",
     "start_chain_process",
     "start_gateway_process",
@@ -233,6 +234,10 @@ def _point_at_chain(config: Path, chain_url: str) -> None:
     write_atomically(config, "\n".join(lines) + "\n")
 
 
+def gateway_command(config: Path) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", "gateway", "run", "--config", str(config)]
+
+
 async def start_gateway_process(
     directory: Path, chain_url: str, log_file: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -240,17 +245,7 @@ async def start_gateway_process(
     (directory / "native.url").unlink(missing_ok=True)
     with open(log_file, "ab") as output:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "gateway",
-                "run",
-                "--config",
-                str(directory / "gateway.toml"),
-            ],
-            stdout=output,
-            stderr=subprocess.STDOUT,
+            gateway_command(directory / "gateway.toml"), stdout=output, stderr=subprocess.STDOUT
         )
     try:
         url = await wait_for_url(directory / "native.url", process, timeout=60)

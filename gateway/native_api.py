@@ -232,12 +232,8 @@ def _fid(request: web.Request) -> tuple[str, str | None]:
 
 async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse:
     ctx = request.app[NATIVE]
-    owner = await _signer(request)
+    _, record = await _owned(request)
     fid, extension = _fid(request)
-    try:
-        record = ctx.service.lookup(fid, owner)
-    except ObjectError:
-        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
     cipher = _cipher(request)
     unit = ctx.service.index.units(fid)[0]
     if cipher is not None and '"scheme":"cipher"' not in unit.wrapped_key.replace(" ", ""):
@@ -304,16 +300,22 @@ async def open_file(request: web.Request) -> web.StreamResponse:
 
 async def delete_file(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
-    owner = await _signer(request)
-    fid, _ = _fid(request)
-    try:
-        record = ctx.service.lookup(fid, owner)
-    except ObjectError:
-        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
+    _, record = await _owned(request)
+    fid = record.fid
     await ctx.service.delete(record)
     return envelope(
         200, {"fid": fid, "names": [record.name], "state": "deleted", "block hash": None}
     )
+
+
+async def _owned(request: web.Request) -> tuple[str, ObjectRecord]:
+    """The signer and the object the path names, which must be the signer's."""
+    owner = await _signer(request)
+    fid, _ = _fid(request)
+    try:
+        return owner, request.app[NATIVE].service.lookup(fid, owner)
+    except ObjectError:
+        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
 
 
 def _record_json(record: ObjectRecord) -> dict[str, Any]:
@@ -330,12 +332,8 @@ def _record_json(record: ObjectRecord) -> dict[str, Any]:
 
 async def metadata(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
-    owner = await _signer(request)
-    fid, _ = _fid(request)
-    try:
-        record = ctx.service.lookup(fid, owner)
-    except ObjectError:
-        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
+    owner, record = await _owned(request)
+    fid = record.fid
     unit = ctx.service.index.units(fid)[0]
     return envelope(
         200,
@@ -355,12 +353,8 @@ async def metadata(request: web.Request) -> web.Response:
 
 async def location(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
-    owner = await _signer(request)
-    fid, _ = _fid(request)
-    try:
-        record = ctx.service.lookup(fid, owner)
-    except ObjectError:
-        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
+    _, record = await _owned(request)
+    fid = record.fid
     segments = []
     for segment in ctx.service.index.segments(fid):
         fragments = []

@@ -25,7 +25,7 @@ from chain_client.keys import dev_keypair
 from chain_client.params import KIB, Genesis, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
 from gateway.codec import Layout, plan_range
-from gateway.devnet import stop_process
+from gateway.devnet import gateway_command, stop_process
 from gateway.native_auth import sign_headers
 from tests.conftest import ChainProcess, start_chain
 from tests.e2e.test_miner import eventually, init_miner, start_miner, wait_for_url
@@ -60,17 +60,7 @@ class Network:
 def start_gateway(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     with open(directory / "gateway.log", "ab") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "gateway",
-                "run",
-                "--config",
-                str(directory / "gateway.toml"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            gateway_command(directory / "gateway.toml"), stdout=log, stderr=subprocess.STDOUT
         )
     deadline = time.monotonic() + 60
     while not (directory / "native.url").exists():
