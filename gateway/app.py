@@ -2,10 +2,8 @@
 registration on chain, and the native API."""
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from typing import Any
@@ -17,6 +15,7 @@ from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed
 from chain_client.files import write_atomically
 from chain_client.keys import load_signer
 from chain_client.rpc_client import HttpChain
+from chain_client.service import run_until_signal
 from gateway.config import GatewayConfig
 from gateway.index import MetadataIndex
 from gateway.native_api import NativeContext, make_native_app
@@ -135,21 +134,9 @@ async def _serve(config: GatewayConfig) -> int:
         return 2
     write_atomically(config.data_dir / "native.url", endpoint + "\n")
     print(f"deoss gateway: {keypair.address} serving the native API at {endpoint}", flush=True)
-    tracking = asyncio.create_task(tracker.run())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    stopper = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait({tracking, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if tracking in done:
-            tracking.result()
+        await run_until_signal(tracker.run())
     finally:
-        tracking.cancel()
-        stopper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await tracking
         await runner.cleanup()
         await client.close()
         await chain.close()

@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +13,7 @@ from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed
 from chain_client.files import write_atomically
 from chain_client.keys import load_signer
 from chain_client.rpc_client import HttpChain
+from chain_client.service import run_until_signal
 from miner_agent.config import MinerConfig
 from miner_agent.loops import MinerLoops
 from miner_agent.node import MinerNode
@@ -104,21 +104,9 @@ async def _serve(config: MinerConfig) -> int:
             return 2
         write_atomically(config.data_dir / "miner.url", endpoint + "\n")
         print(f"deoss-miner: {node.address} serving {endpoint}", flush=True)
-        loops = asyncio.create_task(MinerLoops(node).run())
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        stopper = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait({loops, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if loops in done:
-                loops.result()  # a crashed loop is a crashed miner: say why
+            await run_until_signal(MinerLoops(node).run())
         finally:
-            loops.cancel()
-            stopper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loops
             await runner.cleanup()
             (config.data_dir / "miner.url").unlink(missing_ok=True)
     print("deoss-miner: stopped", flush=True)
