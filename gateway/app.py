@@ -103,11 +103,13 @@ async def _serve(config: GatewayConfig) -> int:
     )
     tracker = DealTracker(index, account, service)
     service.on_committed = tracker.wake
+    replay = ReplayCache(path=config.data_dir / "replay.log")
     auth = NativeAuth(
         gateway=keypair.address,
         window=config.auth_window,
-        replay=ReplayCache(),
+        replay=replay,
         is_authorized=_Authorizations(chain, keypair.address),
+        dev=genesis.dev,  # //Alice and friends sign only on dev networks
     )
     resume = ResumeStore(config.data_dir, master_key)
     context = NativeContext(
@@ -131,6 +133,7 @@ async def _serve(config: GatewayConfig) -> int:
         await runner.cleanup()
         await chain.close()
         index.close()
+        replay.close()
         return 2
     write_atomically(config.data_dir / "native.url", endpoint + "\n")
     print(f"deoss gateway: {keypair.address} serving the native API at {endpoint}", flush=True)
@@ -142,6 +145,7 @@ async def _serve(config: GatewayConfig) -> int:
         await chain.close()
         index.close()
         resume.close()
+        replay.close()
         (config.data_dir / "native.url").unlink(missing_ok=True)
     print("deoss gateway: stopped", flush=True)
     return 0

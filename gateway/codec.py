@@ -50,6 +50,7 @@ __all__ = [
     "TAG_SIZE",
     "UNIT_ID_SIZE",
     "Algorithm",
+    "Buffer",
     "DecryptionFailed",
     "EncodedSegment",
     "Layout",
@@ -284,8 +285,11 @@ def verify_block(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EncodedSegment:
+    """One segment's n fragments, each kept as its blocks: joining them would double the
+    segment's memory (n x fragment_size) just before it is sent, a block at a time."""
+
     index: int  # within the unit
-    fragments: tuple[bytes, ...]  # n, all fragment_size bytes
+    blocks: tuple[tuple[Buffer, ...], ...]  # [fragment][stripe]
     fragment_ids: tuple[str, ...]  # hex Merkle roots
     block_roots: tuple[tuple[bytes, ...], ...]  # [fragment][stripe], 32-byte digests
     segment_id: str  # hex
@@ -295,7 +299,16 @@ class EncodedSegment:
 
     @property
     def fragment_size(self) -> int:
-        return len(self.fragments[0])
+        return sum(memoryview(block).nbytes for block in self.blocks[0])
+
+    def fragment(self, index: int) -> bytes:
+        """Fragment ``index`` as one bytes object (a copy)."""
+        return b"".join(self.blocks[index])
+
+    @property
+    def fragments(self) -> tuple[bytes, ...]:
+        """Every fragment joined: a copy of the whole segment, for tests and rebuilds."""
+        return tuple(self.fragment(i) for i in range(len(self.blocks)))
 
     def packed_block_roots(self, fragment: int) -> bytes:
         return b"".join(self.block_roots[fragment])
@@ -419,7 +432,7 @@ class UnitEncoder:
         fragment_roots_raw = [merkle.root_of_hashes(r) for r in roots]
         segment = EncodedSegment(
             index=len(self.segment_ids),
-            fragments=tuple(b"".join(blocks) for blocks in self._blocks),
+            blocks=tuple(tuple(blocks) for blocks in self._blocks),
             fragment_ids=tuple(root.hex() for root in fragment_roots_raw),
             block_roots=tuple(tuple(r) for r in roots),
             segment_id=merkle.segment_id(fragment_roots_raw).hex(),

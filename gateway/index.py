@@ -265,12 +265,19 @@ class MetadataIndex:
             )
 
     def set_state(self, fid: str, state: str, error: str | None = None) -> None:
+        self.set_states([fid], state, error)
+
+    def set_states(self, fids: Sequence[str], state: str, error: str | None = None) -> None:
+        """Several objects' state in one transaction: the tracker moves whole batches."""
+        now = time.time()
         with self._transaction() as db:
-            db.execute("UPDATE objects SET state = ? WHERE fid = ?", (state, fid))
-            db.execute(
+            db.executemany(
+                "UPDATE objects SET state = ? WHERE fid = ?", [(state, fid) for fid in fids]
+            )
+            db.executemany(
                 "UPDATE outbox SET state = ?, last_error = ?, updated_at = ?, "
                 "attempts = attempts + (CASE WHEN ? IS NULL THEN 0 ELSE 1 END) WHERE fid = ?",
-                (state, error, time.time(), error, fid),
+                [(state, error, now, error, fid) for fid in fids],
             )
 
     def move_fragment(self, fid: str, seg_no: int, idx: int, miner: str) -> None:

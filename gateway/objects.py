@@ -313,20 +313,21 @@ class ObjectService:
     async def _put_fragment(
         self, segment: EncodedSegment, idx: int, miner: MinerInfo, used: set[str]
     ) -> str:
-        data, fragment_id = segment.fragments[idx], segment.fragment_ids[idx]
+        blocks, fragment_id = segment.blocks[idx], segment.fragment_ids[idx]
+        size = segment.fragment_size
         for attempt in range(PUT_ATTEMPTS):
             try:
-                if len(data) <= SMALL_FRAGMENT:
-                    await self.client.put_small(miner, fragment_id, data)
+                if size <= SMALL_FRAGMENT:
+                    await self.client.put_small(miner, fragment_id, segment.fragment(idx))
                 else:
-                    await self.client.put(miner, fragment_id, data)
+                    await self.client.put(miner, fragment_id, blocks)
                 return miner.account
             except TransferError as exc:
                 log.warning("fragment %s on %s: %s", fragment_id, miner.account, exc.reason)
                 self.directory.mark_failed(miner.account)
                 if attempt == PUT_ATTEMPTS - 1:
                     break
-                others = await self.directory.choose(1, len(data), exclude=sorted(used))
+                others = await self.directory.choose(1, size, exclude=sorted(used))
                 if not others:
                     break
                 miner = others[0]
@@ -505,7 +506,7 @@ class ObjectService:
         exclude = [p.miner for p in placements]
         for miner in await self.directory.choose(PUT_ATTEMPTS, len(data), exclude=exclude):
             try:
-                await self.client.put(miner, target.fragment_id, data)
+                await self.client.put(miner, target.fragment_id, [data])
             except TransferError:
                 self.directory.mark_failed(miner.account)
                 continue

@@ -91,15 +91,19 @@ class DealTracker:
             )
         except (ExtrinsicFailed, Rejected) as exc:
             log.error("declaration batch refused: %s", exc)
-            for entry in entries:
-                self.index.set_state(entry.fid, PENDING, error=str(exc))
+            await asyncio.to_thread(
+                self.index.set_states, [e.fid for e in entries], PENDING, str(exc)
+            )
             return 0
+        declared = [
+            event["data"]["fid"]
+            for event in result.events
+            if event["name"] in ("UploadDeclaration", "AlreadyDeclared")
+        ]
+        await asyncio.to_thread(self.index.set_states, declared, DECLARED)
         for event in result.events:
-            data = event["data"]
-            if event["name"] in ("UploadDeclaration", "AlreadyDeclared"):
-                self.index.set_state(data["fid"], DECLARED)
-            elif event["name"] == "DeclarationRefused":
-                await self._refused(data["fid"], data["reason"])
+            if event["name"] == "DeclarationRefused":
+                await self._refused(event["data"]["fid"], event["data"]["reason"])
         return len(entries)
 
     async def _refused(self, fid: str, reason: str) -> None:
@@ -133,6 +137,14 @@ class DealTracker:
                 if following is None:
                     following = (await self.chain.head()).best_block + 1
                 page = await self.chain.events(following, timeout=5.0)
+                completed = [
+                    event["data"]["fid"]
+                    for event in page.events
+                    if event["name"] == "StorageCompleted"
+                    and self.index.object(event["data"]["fid"]) is not None
+                ]
+                if completed:  # the common event, so one transaction per page
+                    await asyncio.to_thread(self.index.set_states, completed, ACTIVE)
                 for event in page.events:
                     await self.on_event(event)
                 following = page.next
@@ -145,9 +157,7 @@ class DealTracker:
 
     async def on_event(self, event: dict[str, Any]) -> None:
         name, data = event["name"], event["data"]
-        if name == "StorageCompleted" and self.index.object(data["fid"]) is not None:
-            self.index.set_state(data["fid"], ACTIVE)
-        elif name == "DealTimedOut" and self.index.object(data["fid"]) is not None:
+        if name == "DealTimedOut" and self.index.object(data["fid"]) is not None:
             file = await self.chain.query("file_bank.file", fid=data["fid"])
             if file is None:
                 return

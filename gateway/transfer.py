@@ -17,6 +17,7 @@ from chain_client.keys import Keypair
 from chain_client.protocol import Chain
 from chain_client.receipt import verify_receipt
 from chain_client.request_auth import sign_request
+from gateway.codec import Buffer
 
 __all__ = ["SMALL_FRAGMENT", "MinerClient", "MinerDirectory", "MinerInfo", "TransferError"]
 
@@ -120,12 +121,20 @@ class MinerDirectory:
         return chosen
 
 
-async def _chunks(data: bytes) -> AsyncIterator[memoryview]:
-    """A body streamed in 1 MiB pieces: aiohttp sends these far faster than one big
-    bytes object (no large copies), and never blocks the loop on one huge write."""
-    view = memoryview(data)
-    for offset in range(0, len(view), 1024 * 1024):
-        yield view[offset : offset + 1024 * 1024]
+async def _chunks(pieces: Sequence[Buffer]) -> AsyncIterator[memoryview]:
+    """A body streamed in pieces of at most 1 MiB: aiohttp sends these far faster than one
+    big bytes object (no large copies), and never blocks the loop on one huge write."""
+    for piece in pieces:
+        view = memoryview(piece).cast("B")
+        for offset in range(0, view.nbytes, 1024 * 1024):
+            yield view[offset : offset + 1024 * 1024]
+
+
+def _sha256_hex(pieces: Sequence[Buffer]) -> str:
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(piece)
+    return digest.hexdigest()
 
 
 class MinerClient:
@@ -153,15 +162,18 @@ class MinerClient:
         if self._session is not None:
             await self._session.close()
 
-    async def put(self, miner: MinerInfo, fragment_id: str, data: bytes) -> dict[str, Any]:
+    async def put(
+        self, miner: MinerInfo, fragment_id: str, pieces: Sequence[Buffer]
+    ) -> dict[str, Any]:
+        """Stores a fragment given as its pieces (its blocks, or one bytes object)."""
         path = f"/fragment/{fragment_id}"
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        digest = await asyncio.to_thread(_sha256_hex, pieces)
         headers = sign_request(self.keypair, "PUT", path, miner.account, content_sha256=digest)
-        headers["Content-Length"] = str(len(data))
+        headers["Content-Length"] = str(sum(memoryview(piece).nbytes for piece in pieces))
         try:
             async with self._client().put(
                 miner.endpoint + path,
-                data=_chunks(data),
+                data=_chunks(pieces),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=PUT_TIMEOUT),
             ) as response:
@@ -217,7 +229,7 @@ class MinerClient:
     ) -> list[dict[str, Any]]:
         manifest = json.dumps({"fragments": [{"id": i, "size": len(d)} for i, d in items]}).encode()
         body = len(manifest).to_bytes(4, "big") + manifest + b"".join(d for _, d in items)
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+        digest = await asyncio.to_thread(_sha256_hex, [body])
         headers = sign_request(
             self.keypair, "POST", "/fragments", miner.account, content_sha256=digest
         )
@@ -225,7 +237,7 @@ class MinerClient:
         try:
             async with self._client().post(
                 miner.endpoint + "/fragments",
-                data=_chunks(body),
+                data=_chunks([body]),
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=PUT_TIMEOUT),
             ) as response:

@@ -142,8 +142,9 @@ class MinerLoops:
         ):
             await self.check_deal(data["fid"])
         elif name == "StorageCompleted":
-            for record in self.store.fragments_of(data["fid"]):
-                self.store.set_fragment_state(record.id, ACTIVE)
+            held = [record.id for record in self.store.fragments_of(data["fid"])]
+            if held:
+                await asyncio.to_thread(self.store.set_fragment_states, held, ACTIVE)
         elif name == "FileRemoved" and me in data.get("miners", ()):
             for record in self.store.fragments_of(data["fid"]):
                 self.store.delete_fragment(record.id)
@@ -170,8 +171,10 @@ class MinerLoops:
         if not mine:
             return
         held = [f for f in mine if self.store.fragment(f["id"]) is not None]
-        for fragment in held:
-            self.store.set_fragment_state(fragment["id"], DEAL, fid)
+        if held:
+            await asyncio.to_thread(
+                self.store.set_fragment_states, [f["id"] for f in held], DEAL, fid
+            )
         if len(held) < len(mine):
             log.warning(
                 "deal %s: %d of my %d fragments never arrived",

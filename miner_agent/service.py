@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -119,26 +119,6 @@ async def put_fragment(request: web.Request) -> web.Response:
     return web.json_response(_receipt(node, fragment_id, size), status=201 if created else 200)
 
 
-class _HashingReader:
-    """Reads exact byte counts from a request body while hashing all of it."""
-
-    def __init__(self, request: web.Request) -> None:
-        self.stream = request.content
-        self.hash = hashlib.sha256()
-
-    async def read_exactly(self, count: int) -> bytes:
-        data = await self.stream.readexactly(count)
-        self.hash.update(data)
-        return data
-
-    async def chunks(self, count: int) -> AsyncIterator[bytes]:
-        left = count
-        while left:
-            data = await self.read_exactly(min(left, 256 * 1024))
-            left -= len(data)
-            yield data
-
-
 def _parse_manifest(raw: bytes, body_left: int) -> list[tuple[str, int]]:
     try:
         manifest = json.loads(raw)
@@ -153,6 +133,9 @@ def _parse_manifest(raw: bytes, body_left: int) -> list[tuple[str, int]]:
 
 
 async def put_batch(request: web.Request) -> web.Response:
+    """Small fragments in one body (docs/miner-protocol.md): read whole (at most
+    MAX_BATCH_BYTES), checked against its signed sha256 before anything is stored, then
+    stored in one pass, each fragment answered on its own."""
     node = request.app[NODE]
     signed = await _authenticate(request)
     total = request.content_length
@@ -160,49 +143,46 @@ async def put_batch(request: web.Request) -> web.Response:
         return _error(411, "LengthRequired", "Content-Length is required")
     if total > MAX_BATCH_BYTES:
         return _error(413, "BatchTooLarge", f"at most {MAX_BATCH_BYTES} bytes")
-    reader = _HashingReader(request)
     try:
-        length = int.from_bytes(await reader.read_exactly(4), "big")
-        if not 2 <= length <= min(MAX_MANIFEST_BYTES, total - 4):
-            raise StoreError(400, "BadBatch", "bad manifest length")
-        entries = _parse_manifest(await reader.read_exactly(length), total - 4 - length)
+        body = await request.content.readexactly(total)
     except asyncio.IncompleteReadError:
         raise StoreError(400, "BadBatch", "body shorter than announced") from None
-    results: list[dict[str, Any]] = []
-    created: list[str] = []
+    digest = await asyncio.to_thread(hashlib.sha256, body)
+    if digest.hexdigest() != signed.content_sha256:
+        return _error(400, "ContentHashMismatch", "body does not match its signed sha256")
+    length = int.from_bytes(body[:4], "big")
+    if not 2 <= length <= min(MAX_MANIFEST_BYTES, total - 4):
+        raise StoreError(400, "BadBatch", "bad manifest length")
+    entries = _parse_manifest(body[4 : 4 + length], total - 4 - length)
+    items, offset = [], 4 + length
     for fragment_id, size in entries:
-        chunks = reader.chunks(size)
-        try:
-            if size > node.params.fragment_size:
-                raise StoreError(413, "FragmentTooLarge", f"at most {node.params.fragment_size}")
-            is_new = await node.store.receive(
-                check_fragment_id(fragment_id), chunks, size=size, height=node.best_block
-            )
-        except StoreError as exc:
-            async for _ in chunks:  # skip the rest of this fragment, keep the others
-                pass
+        items.append((fragment_id, body[offset : offset + size]))
+        offset += size
+    outcomes = await asyncio.to_thread(
+        node.store.receive_many,
+        items,
+        height=node.best_block,
+        max_size=node.params.fragment_size,
+    )
+    results: list[dict[str, Any]] = []
+    for (fragment_id, data), outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, StoreError):
             results.append(
                 {
                     "id": fragment_id,
-                    "status": exc.status,
-                    "error": {"code": exc.code, "message": exc.message},
+                    "status": outcome.status,
+                    "error": {"code": outcome.code, "message": outcome.message},
                 }
             )
             continue
-        if is_new:
-            created.append(fragment_id)
-        node.metrics.bytes_in.inc(size)
+        node.metrics.bytes_in.inc(len(data))
         results.append(
             {
                 "id": fragment_id,
-                "status": 201 if is_new else 200,
-                "receipt": _receipt(node, fragment_id, size),
+                "status": 201 if outcome else 200,
+                "receipt": _receipt(node, fragment_id, len(data)),
             }
         )
-    if reader.hash.hexdigest() != signed.content_sha256:
-        for fragment_id in created:  # nothing of a body that was not the signed one stays
-            node.store.delete_fragment(fragment_id)
-        return _error(400, "ContentHashMismatch", "body does not match its signed sha256")
     return web.json_response({"results": results})
 
 

@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ class IdleRecord:
     committed_at: int | None
 
 
-def _checks(leaves: list[bytes]) -> bytes:
+def _checks(leaves: Sequence[bytes | bytearray | memoryview]) -> bytes:
     return b"".join(xxhash.xxh3_64_digest(leaf) for leaf in leaves)
 
 
@@ -192,6 +192,17 @@ class MinerStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """One statement over many rows, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(sql, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     # -- meta -------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -235,9 +246,15 @@ class MinerStore:
         return [FragmentRecord(*row) for row in rows]
 
     def set_fragment_state(self, fragment_id: str, state: str, fid: str | None = None) -> None:
-        self._sql(
+        self.set_fragment_states([fragment_id], state, fid)
+
+    def set_fragment_states(
+        self, fragment_ids: Sequence[str], state: str, fid: str | None = None
+    ) -> None:
+        """Several fragments' state in one transaction (one WAL sync)."""
+        self._many(
             "UPDATE fragments SET state = ?, fid = COALESCE(?, fid) WHERE id = ?",
-            (state, fid, fragment_id),
+            [(state, fid, fragment_id) for fragment_id in fragment_ids],
         )
 
     def make_orphan(self, fragment_id: str, height: int) -> None:
@@ -315,6 +332,69 @@ class MinerStore:
             ),
         )
         return True
+
+    def receive_many(
+        self, items: Sequence[tuple[str, bytes]], *, height: int, max_size: int
+    ) -> list[bool | StoreError]:
+        """Stores a batch of small fragments already in memory, in one pass off the loop:
+        each file written and fsynced, the directories fsynced once, every row in one
+        transaction (one WAL sync for the batch, not one per fragment). Per item: True if
+        new, False if already held, or the StoreError that refused it (the others stay)."""
+        results: list[bool | StoreError] = []
+        installed: list[tuple[Any, ...]] = []
+        directories: set[Path] = set()
+        free = self.free_bytes()
+        now = time.time()
+        for fragment_id, data in items:
+            try:
+                check_fragment_id(fragment_id)
+                if not 1 <= len(data) <= max_size:
+                    raise StoreError(413, "FragmentTooLarge", f"1 to {max_size} bytes")
+                if free < len(data):
+                    raise StoreError(
+                        507, "InsufficientStorage", f"{free} bytes free, {len(data)} needed"
+                    )
+                leaves = [
+                    memoryview(data)[i : i + self.leaf_size]
+                    for i in range(0, len(data), self.leaf_size)
+                ]
+                hashes = [leaf_hash(leaf) for leaf in leaves]
+                if root_of_hashes(hashes).hex() != fragment_id:
+                    raise StoreError(400, "HashMismatch", "body does not hash to the fragment id")
+                final = self.fragment_path(fragment_id)
+                if self.fragment(fragment_id) is not None and final.exists():
+                    results.append(False)
+                    continue
+                temp = self.tmp_dir / f"{fragment_id}.{os.getpid()}.{time.monotonic_ns()}.part"
+                try:
+                    with open(temp, "wb") as handle:
+                        handle.write(data)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(temp, final)
+                except OSError as exc:
+                    temp.unlink(missing_ok=True)
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise StoreError(507, "InsufficientStorage", "the disk filled up") from None
+                    raise
+            except StoreError as exc:
+                results.append(exc)
+                continue
+            free -= len(data)
+            directories.add(final.parent)
+            installed.append(
+                (fragment_id, len(data), ORPHAN, height, now, b"".join(hashes), _checks(leaves))
+            )
+            results.append(True)
+        for directory in directories:
+            fsync_directory(directory)
+        self._many(
+            "INSERT OR REPLACE INTO fragments (id, size, state, fid, received_height, "
+            "stored_at, leaf_hashes, leaf_checks) VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
+            installed,
+        )
+        return results
 
     def _install(self, temp: Path, fragment_id: str) -> None:
         final = self.fragment_path(fragment_id)
