@@ -10,10 +10,15 @@ Key file (UTF-8 JSON, mode 0600)::
 
 The seed is the 32-byte mini secret (sr25519) or RFC 8032 seed (ed25519); everything else
 follows from it and is checked on load, so a hand-edited or mixed-up file fails loudly.
+
+The dev accounts //Alice ... //Ferdie exist in both schemes, derived from ``DEV_PHRASE`` as
+Substrate derives them (``subkey inspect --scheme ed25519 //Alice``); they are refused
+unless ``dev`` is true, including as key files.
 """
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -32,7 +37,6 @@ from chain_client.files import fsync_directory
 from chain_client.ss58 import (
     PUBLIC_KEY_LENGTH,
     InvalidAddress,
-    canonical_address,
     ss58_decode,
     ss58_encode,
 )
@@ -51,6 +55,7 @@ __all__ = [
     "Scheme",
     "dev_accounts",
     "dev_keypair",
+    "dev_public_keys",
     "is_dev_address",
     "key_file_json",
     "load_key_file",
@@ -73,6 +78,8 @@ DEV_ACCOUNT_NAMES: Final = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
 
 # A key file is about 250 bytes; anything much larger is not one, so do not read it all.
 MAX_KEY_FILE_BYTES: Final = 4096
+# Substrate's ed25519 hard derivation hashes this SCALE-encoded tag with the parent seed.
+_ED25519_HDKD_TAG: Final = b"Ed25519HDKD"
 _KEY_FILE_FIELDS: Final = frozenset({"scheme", "seed", "public_key", "address"})
 _HEX32: Final = re.compile(r"0x[0-9a-fA-F]{64}")
 _NO_SEED: Final = (
@@ -135,7 +142,12 @@ class Keypair:
             if (self.public_key, self.secret_key) != _pair_from_seed(self.scheme, self.seed):
                 raise KeyMaterialError("seed does not match the key pair")
         elif self.scheme == "ed25519":
-            raise KeyMaterialError("an ed25519 key pair needs its seed")
+            # A derived pair (ed25519 //Alice): its secret is an RFC 8032 seed too, but one
+            # that must not be saved, so .seed stays None.
+            if len(self.secret_key) != SEED_LENGTH:
+                raise KeyMaterialError(f"ed25519 secret must be {SEED_LENGTH} bytes")
+            if _pair_from_seed("ed25519", self.secret_key)[0] != self.public_key:
+                raise KeyMaterialError("public key does not match the secret")
         elif len(self.secret_key) != _SR25519_SECRET_LENGTH:
             raise KeyMaterialError(f"sr25519 secret must be {_SR25519_SECRET_LENGTH} bytes")
         elif bytes(sr25519.public_from_secret_key(self.secret_key)) != self.public_key:
@@ -197,27 +209,38 @@ def verify(scheme: str, public_key: bytes, message: bytes, signature: bytes) -> 
     return False
 
 
-def dev_keypair(name: str) -> Keypair:
+def dev_keypair(name: str, scheme: Scheme = "sr25519") -> Keypair:
     if name not in DEV_ACCOUNT_NAMES:
         raise KeyMaterialError(
             f"unknown dev account {name!r}; expected one of {', '.join(DEV_ACCOUNT_NAMES)}"
         )
-    return _derive_dev_keypair(name)
+    if scheme not in SCHEMES:
+        raise KeyMaterialError(f"unknown signature scheme {scheme!r}")
+    return _derive_dev_keypair(name, scheme)
 
 
 def dev_accounts() -> dict[str, str]:
+    # sr25519 only: these are the accounts a dev chain funds, one per name.
     return dict(_dev_addresses())
+
+
+@functools.cache
+def dev_public_keys() -> frozenset[bytes]:
+    # Every scheme's: a dev account's secret is public whichever curve it is on.
+    return frozenset(
+        dev_keypair(name, scheme).public_key for scheme in SCHEMES for name in DEV_ACCOUNT_NAMES
+    )
 
 
 def is_dev_address(address: str) -> bool:
     try:
-        canonical = canonical_address(address)
+        public_key, _ = ss58_decode(address)
     except InvalidAddress:
         return False
-    return any(canonical == dev_address for _, dev_address in _dev_addresses())
+    return public_key in dev_public_keys()
 
 
-def parse_key_uri(uri: str) -> Keypair:
+def parse_key_uri(uri: str, scheme: Scheme = "sr25519") -> Keypair:
     name = uri.removeprefix("//")
     # Only the bare dev names: soft paths, passwords and phrases in URIs are secrets on a
     # command line and have no use here.
@@ -226,17 +249,26 @@ def parse_key_uri(uri: str) -> Keypair:
             f"unsupported key URI {uri!r}; expected //Name with Name one of "
             f"{', '.join(DEV_ACCOUNT_NAMES)}"
         )
-    return dev_keypair(name)
+    return dev_keypair(name, scheme)
 
 
-def load_signer(spec: str, *, dev: bool) -> Keypair:
+def load_signer(spec: str, *, dev: bool, scheme: Scheme | None = None) -> Keypair:
+    """A //Name dev key (in ``scheme``, sr25519 by default) or a key file (which names its
+    own scheme; a ``scheme`` given must match it)."""
     if spec.startswith("//"):
         # SECURITY: anyone can sign as //Alice; on a real network that would let anyone
         # spend from (or impersonate) whatever was entrusted to such an account.
         if not dev:
             raise DevKeyRefused(spec)
-        return parse_key_uri(spec)
-    return load_key_file(spec)
+        return parse_key_uri(spec, scheme or "sr25519")
+    keypair = load_key_file(spec)
+    if scheme is not None and keypair.scheme != scheme:
+        raise KeyFileError(spec, f"field 'scheme': expected {scheme}, got {keypair.scheme}")
+    # SECURITY: an ed25519 dev secret is a plain seed, so anyone can write it into a key
+    # file; the dev guard must hold for files too.
+    if not dev and keypair.public_key in dev_public_keys():
+        raise DevKeyRefused(spec)
+    return keypair
 
 
 def key_file_json(keypair: Keypair) -> str:
@@ -350,19 +382,43 @@ def _pair_from_seed(scheme: Scheme, seed: bytes) -> tuple[bytes, bytes]:
     return bytes(signing_key.verify_key), bytes(seed)
 
 
-@functools.lru_cache(maxsize=len(DEV_ACCOUNT_NAMES))
-def _derive_dev_keypair(name: str) -> Keypair:
-    # Substrate's "//Name": a hard junction from the phrase's root sr25519 pair, the chain
-    # code being the SCALE encoding of the name (compact length, UTF-8) zero-padded to 32.
-    # Dev names are short, so the length fits one compact byte and no hashing is needed.
-    mini_secret = bytes(bip39.bip39_to_mini_secret(DEV_PHRASE, ""))
-    root_public, root_secret = sr25519.pair_from_seed(mini_secret)
-    encoded_name = name.encode()
-    chain_code = (bytes([len(encoded_name) << 2]) + encoded_name).ljust(32, b"\0")
-    _, public_key, secret_key = sr25519.hard_derive_keypair(
-        (chain_code, root_public, root_secret), b""
-    )
-    return Keypair(scheme="sr25519", public_key=bytes(public_key), secret_key=bytes(secret_key))
+@functools.lru_cache(maxsize=len(DEV_ACCOUNT_NAMES) * len(SCHEMES))
+def _derive_dev_keypair(name: str, scheme: Scheme) -> Keypair:
+    # Substrate's "//Name": a hard junction from the dev phrase's root key.
+    mini_secret = _dev_mini_secret()
+    chain_code = _hard_junction_chain_code(name)
+    if scheme == "sr25519":
+        root_public, root_secret = sr25519.pair_from_seed(mini_secret)
+        _, public_key, secret_key = sr25519.hard_derive_keypair(
+            (chain_code, root_public, root_secret), b""
+        )
+        return Keypair(scheme="sr25519", public_key=bytes(public_key), secret_key=bytes(secret_key))
+    # ed25519 (sp_core::ed25519::Pair::derive): the child seed is
+    # blake2b-256(SCALE(("Ed25519HDKD", parent seed, chain code))).
+    child_seed = hashlib.blake2b(
+        _scale_short_bytes(_ED25519_HDKD_TAG) + mini_secret + chain_code,
+        digest_size=SEED_LENGTH,
+    ).digest()
+    public_key, secret_key = _pair_from_seed("ed25519", child_seed)
+    # SECURITY: no seed=, so key_file_json and save_key_file refuse to write it out.
+    return Keypair(scheme="ed25519", public_key=public_key, secret_key=secret_key)
+
+
+@functools.cache
+def _dev_mini_secret() -> bytes:
+    # Cached: the phrase's PBKDF2 (2048 rounds) would otherwise run once per dev key.
+    return bytes(bip39.bip39_to_mini_secret(DEV_PHRASE, ""))
+
+
+def _hard_junction_chain_code(name: str) -> bytes:
+    # The SCALE encoding of the name zero-padded to 32 bytes. Dev names are short: their
+    # encoding never needs Substrate's blake2b of encodings longer than 32 bytes.
+    return _scale_short_bytes(name.encode()).ljust(32, b"\0")
+
+
+def _scale_short_bytes(data: bytes) -> bytes:
+    # SCALE for bytes shorter than 64: a one-byte compact length (len << 2), then the bytes.
+    return bytes([len(data) << 2]) + data
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,8 +19,9 @@ from chain_client.service import run_until_signal
 from gateway.config import GatewayConfig
 from gateway.index import MetadataIndex
 from gateway.native_api import NativeContext, make_native_app
-from gateway.native_auth import NativeAuth, ReplayCache
+from gateway.native_auth import NativeAuth
 from gateway.objects import ObjectService
+from gateway.replay_cache import ReplayCache
 from gateway.resume import ResumeStore
 from gateway.tracker import DealTracker
 from gateway.transfer import MinerClient, MinerDirectory
@@ -119,6 +120,7 @@ async def _serve(config: GatewayConfig) -> int:
         default_territory=config.default_territory or None,
         genesis_hash="0x" + genesis_hash.hex(),
         resume=resume,
+        tracker=tracker,
     )
     runner = web.AppRunner(make_native_app(context), access_log=None)
     await runner.setup()

@@ -90,6 +90,7 @@ CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, updated_at);
 # Outbox states: pending (not yet on chain), declared (in a deal), active (the chain has
 # it), unpaid (refused for quota: kept, readable, retried), refused (a permanent refusal).
 PENDING, DECLARED, ACTIVE, UNPAID, REFUSED = "pending", "declared", "active", "unpaid", "refused"
+DELETING = "deleting"  # an outbox row whose object is gone: the chain must drop its reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +277,9 @@ class MetadataIndex:
             )
             db.executemany(
                 "UPDATE outbox SET state = ?, last_error = ?, updated_at = ?, "
-                "attempts = attempts + (CASE WHEN ? IS NULL THEN 0 ELSE 1 END) WHERE fid = ?",
-                [(state, error, now, error, fid) for fid in fids],
+                "attempts = attempts + (CASE WHEN ? IS NULL THEN 0 ELSE 1 END) "
+                "WHERE fid = ? AND state != ?",
+                [(state, error, now, error, fid, DELETING) for fid in fids],
             )
 
     def move_fragment(self, fid: str, seg_no: int, idx: int, miner: str) -> None:
@@ -296,8 +298,26 @@ class MetadataIndex:
                 )
 
     def delete_object(self, fid: str) -> None:
+        """Gone from the index at once; the outbox keeps a deletion for the chain, which
+        the tracker submits (and ``forget_deletion`` ends), so a crash loses none."""
         with self._transaction() as db:
+            row = db.execute("SELECT owner, name FROM objects WHERE fid = ?", (fid,)).fetchone()
+            if row is None:
+                return
             self._delete(db, fid)
+            db.execute(
+                "INSERT INTO outbox (fid, declaration, state, updated_at) VALUES (?, ?, ?, ?)",
+                (
+                    fid,
+                    json.dumps({"owner": row[0], "key": row[1], "fid": fid}),
+                    DELETING,
+                    time.time(),
+                ),
+            )
+
+    def forget_deletion(self, fid: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM outbox WHERE fid = ? AND state = ?", (fid, DELETING))
 
     @staticmethod
     def _delete(db: sqlite3.Connection, fid: str) -> None:

@@ -5,6 +5,7 @@ status; errors carry their machine-readable name in ``data.error``. Domain error
 translated here and nowhere else.
 """
 
+import asyncio
 import mimetypes
 import re
 import time
@@ -13,19 +14,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chain_client.errors import ChainError
+from gateway.conditional import NOT_MODIFIED, http_date, precondition, range_applies
 from gateway.index import ObjectRecord
+from gateway.metrics import GatewayMetrics
 from gateway.native_auth import AuthError, NativeAuth
 from gateway.objects import ObjectError, ObjectService
 from gateway.resume import ResumeError, ResumeSession, ResumeStore, parse_content_range
+from gateway.tracker import DealTracker
 
 __all__ = ["NATIVE", "NativeContext", "make_native_app", "parse_byte_range"]
 
 VERSION = "deoss 0.1.0"
+DELETE_WAIT = 60.0  # DELETE ?wait=1: how long to wait for the chain
 MAX_NAME_BYTES = 1024
 _FID = re.compile(r"^[0-9a-f]{64}")
 _TERRITORY = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+_EXTENSION = re.compile(r"^[A-Za-z0-9]{1,16}$")
+_TYPES = mimetypes.MimeTypes(filenames=())  # the built-in table only, not the host's files
 _STATES = {
     "pending": "Pending",
     "declared": "Pending",
@@ -47,8 +55,23 @@ class NativeContext:
         default_territory: str | None,
         genesis_hash: str,
         resume: ResumeStore,
+        tracker: DealTracker,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.service = service
+        self.tracker = tracker
+        self.metrics = metrics or GatewayMetrics()
+        self.metrics.gauge(
+            "deoss_replay_cache_entries", "Signatures remembered", lambda: len(auth.replay)
+        )
+        self.metrics.gauge(
+            "deoss_resume_sessions", "Resumable uploads open", lambda: resume.open_sessions()
+        )
+        self.metrics.counter(
+            "deoss_fragments_reported",
+            "Fragments reported to the chain as failed or corrupt",
+            lambda: service.fragments_reported,
+        )
         self.resume = resume
         self.auth = auth
         self.gateway = gateway
@@ -70,13 +93,32 @@ class NativeError(Exception):
 
 
 @web.middleware
+async def _measured(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts every answer by route template (never the path: it holds names and fids)."""
+    started = time.perf_counter()
+    response = await handler(request)
+    info = request.match_info
+    route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+    metrics = request.app[NATIVE].metrics
+    metrics.requests.labels(route, request.method, str(response.status)).inc()
+    metrics.seconds.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+@web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except NativeError as exc:
         return envelope(exc.status, {"error": exc.error, **exc.data}, exc.msg)
     except AuthError as exc:
-        return envelope(exc.status, {"error": exc.code}, exc.message)
+        request.app[NATIVE].metrics.auth_refusals.labels(exc.code).inc()
+        headers = {}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'DeOSS-Signature realm="deoss"'
+        elif exc.status in (429, 503):
+            headers["Retry-After"] = "5"
+        return envelope(exc.status, {"error": exc.code}, exc.message, headers=headers)
     except (ObjectError, ResumeError) as exc:
         return envelope(exc.status, {"error": exc.code}, exc.message)
     except ChainError as exc:
@@ -131,7 +173,8 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _uploaded(record: ObjectRecord, copies: int) -> web.Response:
+def _uploaded(request: web.Request, record: ObjectRecord, copies: int) -> web.Response:
+    request.app[NATIVE].metrics.upload_bytes.inc(record.size)
     return envelope(
         200,
         {
@@ -144,6 +187,25 @@ def _uploaded(record: ObjectRecord, copies: int) -> web.Response:
             "state": _STATES.get(record.state, record.state),
         },
     )
+
+
+async def _defer_continue(request: web.Request) -> None:
+    """The routes' Expect handler: no ``100 Continue`` yet. The handler sends it itself
+    (``_continue``) once auth, headers, territory and quota have passed, so a refused
+    client never sends its body."""
+
+
+async def _continue(request: web.Request) -> None:
+    if request.headers.get("Expect", "").lower() == "100-continue" and request.writer:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+async def _after_continue(request: web.Request, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``body``, asking the client for it (100 Continue) only when it is first read: the
+    object service reads it after its checks."""
+    await _continue(request)
+    async for chunk in body:
+        yield chunk
 
 
 async def _store(
@@ -162,10 +224,10 @@ async def _store(
         size_hint=size,
         copies=copies,
         password=cipher,
-        content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+        content_type=_TYPES.guess_type(name)[0] or "application/octet-stream",
     )
     layout = await ctx.service.layout_for(copies)
-    return _uploaded(record, layout.n // layout.k)
+    return _uploaded(request, record, layout.n // layout.k)
 
 
 async def put_object(request: web.Request) -> web.Response:
@@ -173,7 +235,7 @@ async def put_object(request: web.Request) -> web.Response:
     name = _check_name(request.match_info["name"])
     if request.content_length is None:
         raise NativeError(411, "LengthRequired", "Content-Length is required")
-    body = request.content.iter_chunked(1024 * 1024)
+    body = _after_continue(request, request.content.iter_chunked(1024 * 1024))
     return await _store(request, owner, name, body, request.content_length)
 
 
@@ -181,6 +243,11 @@ async def put_file(request: web.Request) -> web.Response:
     owner = await _signer(request)
     if request.content_length is None:
         raise NativeError(411, "LengthRequired", "Content-Length is required")
+    # The name is inside the form: what can be checked before the body is, then 100.
+    await request.app[NATIVE].service.check_upload(
+        owner, _territory(request), request.content_length, _copies(request)
+    )
+    await _continue(request)
     try:
         reader = await request.multipart()
         part = await reader.next()
@@ -230,6 +297,17 @@ def _fid(request: web.Request) -> tuple[str, str | None]:
     return raw[:64], extension
 
 
+def _open_type(extension: str | None, format_header: str | None, name: str) -> str:
+    """``/file/open``'s Content-Type: from the path's extension, else the DeOSS ``Format``
+    header, else the object's name; Python's own table, so every gateway agrees."""
+    for candidate in (extension, format_header and format_header.strip().lstrip(".")):
+        if candidate and _EXTENSION.match(candidate):
+            guess = _TYPES.guess_type(f"x.{candidate}")[0]
+            if guess:
+                return guess
+    return _TYPES.guess_type(name)[0] or "application/octet-stream"
+
+
 async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse:
     ctx = request.app[NATIVE]
     _, record = await _owned(request)
@@ -238,7 +316,18 @@ async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse
     unit = ctx.service.index.units(fid)[0]
     if cipher is not None and '"scheme":"cipher"' not in unit.wrapped_key.replace(" ", ""):
         raise NativeError(400, "CipherNotUsed", "this object was stored without a Cipher")
+    etag, modified = f'"{fid}"', record.created_at
+    validators = {"ETag": etag, "Last-Modified": http_date(modified)}
+    failed = precondition(request.headers, etag=etag, last_modified=modified, method=request.method)
+    if failed == NOT_MODIFIED:
+        return web.Response(
+            status=304, headers={**validators, "Cache-Control": "private, no-store"}
+        )
+    if failed is not None:
+        raise NativeError(412, "PreconditionFailed", "a precondition header does not hold")
     header = request.headers.get("Range") or request.headers.get("Content-Range")
+    if not range_applies(request.headers, etag=etag, last_modified=modified):
+        header = None  # If-Range no longer describes the object: send all of it
     try:
         span = parse_byte_range(header, record.size)
     except ValueError:
@@ -251,16 +340,14 @@ async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse
     start, end = span or (0, record.size)
     content_type = "application/octet-stream"
     if inline:
-        guess = mimetypes.guess_type(f"x.{extension}" if extension else record.name)[0]
-        content_type = guess or content_type
+        content_type = _open_type(extension, request.headers.get("Format"), record.name)
     quoted = urllib.parse.quote(record.name, safe="")
     headers = {
+        **validators,
         "Accept-Ranges": "bytes",
-        "ETag": f'"{fid}"',
         "Cache-Control": "private, no-store",
         "X-Content-Type-Options": "nosniff",
         "Content-Type": content_type,
-        "Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(record.created_at)),
         "Content-Disposition": f"{'inline' if inline else 'attachment'}; filename*=UTF-8''{quoted}",
     }
     if inline:
@@ -278,9 +365,12 @@ async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse
     response.content_length = end - start
     await response.prepare(request)
     await response.write(first)
+    sent = ctx.metrics.download_bytes
+    sent.inc(len(first))
     try:
         async for piece in pieces:
             await response.write(piece)
+            sent.inc(len(piece))
     except ObjectError:
         # Bytes are out already: close short so the client sees a truncated body.
         if request.transport is not None:
@@ -302,9 +392,19 @@ async def delete_file(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
     _, record = await _owned(request)
     fid = record.fid
+    name = request.query.get("name")
+    if name is not None and name != record.name:
+        raise NativeError(404, "NoSuchFile", f"no name {name!r} for {fid}")
+    wait = request.query.get("wait", "0")
+    if wait not in ("0", "1", "true", "false"):
+        raise NativeError(400, "InvalidHeader", "wait is 0 or 1")
     await ctx.service.delete(record)
+    state, block_hash = "deleting", None
+    if wait in ("1", "true"):
+        done, block_hash = await ctx.tracker.wait_deleted(fid, DELETE_WAIT)
+        state = "deleted" if done else "deleting"
     return envelope(
-        200, {"fid": fid, "names": [record.name], "state": "deleted", "block hash": None}
+        200, {"fid": fid, "names": [record.name], "state": state, "block hash": block_hash}
     )
 
 
@@ -447,7 +547,7 @@ async def put_resume(request: web.Request) -> web.Response:
         ):
             raise NativeError(409, "SessionMismatch", "total, Territory and Copies are fixed")
         session = await ctx.resume.append(
-            session, start, request.content.iter_chunked(2**20), length
+            session, start, _after_continue(request, request.content.iter_chunked(2**20)), length
         )
         if session.stored < session.total:
             return _progress(session, content_range)
@@ -461,11 +561,11 @@ async def put_resume(request: web.Request) -> web.Response:
             size_hint=session.total,
             copies=session.copies,
             password=_cipher(request),
-            content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+            content_type=_TYPES.guess_type(name)[0] or "application/octet-stream",
         )
         ctx.resume.complete(session, record.fid)
         layout = await ctx.service.layout_for(session.copies)
-        return _uploaded(record, layout.n // layout.k)
+        return _uploaded(request, record, layout.n // layout.k)
     finally:
         ctx.resume.release(owner, name)
 
@@ -544,8 +644,16 @@ async def health(request: web.Request) -> web.Response:
             "positive_miners": positive,
             "outbox_pending": len(service.index.outbox("pending")),
             "unpaid_objects": len(service.index.outbox("unpaid")),
+            "resume_sessions": ctx.resume.open_sessions(),
         },
     )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; no signature (it names no account, object or fid)."""
+    registry = request.app[NATIVE].metrics.registry
+    body = await asyncio.to_thread(generate_latest, registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def not_implemented(request: web.Request) -> web.Response:
@@ -555,10 +663,10 @@ async def not_implemented(request: web.Request) -> web.Response:
 def make_native_app(
     context: NativeContext, extra_routes: list[web.RouteDef] | None = None
 ) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=1024**2)
+    app = web.Application(middlewares=[_measured, _errors], client_max_size=1024**2)
     app[NATIVE] = context
-    app.router.add_put("/object/{name:.*}", put_object)
-    app.router.add_put("/file", put_file)
+    app.router.add_put("/object/{name:.*}", put_object, expect_handler=_defer_continue)
+    app.router.add_put("/file", put_file, expect_handler=_defer_continue)
     app.router.add_get("/file/download/{fid}", download)
     app.router.add_get("/file/open/{fid}", open_file)
     app.router.add_delete("/file/{fid}", delete_file)
@@ -567,7 +675,8 @@ def make_native_app(
     app.router.add_get("/file/list", list_files)
     app.router.add_get("/version", version)
     app.router.add_get("/health", health)
-    app.router.add_put("/resume/{name:.*}", put_resume)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_put("/resume/{name:.*}", put_resume, expect_handler=_defer_continue)
     app.router.add_get("/resume/{name:.*}", get_resume)
     app.router.add_delete("/resume/{name:.*}", delete_resume)
     app.router.add_put("/files", not_implemented)

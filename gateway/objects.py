@@ -27,13 +27,12 @@ from typing import Any
 from nacl import bindings
 
 from chain_client.account import ChainAccount
-from chain_client.errors import ChainError, ExtrinsicFailed
+from chain_client.errors import ChainError
 from chain_client.params import NetworkParams
 from gateway import codec
 from gateway.codec import EncodedSegment, Layout, UnitEncoder
 from gateway.index import (
     PENDING,
-    UNPAID,
     FragmentPlacement,
     MetadataIndex,
     ObjectRecord,
@@ -61,6 +60,8 @@ __all__ = ["ObjectError", "ObjectService"]
 log = logging.getLogger("deoss.objects")
 PUT_ATTEMPTS = 4
 FETCH_STRIPES = 8  # stripes fetched per ranged GET: 2 MiB per fragment at the defaults
+HEDGE_FACTOR = 4.0  # a fetch this many times slower than usual gets a hedge
+HEDGE_DELAY = (0.2, 5.0)  # bounds of the hedge delay, seconds
 
 
 class ObjectError(Exception):
@@ -112,6 +113,10 @@ class ObjectService:
         self.master_key = master_key
         self.on_committed = on_committed
         self._reserved: dict[tuple[str, str], int] = {}  # uploads in flight, per territory
+        self.fragments_reported = 0  # a counter for the metrics
+        # Moving averages of fetch time per byte and of fetch size, for the hedge delay.
+        self._fetch_per_byte = 0.0
+        self._fetch_bytes = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- upload ---------------------------------------------------------------------------
@@ -394,27 +399,41 @@ class ObjectService:
         placements = self.index.fragments(record.fid, seg_no)
         first, last = group[0], group[-1]
         start, end = first.block_offset, last.block_offset + last.block_len
+        unused = list(range(layout.n))  # 0..k-1 first: decoding is then a copy
+        running: dict[asyncio.Task[list[bytes] | None], int] = {}
+
+        def launch(count: int) -> None:
+            for i in unused[:count]:
+                fetch = self._fetch_blocks(record, placements[i], group, start, end, layout)
+                running[asyncio.create_task(fetch)] = i
+            del unused[:count]
+
         good: dict[int, list[bytes]] = {}
-        candidates = list(range(layout.n))  # 0..k-1 first: decoding is then a copy
-        while len(good) < layout.k:
-            wanted = [i for i in candidates if i not in good][: layout.k - len(good)]
-            if not wanted:
-                raise ObjectError(
-                    503,
-                    "NotEnoughFragments",
-                    f"segment {seg_no}: {len(good)} of {layout.k} fragments readable",
+        launch(layout.k)
+        try:
+            while len(good) < layout.k:
+                if not running:
+                    raise ObjectError(
+                        503,
+                        "NotEnoughFragments",
+                        f"segment {seg_no}: {len(good)} of {layout.k} fragments readable",
+                    )
+                done, _ = await asyncio.wait(
+                    running, timeout=self._hedge_delay(), return_when=asyncio.FIRST_COMPLETED
                 )
-            for i in wanted:
-                candidates.remove(i)
-            fetched = await asyncio.gather(
-                *(
-                    self._fetch_blocks(record, placements[i], group, start, end, layout)
-                    for i in wanted
-                )
-            )
-            for i, blocks in zip(wanted, fetched, strict=True):
-                if blocks is not None:
-                    good[i] = blocks
+                if not done:
+                    launch(1)  # a miner is late: hedge with another fragment
+                for task in done:
+                    i = running.pop(task)
+                    blocks = task.result()
+                    if blocks is None:
+                        launch(1)  # failed or lied: another fragment instead
+                    else:
+                        good[i] = blocks
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
         result = []
         for position, piece in enumerate(group):
             stripe_blocks = {i: good[i][position] for i in good}
@@ -425,6 +444,12 @@ class ObjectService:
             )
         return result
 
+    def _hedge_delay(self) -> float:
+        """How long to wait for the first of a batch of fetches before asking one more
+        miner: a few times what a fetch usually takes, within HEDGE_DELAY bounds."""
+        usual = self._fetch_per_byte * self._fetch_bytes
+        return min(max(HEDGE_FACTOR * usual, HEDGE_DELAY[0]), HEDGE_DELAY[1])
+
     async def _fetch_blocks(
         self,
         record: ObjectRecord,
@@ -434,6 +459,7 @@ class ObjectService:
         end: int,
         layout: Layout,
     ) -> list[bytes] | None:
+        started = time.monotonic()
         try:
             miner = await self.directory.info(placement.miner)
             data = await self.client.get(miner, placement.fragment_id, start, end)
@@ -441,6 +467,10 @@ class ObjectService:
             log.warning("fragment %s: %s", placement.fragment_id, exc)
             self.directory.mark_failed(placement.miner)
             return None
+        # Per byte, so that small and large reads share one estimate.
+        per_byte = (time.monotonic() - started) / max(end - start, 1)
+        self._fetch_per_byte += (per_byte - self._fetch_per_byte) * 0.1
+        self._fetch_bytes += (end - start - self._fetch_bytes) * 0.1
         blocks = []
         for piece in group:
             offset = piece.block_offset - start
@@ -464,6 +494,8 @@ class ObjectService:
         return blocks
 
     def _report(self, fid: str, placement: FragmentPlacement, block: int, reason: str) -> None:
+        self.fragments_reported += 1
+
         async def report() -> None:
             try:
                 await self.account.submit(
@@ -526,14 +558,7 @@ class ObjectService:
         return data if ok else None
 
     async def delete(self, record: ObjectRecord) -> None:
-        """Gone from the index at once; on chain too unless it never got there."""
-        declared = self.index.outbox_state(record.fid) not in (PENDING, UNPAID)
+        """Gone from the index at once; the deal tracker drops it on chain."""
         await asyncio.to_thread(self.index.delete_object, record.fid)
-        if declared:
-            try:
-                await self.account.call(
-                    "file_bank.delete_file", owner=record.owner, key=record.name
-                )
-            except ExtrinsicFailed as exc:
-                if exc.error != "file_bank.NoSuchObject":
-                    raise
+        if self.on_committed is not None:
+            self.on_committed()

@@ -109,6 +109,14 @@ class ResumeStore:
         with self._lock:
             self._db.close()
 
+    def open_sessions(self) -> int:
+        """Sessions not complete yet (the health and metrics figure)."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE fid IS NULL"
+            ).fetchone()
+        return int(count)
+
     def session(self, owner: str, name: str) -> ResumeSession | None:
         with self._lock:
             row = self._db.execute(

@@ -15,11 +15,21 @@ until every declared file is Active (DESIGN.md §4 steps 5-6).
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Protocol
 
 from chain_client.account import ChainAccount
 from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed, Rejected
-from gateway.index import ACTIVE, DECLARED, PENDING, REFUSED, UNPAID, MetadataIndex
+from gateway.index import (
+    ACTIVE,
+    DECLARED,
+    DELETING,
+    PENDING,
+    REFUSED,
+    UNPAID,
+    MetadataIndex,
+    OutboxEntry,
+)
 
 __all__ = ["DealTracker", "Relocator"]
 
@@ -30,6 +40,8 @@ QUOTA_REASONS = (
     "storage_handler.TerritoryNotActive",
 )
 MINER_REASONS = ("sminer.InsufficientIdleSpace", "file_bank.MinerNotPositive")
+GONE_REASONS = ("file_bank.NoSuchObject", "file_bank.ReferenceChanged")  # nothing to delete
+DELETED_MEMORY = 4096  # recent deletions remembered for ?wait=1 callers
 
 
 class Relocator(Protocol):
@@ -56,6 +68,9 @@ class DealTracker:
         self.batch = batch
         self.interval = interval
         self.unpaid_retry = unpaid_retry
+        self._retry_at: dict[str, float] = {}  # deletions refused lately: not before
+        self._tries: dict[str, int] = {}
+        self._deleted: dict[str, str | None] = {}  # recent deletions: their block hash
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -72,6 +87,7 @@ class DealTracker:
             try:
                 while await self.declare_pending():
                     pass
+                await self.delete_pending()  # after declaring: never before the file's own
             except ChainUnavailable as exc:
                 log.warning("chain unreachable, declarations wait: %s", exc)
             except Exception:
@@ -105,6 +121,49 @@ class DealTracker:
             if event["name"] == "DeclarationRefused":
                 await self._refused(event["data"]["fid"], event["data"]["reason"])
         return len(entries)
+
+    async def delete_pending(self) -> None:
+        """Drops on chain the references of deleted objects (all in one block); a refusal
+        other than "already gone" is retried with a growing delay."""
+        now = time.monotonic()
+        entries = [
+            e
+            for e in self.index.outbox(DELETING, limit=self.batch)
+            if self._retry_at.get(e.fid, 0) <= now
+        ]
+        await asyncio.gather(*(self._delete(entry) for entry in entries))
+
+    async def _delete(self, entry: OutboxEntry) -> None:
+        what = entry.declaration
+        block_hash = None
+        try:
+            result = await self.account.call(
+                "file_bank.delete_file", owner=what["owner"], key=what["key"], fid=entry.fid
+            )
+            block = await self.chain.block(result.height)
+            block_hash = block["hash"] if block else None
+        except ExtrinsicFailed as exc:
+            if exc.error not in GONE_REASONS:
+                tries = self._tries[entry.fid] = self._tries.get(entry.fid, 0) + 1
+                self._retry_at[entry.fid] = time.monotonic() + min(2.0**tries, 300.0)
+                log.warning("deleting %s on chain: %s (try %d)", entry.fid, exc, tries)
+                return
+        await asyncio.to_thread(self.index.forget_deletion, entry.fid)
+        self._retry_at.pop(entry.fid, None)
+        self._tries.pop(entry.fid, None)
+        self._deleted[entry.fid] = block_hash
+        while len(self._deleted) > DELETED_MEMORY:
+            del self._deleted[next(iter(self._deleted))]
+
+    async def wait_deleted(self, fid: str, timeout: float) -> tuple[bool, str | None]:
+        """(whether the chain dropped the reference within ``timeout``, the block hash)."""
+        self.wake()
+        deadline = time.monotonic() + timeout
+        while fid not in self._deleted:
+            if time.monotonic() >= deadline:
+                return False, None
+            await asyncio.sleep(0.1)
+        return True, self._deleted[fid]
 
     async def _refused(self, fid: str, reason: str) -> None:
         if reason.startswith(QUOTA_REASONS):

@@ -532,6 +532,7 @@ def _remove_ref(ctx: CallContext, owner: str, key: str, *, reason: str) -> None:
 class DeleteArgs(Args):
     owner: Address
     key: ObjectKey
+    fid: Hash32 | None = None  # when given, the key must still name this file
 
 
 def delete_file(ctx: CallContext, args: DeleteArgs) -> None:
@@ -541,6 +542,17 @@ def delete_file(ctx: CallContext, args: DeleteArgs) -> None:
         "NotAuthorized",
         f"{ctx.caller} may not act for {args.owner}",
     )
+    if args.fid is not None:
+        # A late deletion must not take the key's newer upload with it.
+        row = ctx.db.execute(
+            "SELECT fid FROM fb_refs WHERE owner = ? AND key = ?", (args.owner, args.key)
+        ).fetchone()
+        ensure(
+            row is None or row[0] == args.fid,
+            NAME,
+            "ReferenceChanged",
+            f"{args.key!r} names another file now",
+        )
     _remove_ref(ctx, args.owner, args.key, reason="deleted")
 
 

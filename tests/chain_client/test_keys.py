@@ -19,6 +19,7 @@ from chain_client.keys import (
     Scheme,
     dev_accounts,
     dev_keypair,
+    dev_public_keys,
     is_dev_address,
     key_file_json,
     load_key_file,
@@ -32,6 +33,13 @@ from chain_client.ss58 import GENERIC_SS58_PREFIX, ss58_encode
 ALICE_PUBLIC_KEY = bytes.fromhex("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
 ALICE_CESS = "cXjmuHdBk4J3Zyt2oGodwGegNFaTFPcfC48PZ9NMmcUFzF6cc"
 BOB_GENERIC = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+# subkey inspect --scheme ed25519 //Alice (and //Bob).
+ALICE_ED25519_PUBLIC_KEY = bytes.fromhex(
+    "88dc3417d5058ec4b4503e0c12ea1a0a89be200fe98922423d4334014fa6b0ee"
+)
+BOB_ED25519_PUBLIC_KEY = bytes.fromhex(
+    "d17c2d7823ebf260fd138f2d7e27d114c0145d968b5ff5006125f2414fadae69"
+)
 # The dev phrase itself, underived, as CESS's SDK examples print it.
 DEV_PHRASE_ROOT_CESS = "cXgaee2N8E77JJv9gdsGAckv1Qsf3hqWYf7NL4q6ZuQzuAUtB"
 
@@ -60,6 +68,17 @@ def test_alice_vector() -> None:
 
 def test_bob_vector() -> None:
     assert ss58_encode(dev_keypair("Bob").public_key, GENERIC_SS58_PREFIX) == BOB_GENERIC
+
+
+def test_ed25519_dev_vectors() -> None:
+    assert dev_keypair("Alice", "ed25519").public_key == ALICE_ED25519_PUBLIC_KEY
+    assert dev_keypair("Bob", "ed25519").public_key == BOB_ED25519_PUBLIC_KEY
+
+
+def test_ed25519_dev_keypair_signs() -> None:
+    alice = dev_keypair("Alice", "ed25519")
+    assert alice.scheme == "ed25519"
+    assert verify("ed25519", ALICE_ED25519_PUBLIC_KEY, b"m", alice.sign(b"m"))
 
 
 def test_mnemonic_vector() -> None:
@@ -144,6 +163,14 @@ def test_rejects_inconsistent_pair() -> None:
         Keypair.from_seed(b"short", "sr25519")
 
 
+def test_rejects_inconsistent_seedless_ed25519_pair() -> None:
+    alice, bob = dev_keypair("Alice", "ed25519"), dev_keypair("Bob", "ed25519")
+    with pytest.raises(KeyMaterialError, match="does not match"):
+        Keypair(scheme="ed25519", public_key=alice.public_key, secret_key=bob.secret_key)
+    with pytest.raises(KeyMaterialError, match="ed25519 secret must be 32 bytes"):
+        Keypair(scheme="ed25519", public_key=alice.public_key, secret_key=bytes(64))
+
+
 # --- dev accounts ---
 
 
@@ -156,17 +183,25 @@ def test_dev_accounts() -> None:
     assert dev_accounts()["Alice"] == ALICE_CESS
 
 
+def test_dev_public_keys_cover_both_schemes() -> None:
+    keys = dev_public_keys()
+    assert len(keys) == len(DEV_ACCOUNT_NAMES) * len(SCHEMES)
+    assert {ALICE_PUBLIC_KEY, ALICE_ED25519_PUBLIC_KEY, BOB_ED25519_PUBLIC_KEY} <= keys
+
+
 def test_is_dev_address_accepts_either_prefix() -> None:
     assert is_dev_address(ALICE_CESS)
     assert is_dev_address(BOB_GENERIC)
+    assert is_dev_address(ss58_encode(BOB_ED25519_PUBLIC_KEY, GENERIC_SS58_PREFIX))
     assert not is_dev_address(Keypair.generate().address)
     assert not is_dev_address("not an address")
 
 
-def test_dev_keypairs_have_no_seed() -> None:
-    assert dev_keypair("Alice").seed is None
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_dev_keypairs_have_no_seed(scheme: Scheme) -> None:
+    assert dev_keypair("Alice", scheme).seed is None
     with pytest.raises(KeyMaterialError, match="no seed"):
-        key_file_json(dev_keypair("Alice"))
+        key_file_json(dev_keypair("Alice", scheme))
 
 
 @pytest.mark.parametrize(
@@ -179,11 +214,14 @@ def test_parse_key_uri_rejects(uri: str) -> None:
 
 def test_parse_key_uri() -> None:
     assert parse_key_uri("//Bob") == dev_keypair("Bob")
+    assert parse_key_uri("//Bob", "ed25519").public_key == BOB_ED25519_PUBLIC_KEY
 
 
 def test_unknown_dev_account() -> None:
     with pytest.raises(KeyMaterialError, match="unknown dev account"):
         dev_keypair("Mallory")
+    with pytest.raises(KeyMaterialError, match="unknown signature scheme"):
+        dev_keypair("Alice", "ecdsa")  # type: ignore[arg-type]
 
 
 # --- key files ---
@@ -229,9 +267,10 @@ def test_key_file_refuses_to_overwrite(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_save_dev_keypair_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_save_dev_keypair_is_refused(tmp_path: Path, scheme: Scheme) -> None:
     with pytest.raises(KeyFileError, match="no seed"):
-        save_key_file(tmp_path / "alice.json", dev_keypair("Alice"))
+        save_key_file(tmp_path / "alice.json", dev_keypair("Alice", scheme))
     assert not (tmp_path / "alice.json").exists()
 
 
@@ -339,15 +378,38 @@ def test_key_file_error_repr_and_pickle(tmp_path: Path) -> None:
 # --- load_signer ---
 
 
-def test_load_signer_refuses_dev_keys_without_dev() -> None:
+@pytest.mark.parametrize("scheme", [None, *SCHEMES])
+def test_load_signer_refuses_dev_keys_without_dev(scheme: Scheme | None) -> None:
     with pytest.raises(DevKeyRefused, match="--dev") as caught:
-        load_signer("//Alice", dev=False)
+        load_signer("//Alice", dev=False, scheme=scheme)
     assert caught.value.spec == "//Alice"
     assert isinstance(caught.value, KeyMaterialError)
 
 
 def test_load_signer_dev() -> None:
     assert load_signer("//Alice", dev=True).public_key == ALICE_PUBLIC_KEY
+    assert load_signer("//Alice", dev=True, scheme="sr25519").public_key == ALICE_PUBLIC_KEY
+    ed25519_alice = load_signer("//Alice", dev=True, scheme="ed25519")
+    assert (ed25519_alice.scheme, ed25519_alice.public_key) == ("ed25519", ALICE_ED25519_PUBLIC_KEY)
+
+
+def test_load_signer_refuses_ed25519_dev_key_file_without_dev(tmp_path: Path) -> None:
+    # The ed25519 dev secret is a plain seed, so it fits in a key file: the guard still holds.
+    dev_seed = dev_keypair("Alice", "ed25519").secret_key
+    path = tmp_path / "alice.json"
+    save_key_file(path, Keypair.from_seed(dev_seed, "ed25519"))
+    with pytest.raises(DevKeyRefused) as caught:
+        load_signer(str(path), dev=False)
+    assert caught.value.spec == str(path)
+    assert load_signer(str(path), dev=True).public_key == ALICE_ED25519_PUBLIC_KEY
+
+
+def test_load_signer_key_file_scheme_must_match(tmp_path: Path) -> None:
+    path = tmp_path / "signer.json"
+    save_key_file(path, Keypair.generate("sr25519"))
+    with pytest.raises(KeyFileError, match="expected ed25519, got sr25519"):
+        load_signer(str(path), dev=False, scheme="ed25519")
+    assert load_signer(str(path), dev=False, scheme="sr25519").scheme == "sr25519"
 
 
 def test_load_signer_key_file(tmp_path: Path) -> None:

@@ -230,7 +230,17 @@ def test_delete_counts_references_per_owner_and_key(world: World) -> None:
         territory["used"]
         == 2 * spec.declaration["segments"][0]["fragments"][0]["size"] * sim.params.total_shards
     )
-    sim.ok(world.gateway, "file_bank.delete_file", owner=world.owner.address, key="one")
+    sim.fails(
+        world.gateway,
+        "file_bank.delete_file",
+        "file_bank.ReferenceChanged",
+        owner=world.owner.address,
+        key="one",
+        fid="ab" * 32,
+    )
+    sim.ok(
+        world.gateway, "file_bank.delete_file", owner=world.owner.address, key="one", fid=spec.fid
+    )
     assert sim.query("file_bank.file", fid=spec.fid) is not None  # "two" still points at it
     result = sim.ok(world.owner, "file_bank.delete_file", owner=world.owner.address, key="two")
     assert result.events_named("file_bank", "FileRemoved")

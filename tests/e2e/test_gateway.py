@@ -272,6 +272,85 @@ async def test_bad_requests_are_refused_clearly(network: Network, state: dict[st
             assert unknown.status == 404
 
 
+async def test_http_semantics(
+    network: Network, chain: HttpChain, state: dict[str, Any], tmp_path: Path
+) -> None:
+    """Conditional reads, Format, 100-continue only after the checks, metrics, and a
+    DELETE that waits for the chain."""
+    fid = state["fid"]
+    url = f"{network.url}/file/open/{fid}"
+    async with aiohttp.ClientSession() as session:
+        async with session.head(url, headers=signed()) as head:
+            etag, modified = head.headers["ETag"], head.headers["Last-Modified"]
+            assert head.headers["Content-Type"] == "application/octet-stream"  # cat.bin
+        for extra, status in [
+            ({"If-None-Match": etag}, 304),
+            ({"If-Modified-Since": modified}, 304),
+            ({"If-Match": '"other"'}, 412),
+            ({"If-Match": etag, "Range": "bytes=0-9"}, 206),
+            ({"If-Range": '"other"', "Range": "bytes=0-9"}, 200),
+        ]:
+            async with session.get(url, headers=signed(extra)) as response:
+                assert response.status == status, extra
+        async with session.get(url + ".png", headers=signed()) as by_path:
+            assert by_path.headers["Content-Type"] == "image/png"
+        async with session.head(url, headers=signed({"Format": "pdf"})) as by_format:
+            assert by_format.headers["Content-Type"] == "application/pdf"
+        async with session.get(f"{network.url}/metrics") as metrics:
+            text = await metrics.text()
+            assert (
+                'deoss_native_requests_total{method="GET",route="/file/open/{fid}",status="304"}'
+                in text
+            )
+            assert "deoss_native_auth_refusals_total" in text and fid not in text
+    # curl sends Expect: 100-continue for a body this large: refused, it sends none of it;
+    # accepted, it sees 100 Continue first.
+    body = tmp_path / "two.bin"
+    data = os.urandom(2 * 1024 * KIB)
+    body.write_bytes(data)
+
+    def curl_put(headers: dict[str, str]) -> str:
+        return subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-v",
+                "-T",
+                str(body),
+                *[f"-H{k}:{v}" for k, v in headers.items()],
+                f"{network.url}/object/two.bin",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stderr
+
+    refused = curl_put({**signed(), "Territory": "nope"})
+    assert "100 Continue" not in refused and "403" in refused
+    accepted = curl_put(signed({"Territory": "home"}))
+    assert "HTTP/1.1 100 Continue" in accepted and "HTTP/1.1 200" in accepted
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{network.url}/file/list", headers=signed()) as listing:
+            two = next(o for o in (await listing.json())["data"] if o["name"] == "two.bin")
+        await eventually(
+            functools.partial(chain.query, "file_bank.file", fid=two["fid"]),
+            lambda f: f is not None,
+            timeout=60,
+        )
+        gone = f"{network.url}/file/{two['fid']}"
+        async with session.delete(gone + "?name=other", headers=signed()) as wrong:
+            assert wrong.status == 404
+        async with session.delete(gone + "?wait=1", headers=signed()) as deleted:
+            answer = (await deleted.json())["data"]
+            assert answer["state"] == "deleted" and answer["block hash"], answer
+        assert await chain.query("file_bank.file", fid=two["fid"]) is None
+        async with session.get(
+            f"{network.url}/file/download/{two['fid']}", headers=signed()
+        ) as after:
+            assert after.status == 404
+
+
 def test_client_commands_round_trip(network: Network, tmp_path: Path) -> None:
     key = tmp_path / "user.json"
     from chain_client.keys import Keypair, save_key_file

@@ -1,0 +1,96 @@
+"""RFC 9110 §13 conditional requests, shared by the native and S3 APIs: the preconditions
+of a read, evaluated against an object's strong ETag and its Last-Modified time.
+
+Evaluation order (RFC 9110 §13.2.2): If-Match, else If-Unmodified-Since; then
+If-None-Match, else If-Modified-Since (GET and HEAD only). A failed If-Match or
+If-Unmodified-Since is 412; a failed If-None-Match is 304 on GET and HEAD (412 on other
+methods); a failed If-Modified-Since is 304. If-Range decides only whether a Range header
+is honoured. Unparsable dates make their header ignored, as the RFC says.
+"""
+
+import email.utils
+from collections.abc import Mapping
+
+__all__ = ["NOT_MODIFIED", "PRECONDITION_FAILED", "http_date", "precondition", "range_applies"]
+
+NOT_MODIFIED = 304
+PRECONDITION_FAILED = 412
+
+
+def http_date(timestamp: float) -> str:
+    """The IMF-fixdate form of a unix time (``Sun, 06 Nov 1994 08:49:37 GMT``)."""
+    return email.utils.formatdate(int(timestamp), usegmt=True)
+
+
+def _date(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:  # RFC 850 and asctime forms carry no zone: they are GMT
+        return None
+    return parsed.timestamp()
+
+
+def _tags(value: str) -> list[tuple[str, bool]]:
+    """The entity tags of a list header, each with whether it was weak."""
+    tags = []
+    for item in value.split(","):
+        tag = item.strip()
+        weak = tag.startswith("W/")
+        if weak:
+            tag = tag[2:]
+        if tag:
+            tags.append((tag, weak))
+    return tags
+
+
+def _matches(header: str, etag: str, *, weak: bool) -> bool:
+    """``header`` (a list of tags, or ``*``) against our strong ``etag``: the strong
+    comparison (If-Match) never matches a weak tag; the weak one (If-None-Match) may."""
+    if header.strip() == "*":
+        return True
+    return any(tag == etag and (weak or not is_weak) for tag, is_weak in _tags(header))
+
+
+def precondition(
+    headers: Mapping[str, str], *, etag: str, last_modified: float, method: str = "GET"
+) -> int | None:
+    """The status a failed precondition answers (304 or 412), or None to go on.
+
+    ``etag`` is the quoted strong tag the object answers with; ``last_modified`` its unix
+    time (compared at whole seconds, the resolution of HTTP dates)."""
+    modified = int(last_modified)
+    reading = method in ("GET", "HEAD")
+    if_match = headers.get("If-Match")
+    if if_match is not None:
+        if not _matches(if_match, etag, weak=False):
+            return PRECONDITION_FAILED
+    else:
+        since = _date(headers.get("If-Unmodified-Since"))
+        if since is not None and modified > since:
+            return PRECONDITION_FAILED
+    if_none_match = headers.get("If-None-Match")
+    if if_none_match is not None:
+        if _matches(if_none_match, etag, weak=True):
+            return NOT_MODIFIED if reading else PRECONDITION_FAILED
+    elif reading:
+        since = _date(headers.get("If-Modified-Since"))
+        if since is not None and modified <= since:
+            return NOT_MODIFIED
+    return None
+
+
+def range_applies(headers: Mapping[str, str], *, etag: str, last_modified: float) -> bool:
+    """Whether a Range header is honoured: always without If-Range; with it, only when
+    its validator (a strong tag, or an exact date) still describes the object."""
+    if_range = headers.get("If-Range")
+    if if_range is None:
+        return True
+    value = if_range.strip()
+    if value.startswith('"') or value.startswith("W/"):
+        return value == etag  # a weak tag never matches here (RFC 9110 §13.1.5)
+    since = _date(value)
+    return since is not None and int(last_modified) == int(since)
