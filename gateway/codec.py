@@ -190,6 +190,13 @@ class Layout:
     def block_len(self, cipher_len: int) -> int:
         return -(-cipher_len // self.k)
 
+    def stored_size(self, plain_size: int) -> int:
+        """Bytes the miners hold (and the territory is charged) for a unit: n blocks per
+        stripe, the last stripe's blocks shortened to its ciphertext."""
+        chunks = self.chunk_count(plain_size)
+        last_cipher = self.chunk_plain_len(plain_size, chunks - 1) + TAG_SIZE
+        return self.n * ((chunks - 1) * self.block_size + self.block_len(last_cipher))
+
     def fragment_size(self, plain_size: int, segment: int) -> int:
         stripes = self.stripe_count(plain_size, segment)
         last_chunk = segment * self.stripes_per_segment + stripes - 1

@@ -127,7 +127,9 @@ class ObjectService:
             default_copies = -(-n // k)
             if copies < default_copies or copies * k > 255:
                 raise ObjectError(
-                    400, "BadCopies", f"Copies is {default_copies} to {255 // k} on this network"
+                    400,
+                    "InvalidCopies",
+                    f"Copies is {default_copies} to {255 // k} on this network",
                 )
             n = copies * k
             miners = len(await self.directory.miners())
@@ -145,7 +147,7 @@ class ObjectService:
         except ChainError as exc:
             raise ObjectError(503, "ChainUnavailable", str(exc)) from None
         if found is None:
-            raise ObjectError(403, "NoSuchTerritory", f"{owner} has no territory {territory!r}")
+            raise ObjectError(404, "NoSuchTerritory", f"{owner} has no territory {territory!r}")
         if found["state"] != "active":
             raise ObjectError(
                 403, "TerritoryNotActive", f"territory {territory!r} is {found['state']}"
@@ -156,7 +158,7 @@ class ObjectService:
         if found["remaining"] - promised < need:
             raise ObjectError(
                 403,
-                "TerritoryFull",
+                "InsufficientTerritorySpace",
                 f"territory {territory!r} has {found['remaining'] - promised} bytes "
                 f"left, this object needs about {need}",
             )
@@ -164,7 +166,7 @@ class ObjectService:
     async def check_upload(self, owner: str, territory: str, size: int, copies: int | None) -> None:
         """The checks an upload passes before any of its bytes are read."""
         layout = await self.layout_for(copies)
-        await self._check_territory(owner, territory, size * layout.n // layout.k)
+        await self._check_territory(owner, territory, layout.stored_size(size))
 
     async def put(
         self,
@@ -179,7 +181,7 @@ class ObjectService:
         password: str | None = None,
     ) -> ObjectRecord:
         layout = await self.layout_for(copies)
-        estimate = (size_hint or 0) * layout.n // layout.k
+        estimate = layout.stored_size(size_hint or 0)
         await self._check_territory(owner, territory, estimate)
         key = (owner, territory)
         self._reserved[key] = self._reserved.get(key, 0) + estimate
@@ -292,7 +294,9 @@ class ObjectService:
         size = segment.fragment_size
         miners = await self.directory.choose(layout.n, size)
         if not miners:
-            raise ObjectError(507, "NoMiners", "no miner has idle space for this object")
+            raise ObjectError(
+                507, "InsufficientMinerSpace", "no miner has idle space for this object"
+            )
         used = {m.account for m in miners}
         results = await asyncio.gather(
             *(self._put_fragment(segment, idx, miners[idx], used) for idx in range(layout.n))
@@ -415,7 +419,7 @@ class ObjectService:
                 if not running:
                     raise ObjectError(
                         503,
-                        "NotEnoughFragments",
+                        "FragmentsUnavailable",
                         f"segment {seg_no}: {len(good)} of {layout.k} fragments readable",
                     )
                 done, _ = await asyncio.wait(
@@ -533,7 +537,9 @@ class ObjectService:
                     if fetched is not None:
                         siblings[other.idx] = fetched
             if len(siblings) < layout.k:
-                raise ObjectError(503, "NotEnoughFragments", f"cannot rebuild {target.fragment_id}")
+                raise ObjectError(
+                    503, "FragmentsUnavailable", f"cannot rebuild {target.fragment_id}"
+                )
             data = (await asyncio.to_thread(codec.rebuild_fragments, layout, siblings, [idx]))[idx]
         exclude = [p.miner for p in placements]
         for miner in await self.directory.choose(PUT_ATTEMPTS, len(data), exclude=exclude):

@@ -165,6 +165,7 @@ def test_round_trip_at_boundaries(layout: Layout, data: st.DataObject) -> None:
     assert encoder.cipher_size == layout.cipher_size(size) == sum(s.cipher_size for s in segments)
     assert len(segments) == layout.segment_count(size)
     assert encoder.segment_ids == [s.segment_id for s in segments]
+    assert layout.stored_size(size) == layout.n * sum(s.fragment_size for s in segments)
     for segment in segments:
         assert len(segment.fragments) == layout.n
         assert {len(f) for f in segment.fragments} == {layout.fragment_size(size, segment.index)}
