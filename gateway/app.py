@@ -112,7 +112,13 @@ async def _serve(config: GatewayConfig) -> int:
         is_authorized=_Authorizations(chain, keypair.address),
         dev=genesis.dev,  # //Alice and friends sign only on dev networks
     )
-    resume = ResumeStore(config.data_dir, master_key)
+    resume = ResumeStore(
+        config.data_dir,
+        master_key,
+        ttl=config.resume_ttl,
+        max_per_account=config.max_resume_sessions_per_account,
+        spool_floor=config.spool_floor,
+    )
     context = NativeContext(
         service=service,
         auth=auth,
@@ -121,6 +127,8 @@ async def _serve(config: GatewayConfig) -> int:
         genesis_hash="0x" + genesis_hash.hex(),
         resume=resume,
         tracker=tracker,
+        max_uploads_per_account=config.max_uploads_per_account,
+        max_uploads=config.max_uploads,
     )
     runner = web.AppRunner(make_native_app(context), access_log=None)
     await runner.setup()

@@ -23,6 +23,11 @@ class GatewayConfig:
     faucet: bool = False  # dev networks only: fund the gateway account from the faucet
     default_territory: str = ""
     auth_window: float = 300.0
+    max_uploads_per_account: int = 8
+    max_uploads: int = 64
+    max_resume_sessions_per_account: int = 16
+    resume_ttl: float = 86_400.0  # an idle resumable upload is aborted after this
+    spool_floor: int = 256 * 1024 * 1024  # free bytes the resume spool leaves on its disk
     source: str = "(defaults)"
 
     def path(self, name: str) -> Path:
@@ -59,6 +64,10 @@ class GatewayConfig:
             "empty or an http(s) URL",
         )
         need(0 < self.auth_window <= 3600, "auth_window", "seconds, up to an hour")
+        for key in ("max_uploads_per_account", "max_uploads", "max_resume_sessions_per_account"):
+            need(getattr(self, key) >= 1, key, "at least 1")
+        need(self.resume_ttl >= 60, "resume_ttl", "seconds, at least a minute")
+        need(self.spool_floor >= 0, "spool_floor", "bytes, not negative")
 
     def render(self) -> str:
         return render_section(self, SECTION)

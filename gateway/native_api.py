@@ -6,11 +6,12 @@ translated here and nowhere else.
 """
 
 import asyncio
+import contextlib
 import mimetypes
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -57,7 +58,12 @@ class NativeContext:
         resume: ResumeStore,
         tracker: DealTracker,
         metrics: GatewayMetrics | None = None,
+        max_uploads_per_account: int = 8,
+        max_uploads: int = 64,
     ) -> None:
+        self.max_uploads_per_account = max_uploads_per_account
+        self.max_uploads = max_uploads
+        self._uploads: dict[str, int] = {}
         self.service = service
         self.tracker = tracker
         self.metrics = metrics or GatewayMetrics()
@@ -77,6 +83,23 @@ class NativeContext:
         self.gateway = gateway
         self.default_territory = default_territory
         self.genesis_hash = genesis_hash
+
+    @contextlib.contextmanager
+    def upload_slot(self, owner: str) -> Iterator[None]:
+        """One upload in flight (body being read or placed), within the §1 limits."""
+        if sum(self._uploads.values()) >= self.max_uploads:
+            raise NativeError(503, "Busy", "the gateway is at its upload limit")
+        if self._uploads.get(owner, 0) >= self.max_uploads_per_account:
+            raise NativeError(
+                429, "TooManyRequests", f"at most {self.max_uploads_per_account} uploads at once"
+            )
+        self._uploads[owner] = self._uploads.get(owner, 0) + 1
+        try:
+            yield
+        finally:
+            self._uploads[owner] -= 1
+            if not self._uploads[owner]:
+                del self._uploads[owner]
 
 
 NATIVE = web.AppKey("native", NativeContext)
@@ -110,7 +133,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except NativeError as exc:
-        return envelope(exc.status, {"error": exc.error, **exc.data}, exc.msg)
+        busy = {"Retry-After": "5"} if exc.status in (429, 503) else {}
+        return envelope(exc.status, {"error": exc.error, **exc.data}, exc.msg, headers=busy)
     except AuthError as exc:
         request.app[NATIVE].metrics.auth_refusals.labels(exc.code).inc()
         headers = {}
@@ -120,7 +144,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             headers["Retry-After"] = "5"
         return envelope(exc.status, {"error": exc.code}, exc.message, headers=headers)
     except (ObjectError, ResumeError) as exc:
-        return envelope(exc.status, {"error": exc.code}, exc.message)
+        busy = {"Retry-After": "5"} if exc.status in (429, 503) else {}
+        return envelope(exc.status, {"error": exc.code}, exc.message, headers=busy)
     except ChainError as exc:
         return envelope(503, {"error": "ChainUnavailable"}, str(exc), headers={"Retry-After": "2"})
     except web.HTTPException as exc:
@@ -216,16 +241,17 @@ async def _store(
     existing = ctx.service.index.find(owner, name)
     if request.headers.get("If-None-Match") == "*" and existing is not None:
         raise NativeError(412, "PreconditionFailed", f"{name!r} exists", fid=existing.fid)
-    record = await ctx.service.put(
-        owner=owner,
-        territory=territory,
-        name=name,
-        body=body,
-        size_hint=size,
-        copies=copies,
-        password=cipher,
-        content_type=_TYPES.guess_type(name)[0] or "application/octet-stream",
-    )
+    with ctx.upload_slot(owner):
+        record = await ctx.service.put(
+            owner=owner,
+            territory=territory,
+            name=name,
+            body=body,
+            size_hint=size,
+            copies=copies,
+            password=cipher,
+            content_type=_TYPES.guess_type(name)[0] or "application/octet-stream",
+        )
     layout = await ctx.service.layout_for(copies)
     return _uploaded(request, record, layout.n // layout.k)
 
@@ -529,45 +555,54 @@ async def put_resume(request: web.Request) -> web.Response:
     length = end - start + 1
     if request.content_length != length:
         raise NativeError(400, "IncompleteBody", f"Content-Length must be {length}")
-    ctx.resume.acquire(owner, name)
-    try:
-        copies = _copies(request)
-        if start == 0 and (session is None or session.complete or session.total != total):
-            territory = _territory(request)
-            await ctx.service.check_upload(owner, territory, total, copies)
-            session = ctx.resume.open(
-                owner, name, total, territory, copies, request.headers.get("If-None-Match") == "*"
+    with ctx.upload_slot(owner):
+        ctx.resume.acquire(owner, name)
+        try:
+            copies = _copies(request)
+            if start == 0 and (session is None or session.complete or session.total != total):
+                territory = _territory(request)
+                await ctx.service.check_upload(owner, territory, total, copies)
+                session = ctx.resume.open(
+                    owner,
+                    name,
+                    total,
+                    territory,
+                    copies,
+                    request.headers.get("If-None-Match") == "*",
+                )
+            elif session is None or session.complete:
+                raise NativeError(409, "ChunkGap", "no upload in progress: start at byte 0")
+            elif (
+                total != session.total
+                or (request.headers.get("Territory") not in (None, session.territory))
+                or (copies is not None and copies != session.copies)
+            ):
+                raise NativeError(409, "SessionMismatch", "total, Territory and Copies are fixed")
+            session = await ctx.resume.append(
+                session,
+                start,
+                _after_continue(request, request.content.iter_chunked(2**20)),
+                length,
             )
-        elif session is None or session.complete:
-            raise NativeError(409, "ChunkGap", "no upload in progress: start at byte 0")
-        elif (
-            total != session.total
-            or (request.headers.get("Territory") not in (None, session.territory))
-            or (copies is not None and copies != session.copies)
-        ):
-            raise NativeError(409, "SessionMismatch", "total, Territory and Copies are fixed")
-        session = await ctx.resume.append(
-            session, start, _after_continue(request, request.content.iter_chunked(2**20)), length
-        )
-        if session.stored < session.total:
-            return _progress(session, content_range)
-        if session.create_only and ctx.service.index.find(owner, name) is not None:
-            raise NativeError(412, "PreconditionFailed", f"{name!r} exists")
-        record = await ctx.service.put(
-            owner=owner,
-            territory=session.territory,
-            name=name,
-            body=ctx.resume.plaintext(session),
-            size_hint=session.total,
-            copies=session.copies,
-            password=_cipher(request),
-            content_type=_TYPES.guess_type(name)[0] or "application/octet-stream",
-        )
-        ctx.resume.complete(session, record.fid)
-        layout = await ctx.service.layout_for(session.copies)
-        return _uploaded(request, record, layout.n // layout.k)
-    finally:
-        ctx.resume.release(owner, name)
+            if session.stored < session.total:
+                return _progress(session, content_range)
+            if session.create_only and ctx.service.index.find(owner, name) is not None:
+                raise NativeError(412, "PreconditionFailed", f"{name!r} exists")
+            record = await ctx.service.put(
+                owner=owner,
+                territory=session.territory,
+                name=name,
+                body=ctx.resume.plaintext(session),
+                size_hint=session.total,
+                copies=session.copies,
+                password=_cipher(request),
+                content_type=_TYPES.guess_type(name)[0] or "application/octet-stream",
+            )
+            ctx.resume.complete(session, record.fid)
+            layout = await ctx.service.layout_for(session.copies)
+            return _uploaded(request, record, layout.n // layout.k)
+        finally:
+            ctx.resume.release(owner, name)
 
 
 async def get_resume(request: web.Request) -> web.Response:
@@ -588,6 +623,7 @@ async def get_resume(request: web.Request) -> web.Response:
             "copies": session.copies,
             "complete": session.complete,
             "fid": session.fid,
+            "expires": int(session.updated_at + ctx.resume.ttl),
         },
         headers=headers,
     )

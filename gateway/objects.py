@@ -60,6 +60,7 @@ __all__ = ["ObjectError", "ObjectService"]
 log = logging.getLogger("deoss.objects")
 PUT_ATTEMPTS = 4
 FETCH_STRIPES = 8  # stripes fetched per ranged GET: 2 MiB per fragment at the defaults
+ARGON2_CONCURRENCY = 4  # Cipher derivations at once (64 MiB each)
 HEDGE_FACTOR = 4.0  # a fetch this many times slower than usual gets a hedge
 HEDGE_DELAY = (0.2, 5.0)  # bounds of the hedge delay, seconds
 
@@ -114,6 +115,7 @@ class ObjectService:
         self.on_committed = on_committed
         self._reserved: dict[tuple[str, str], int] = {}  # uploads in flight, per territory
         self.fragments_reported = 0  # a counter for the metrics
+        self._argon2 = asyncio.Semaphore(ARGON2_CONCURRENCY)
         # Moving averages of fetch time per byte and of fetch size, for the hedge delay.
         self._fetch_per_byte = 0.0
         self._fetch_bytes = 0.0
@@ -163,9 +165,20 @@ class ObjectService:
                 f"left, this object needs about {need}",
             )
 
+    def max_object_size(self, layout: Layout) -> int:
+        """The chain's limit: ``max_segments_per_file`` segments of plaintext."""
+        return self.params.max_segments_per_file * layout.stripes_per_segment * layout.chunk_plain
+
+    def _check_size(self, layout: Layout, size: int) -> None:
+        if size > self.max_object_size(layout):
+            raise ObjectError(
+                413, "ObjectTooLarge", f"an object is at most {self.max_object_size(layout)} bytes"
+            )
+
     async def check_upload(self, owner: str, territory: str, size: int, copies: int | None) -> None:
         """The checks an upload passes before any of its bytes are read."""
         layout = await self.layout_for(copies)
+        self._check_size(layout, size)
         await self._check_territory(owner, territory, layout.stored_size(size))
 
     async def put(
@@ -181,6 +194,7 @@ class ObjectService:
         password: str | None = None,
     ) -> ObjectRecord:
         layout = await self.layout_for(copies)
+        self._check_size(layout, size_hint or 0)
         estimate = layout.stored_size(size_hint or 0)
         await self._check_territory(owner, territory, estimate)
         key = (owner, territory)
@@ -211,9 +225,10 @@ class ObjectService:
             await self._store_segment(upload, segment)
         fid = codec.fid_of(encoder.segment_ids)
         if password is not None:
-            wrapped = await asyncio.to_thread(
-                wrap_with_password, encoder.dek, encoder.unit_id, password
-            )
+            async with self._argon2:
+                wrapped = await asyncio.to_thread(
+                    wrap_with_password, encoder.dek, encoder.unit_id, password
+                )
         else:
             wrapped = wrap_master(encoder.dek, encoder.unit_id, self.master_key)
         unit = UnitRecord(
@@ -373,7 +388,11 @@ class ObjectService:
         self, record: ObjectRecord, start: int, end: int, password: str | None
     ) -> AsyncIterator[bytes]:
         """Plaintext bytes ``start..end`` (exclusive), streamed in order."""
-        unit, dek = await asyncio.to_thread(self.data_key, record.fid, password)
+        if password is None:
+            unit, dek = await asyncio.to_thread(self.data_key, record.fid, None)
+        else:
+            async with self._argon2:  # 64 MiB of memory each
+                unit, dek = await asyncio.to_thread(self.data_key, record.fid, password)
         layout = Layout.from_params(self.params, total_shards=record.total_shards)
         plan = codec.plan_range(layout, unit.plain_size, start, end)
         algorithm = codec.algorithm_named(unit.algorithm)

@@ -11,13 +11,15 @@ acknowledged (308) only once its bytes are fsynced.
 
 import asyncio
 import os
+import shutil
 import sqlite3
 import struct
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from nacl import bindings
 
@@ -26,6 +28,7 @@ from chain_client.files import fsync_directory
 __all__ = ["ResumeError", "ResumeSession", "ResumeStore", "parse_content_range"]
 
 _HEADER = struct.Struct(">QI")
+SWEEP_INTERVAL = 60.0  # seconds between looks for sessions past their ttl
 _NONCE = 24
 _TAG = 16
 SCHEMA = """
@@ -44,6 +47,20 @@ CREATE TABLE IF NOT EXISTS sessions (
     PRIMARY KEY (owner, name)
 ) WITHOUT ROWID;
 """
+
+
+def _append_record(handle: BinaryIO, key: bytes, offset: int, data: bytes) -> None:
+    nonce = os.urandom(_NONCE)
+    header = _HEADER.pack(offset, len(data))
+    sealed = bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(data, header, nonce, key)
+    handle.write(header + nonce + sealed)
+
+
+def _close_durably(handle: BinaryIO, directory: Path) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+    fsync_directory(directory)
 
 
 class ResumeError(Exception):
@@ -91,7 +108,21 @@ class ResumeSession:
 
 
 class ResumeStore:
-    def __init__(self, directory: Path, master_key: bytes) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        master_key: bytes,
+        *,
+        ttl: float = 86_400.0,
+        max_per_account: int = 16,
+        spool_floor: int = 256 * 1024 * 1024,
+        free_space: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free,
+    ) -> None:
+        self.ttl = ttl
+        self.max_per_account = max_per_account
+        self.spool_floor = spool_floor
+        self.free_space = free_space
+        self._swept = 0.0
         self.directory = directory
         self.spool_dir = directory / "spool"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +148,23 @@ class ResumeStore:
             ).fetchone()
         return int(count)
 
+    def sweep(self, now: float | None = None) -> int:
+        """Ends sessions idle for ``ttl``: open ones are aborted (spool removed), complete
+        ones forgotten. Returns how many ended."""
+        cutoff = (time.time() if now is None else now) - self.ttl
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT owner, name, spool FROM sessions WHERE updated_at < ?", (cutoff,)
+            ).fetchall()
+            self._db.execute("DELETE FROM sessions WHERE updated_at < ?", (cutoff,))
+        for _, _, spool in rows:
+            (self.spool_dir / spool).unlink(missing_ok=True)
+        return len(rows)
+
     def session(self, owner: str, name: str) -> ResumeSession | None:
+        if time.monotonic() - self._swept > SWEEP_INTERVAL:
+            self._swept = time.monotonic()
+            self.sweep()
         with self._lock:
             row = self._db.execute(
                 "SELECT owner, name, total, stored, territory, copies, create_only, sealed_key, "
@@ -158,6 +205,20 @@ class ResumeStore:
         create_only: bool,
     ) -> ResumeSession:
         old = self.session(owner, name)
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE owner = ? AND fid IS NULL AND name != ?",
+                (owner, name),
+            ).fetchone()
+        if count >= self.max_per_account:
+            raise ResumeError(
+                429, "TooManyRequests", f"{count} resumable uploads open; finish or delete one"
+            )
+        free = self.free_space(self.spool_dir)
+        if free - total < self.spool_floor:
+            raise ResumeError(
+                507, "InsufficientGatewaySpace", "the gateway's spool has no room for this upload"
+            )
         if old is not None:
             self.abort(old)
         key = os.urandom(32)
@@ -217,8 +278,10 @@ class ResumeStore:
     def _records(self, session: ResumeSession) -> Iterator[tuple[int, bytes]]:
         key = self._key(session)
         with open(self.spool_dir / session.spool, "rb") as handle:
-            while header := handle.read(_HEADER.size):
+            while len(header := handle.read(_HEADER.size)) == _HEADER.size:
                 offset, length = _HEADER.unpack(header)
+                if offset + length > session.stored:
+                    return  # bytes of an unacknowledged chunk: trimmed at the next append
                 nonce = handle.read(_NONCE)
                 sealed = handle.read(length + _TAG)
                 plain: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -238,48 +301,68 @@ class ResumeStore:
     async def append(
         self, session: ResumeSession, start: int, body: AsyncIterable[bytes], length: int
     ) -> ResumeSession:
-        """Adds one chunk: its part below the stored prefix must match, the rest is
-        appended and fsynced before this returns (then the 308 may go out)."""
+        """Adds one chunk as it streams in (memory: one piece): its part below the stored
+        prefix must match what is stored (else nothing is kept), the rest is appended.
+        Whatever was appended is fsynced and counted before this returns, also when the
+        body breaks off, so a 308 means durable and a failure leaves a durable prefix."""
         stored = session.stored
         if start > stored:
             raise ResumeError(
                 409, "ChunkGap", f"stored bytes end at {stored}; chunk starts at {start}"
             )
-        data = bytearray()
-        async for piece in body:
-            data += piece
-            if len(data) > length:
-                raise ResumeError(400, "IncompleteBody", "body longer than its Content-Range")
-        if len(data) != length:
-            raise ResumeError(400, "IncompleteBody", f"got {len(data)} of {length} bytes")
-        overlap = min(stored, start + length) - start
-        if overlap > 0:
-            kept = await asyncio.to_thread(self.read_back, session, start, start + overlap)
-            if kept != bytes(data[:overlap]):
-                raise ResumeError(409, "ChunkMismatch", "the overlap differs from what is stored")
-        new = bytes(data[max(overlap, 0) :])
-        if new:
-            await asyncio.to_thread(self._write, session, stored, new)
-        with self._lock:
-            self._db.execute(
-                "UPDATE sessions SET stored = ?, updated_at = ? WHERE owner = ? AND name = ?",
-                (stored + len(new), time.time(), session.owner, session.name),
-            )
+        key = self._key(session)
+        position, end = start, start + length
+        await asyncio.to_thread(self._trim, session)
+        handle = await asyncio.to_thread(open, self.spool_dir / session.spool, "ab")
+        try:
+            async for piece in body:
+                if position + len(piece) > end:
+                    raise ResumeError(400, "IncompleteBody", "body longer than its Content-Range")
+                if position < stored:  # a retried overlap: it must be what we have
+                    cut = min(len(piece), stored - position)
+                    kept = await asyncio.to_thread(
+                        self.read_back, session, position, position + cut
+                    )
+                    if kept != piece[:cut]:
+                        raise ResumeError(
+                            409, "ChunkMismatch", "the overlap differs from what is stored"
+                        )
+                    piece, position = piece[cut:], position + cut
+                if piece:
+                    await asyncio.to_thread(_append_record, handle, key, position, piece)
+                    position += len(piece)
+        finally:
+            await asyncio.to_thread(_close_durably, handle, self.spool_dir)
+            if position > stored:
+                with self._lock:
+                    self._db.execute(
+                        "UPDATE sessions SET stored = ?, updated_at = ? "
+                        "WHERE owner = ? AND name = ?",
+                        (position, time.time(), session.owner, session.name),
+                    )
+        if position != end:
+            raise ResumeError(400, "IncompleteBody", f"got {position - start} of {length} bytes")
         found = self.session(session.owner, session.name)
         assert found is not None
         return found
 
-    def _write(self, session: ResumeSession, offset: int, data: bytes) -> None:
-        key = self._key(session)
-        nonce = os.urandom(_NONCE)
-        header = _HEADER.pack(offset, len(data))
-        sealed = bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(data, header, nonce, key)
+    def _trim(self, session: ResumeSession) -> None:
+        """Cuts the spool after its last record within the stored prefix: a crash or a
+        failed write may have left part of a record there, which appending after would
+        make unreadable."""
         path = self.spool_dir / session.spool
-        with open(path, "ab") as handle:
-            handle.write(header + nonce + sealed)
-            handle.flush()
-            os.fsync(handle.fileno())
-        fsync_directory(self.spool_dir)
+        size, keep = path.stat().st_size, 0
+        with open(path, "r+b") as handle:
+            while len(header := handle.read(_HEADER.size)) == _HEADER.size:
+                offset, length = _HEADER.unpack(header)
+                record_end = keep + _HEADER.size + _NONCE + length + _TAG
+                if record_end > size or offset + length > session.stored:
+                    break
+                keep = record_end
+                handle.seek(keep)
+            if keep < size:
+                handle.truncate(keep)
+                os.fsync(handle.fileno())
 
     async def plaintext(self, session: ResumeSession) -> AsyncIterator[bytes]:
         """The whole object, in order, for the upload pipeline."""

@@ -127,3 +127,11 @@ async def test_copies(service: ObjectService, chain: ScriptedChain) -> None:
     assert (error.status, error.code) == (400, "TooManyCopies")
     error = await refused(service, 1, 1)  # below the network's default of n / k = 2
     assert (error.status, error.code) == (400, "InvalidCopies")
+
+
+async def test_an_object_beyond_the_chain_limit_is_413(service: ObjectService) -> None:
+    layout = Layout.from_params(PARAMS)
+    limit = service.max_object_size(layout)
+    assert limit == PARAMS.max_segments_per_file * layout.stripes_per_segment * layout.chunk_plain
+    error = await refused(service, limit + 1)
+    assert (error.status, error.code) == (413, "ObjectTooLarge")
