@@ -1,9 +1,15 @@
-"""The gateway's metadata index (SQLite, WAL): objects, their encoding units, segments
-and fragment placements, and the outbox of chain declarations.
+"""The gateway's metadata index (SQLite, WAL): files, the names that refer to them, their
+encoding units, segments and fragment placements, and the outbox of chain calls.
 
-An upload is acknowledged only after its object record and its declaration are
-committed here in one transaction (DESIGN.md §4 step 4); the deal tracker then drains
-the outbox to the chain. Schema version 1.
+- A *file* is stored content: its fid, layout, units, segments and fragments.
+- A *name* is an owner's reference to a file (the chain's reference per (owner, key)),
+  with the per-name facts: territory, content type, user metadata, time, state. Several
+  names may share a file (an S3 copy); a file goes when its last name goes.
+- The *outbox* holds what the chain has not applied yet: a declaration per new name, a
+  deletion per dropped one. The deal tracker drains it.
+
+An upload is acknowledged only after its file, its name and its declaration are
+committed here in one transaction (DESIGN.md §4 step 4). Schema version 2.
 """
 
 import json
@@ -12,38 +18,54 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ACTIVE",
+    "DECLARE",
+    "DECLARED",
+    "DELETE",
+    "PENDING",
+    "REFUSED",
+    "UNPAID",
+    "BucketRecord",
     "FragmentPlacement",
     "MetadataIndex",
     "ObjectRecord",
     "OutboxEntry",
+    "PartRecord",
     "SegmentRecord",
     "UnitRecord",
+    "UploadRecord",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS objects (
+CREATE TABLE IF NOT EXISTS files (
     fid TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    name TEXT NOT NULL,
-    territory TEXT NOT NULL,
     size INTEGER NOT NULL,
-    content_type TEXT NOT NULL,
     etag TEXT NOT NULL,
     data_shards INTEGER NOT NULL,
     total_shards INTEGER NOT NULL,
     stored INTEGER NOT NULL,
-    state TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS objects_owner ON objects (owner, created_at);
-CREATE UNIQUE INDEX IF NOT EXISTS objects_name ON objects (owner, name);
+CREATE TABLE IF NOT EXISTS names (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    fid TEXT NOT NULL,
+    territory TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (owner, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS names_fid ON names (fid);
 CREATE TABLE IF NOT EXISTS units (
     fid TEXT NOT NULL,
     unit_no INTEGER NOT NULL,
@@ -77,24 +99,65 @@ CREATE TABLE IF NOT EXISTS fragments (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fragments_miner ON fragments (miner);
 CREATE TABLE IF NOT EXISTS outbox (
-    fid TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    fid TEXT NOT NULL,
     declaration TEXT NOT NULL,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS buckets (
+    bucket TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    territory TEXT NOT NULL,
+    created_at REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, updated_at);
+CREATE INDEX IF NOT EXISTS buckets_owner ON buckets (owner, bucket);
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    territory TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS uploads_owner ON uploads (owner, name, upload_id);
+CREATE TABLE IF NOT EXISTS parts (
+    upload_id TEXT NOT NULL,
+    part_no INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    unit TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (upload_id, part_no)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (kind, state, updated_at);
+CREATE INDEX IF NOT EXISTS outbox_fid ON outbox (fid);
 """
 
-# Outbox states: pending (not yet on chain), declared (in a deal), active (the chain has
-# it), unpaid (refused for quota: kept, readable, retried), refused (a permanent refusal).
+# Name (and declaration) states: pending (not yet on chain), declared (in a deal), active
+# (the chain has it), unpaid (refused for quota: kept, readable, retried), refused (a
+# permanent refusal). Outbox kinds: a declaration, or a deletion (state pending until the
+# chain drops the reference, then the row goes).
 PENDING, DECLARED, ACTIVE, UNPAID, REFUSED = "pending", "declared", "active", "unpaid", "refused"
-DELETING = "deleting"  # an outbox row whose object is gone: the chain must drop its reference
+DECLARE, DELETE = "declare", "delete"
+
+_NAME_COLUMNS = (
+    "n.fid, n.owner, n.name, n.territory, f.size, n.content_type, f.etag, f.data_shards, "
+    "f.total_shards, f.stored, n.state, n.created_at, n.meta"
+)
+_NAMES = f"SELECT {_NAME_COLUMNS} FROM names n JOIN files f ON f.fid = n.fid"
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectRecord:
+    """A name and the file it refers to, as the APIs see them."""
+
     fid: str
     owner: str
     name: str
@@ -107,6 +170,26 @@ class ObjectRecord:
     stored: int
     state: str
     created_at: float
+    meta: dict[str, Any] = field(default_factory=dict)  # user metadata, content headers
+
+
+def _record(row: tuple[Any, ...]) -> ObjectRecord:
+    fid, owner, name, territory, size, content_type, etag, k, n, stored, state, at, meta = row
+    return ObjectRecord(
+        fid,
+        owner,
+        name,
+        territory,
+        size,
+        content_type,
+        etag,
+        k,
+        n,
+        stored,
+        state,
+        at,
+        json.loads(meta),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +230,47 @@ class FragmentPlacement:
 
 
 @dataclass(frozen=True, slots=True)
+class BucketRecord:
+    bucket: str
+    owner: str
+    territory: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    upload_id: str
+    owner: str
+    name: str
+    territory: str
+    content_type: str
+    meta: dict[str, Any]
+    created_at: float
+
+
+def _upload(row: tuple[Any, ...]) -> UploadRecord:
+    upload_id, owner, name, territory, content_type, meta, created_at = row
+    return UploadRecord(
+        upload_id, owner, name, territory, content_type, json.loads(meta), created_at
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    upload_id: str
+    part_no: int
+    etag: str  # the part's MD5, hex
+    size: int
+    unit: dict[str, Any]  # objects.PlacedUnit.to_json()
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEntry:
+    id: int
+    kind: str
+    owner: str
+    name: str
     fid: str
     declaration: dict[str, Any]
     state: str
@@ -170,7 +293,8 @@ class MetadataIndex:
             )
         elif int(row[0]) != SCHEMA_VERSION:
             raise RuntimeError(
-                f"{path}: index schema {row[0]}, this gateway knows {SCHEMA_VERSION}"
+                f"{path}: index schema {row[0]}, this gateway knows {SCHEMA_VERSION} "
+                "(a development index: start the gateway with a fresh data directory)"
             )
 
     def close(self) -> None:
@@ -202,30 +326,19 @@ class MetadataIndex:
         fragments: Sequence[FragmentPlacement],
         declaration: dict[str, Any],
     ) -> None:
-        """The object and its declaration, in one transaction: the outbox survives a
-        restart, and nothing is half-recorded."""
+        """A new file, its name and its declaration, in one transaction: the outbox
+        survives a restart, and nothing is half-recorded."""
         with self._transaction() as db:
-            # A name has one object: the new one replaces the old (the chain's declaration
-            # replaces the reference; an undeclared old one is simply never declared).
-            old = db.execute(
-                "SELECT fid FROM objects WHERE owner = ? AND name = ?", (record.owner, record.name)
-            ).fetchone()
-            if old is not None:
-                self._delete(db, old[0])
             db.execute(
-                "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files (fid, size, etag, data_shards, total_shards, stored, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.fid,
-                    record.owner,
-                    record.name,
-                    record.territory,
                     record.size,
-                    record.content_type,
                     record.etag,
                     record.data_shards,
                     record.total_shards,
                     record.stored,
-                    record.state,
                     record.created_at,
                 ),
             )
@@ -260,27 +373,133 @@ class MetadataIndex:
                     for f in fragments
                 ],
             )
+            self._name(db, record, declaration)
+
+    def add_name(self, record: ObjectRecord, declaration: dict[str, Any]) -> None:
+        """Another name for a file the index holds (a copy: no data moves), declared to
+        the chain as a new reference."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM files WHERE fid = ?", (record.fid,)).fetchone() is None:
+                raise KeyError(record.fid)
+            self._name(db, record, declaration)
+
+    def _name(
+        self, db: sqlite3.Connection, record: ObjectRecord, declaration: dict[str, Any]
+    ) -> None:
+        # A name has one file: the new one replaces the old (the chain's declaration
+        # replaces the reference, so the old one needs no deletion of its own).
+        self._drop_name(db, record.owner, record.name, chain_delete=False)
+        db.execute(
+            "INSERT INTO names VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.owner,
+                record.name,
+                record.fid,
+                record.territory,
+                record.content_type,
+                json.dumps(record.meta),
+                PENDING,
+                record.created_at,
+            ),
+        )
+        db.execute(
+            "INSERT INTO outbox (kind, owner, name, fid, declaration, state, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                DECLARE,
+                record.owner,
+                record.name,
+                record.fid,
+                json.dumps(declaration),
+                PENDING,
+                time.time(),
+            ),
+        )
+
+    def _drop_name(
+        self, db: sqlite3.Connection, owner: str, name: str, *, chain_delete: bool
+    ) -> str | None:
+        row = db.execute(
+            "SELECT fid FROM names WHERE owner = ? AND name = ?", (owner, name)
+        ).fetchone()
+        if row is None:
+            return None
+        fid: str = row[0]
+        db.execute("DELETE FROM names WHERE owner = ? AND name = ?", (owner, name))
+        # Its declaration is no longer wanted (if one is in flight, the deletion below,
+        # applied after it, undoes it on chain).
+        db.execute(
+            "DELETE FROM outbox WHERE kind = ? AND owner = ? AND name = ? AND fid = ?",
+            (DECLARE, owner, name, fid),
+        )
+        if chain_delete:
             db.execute(
-                "INSERT INTO outbox (fid, declaration, state, updated_at) VALUES (?, ?, ?, ?)",
-                (record.fid, json.dumps(declaration), PENDING, time.time()),
+                "INSERT INTO outbox (kind, owner, name, fid, declaration, state, updated_at) "
+                "VALUES (?, ?, ?, ?, '{}', ?, ?)",
+                (DELETE, owner, name, fid, PENDING, time.time()),
             )
+        if db.execute("SELECT 1 FROM names WHERE fid = ? LIMIT 1", (fid,)).fetchone() is None:
+            for table in ("files", "units", "segments", "fragments"):
+                db.execute(f"DELETE FROM {table} WHERE fid = ?", (fid,))
+            db.execute("DELETE FROM outbox WHERE kind = ? AND fid = ?", (DECLARE, fid))
+        return fid
 
-    def set_state(self, fid: str, state: str, error: str | None = None) -> None:
-        self.set_states([fid], state, error)
+    def delete_name(self, owner: str, name: str) -> str | None:
+        """Gone from the index at once (the file too, with its last name); the outbox
+        keeps a deletion for the chain, so a crash loses none. Returns the fid."""
+        with self._transaction() as db:
+            return self._drop_name(db, owner, name, chain_delete=True)
 
-    def set_states(self, fids: Sequence[str], state: str, error: str | None = None) -> None:
-        """Several objects' state in one transaction: the tracker moves whole batches."""
+    def set_entry_states(
+        self, entry_ids: Sequence[int], state: str, error: str | None = None
+    ) -> None:
+        """Declarations' state, and their names', in one transaction."""
         now = time.time()
         with self._transaction() as db:
-            db.executemany(
-                "UPDATE objects SET state = ? WHERE fid = ?", [(state, fid) for fid in fids]
+            for entry_id in entry_ids:
+                row = db.execute(
+                    "SELECT owner, name, fid FROM outbox WHERE id = ? AND kind = ?",
+                    (entry_id, DECLARE),
+                ).fetchone()
+                if row is None:
+                    continue  # deleted meanwhile
+                db.execute(
+                    "UPDATE outbox SET state = ?, last_error = ?, updated_at = ?, "
+                    "attempts = attempts + (CASE WHEN ? IS NULL THEN 0 ELSE 1 END) WHERE id = ?",
+                    (state, error, now, error, entry_id),
+                )
+                db.execute(
+                    "UPDATE names SET state = ? WHERE owner = ? AND name = ? AND fid = ?",
+                    (state, *row),
+                )
+
+    def files_active(self, fids: Sequence[str]) -> None:
+        """The chain completed these deals: every declared name of them is active."""
+        with self._transaction() as db:
+            for fid in fids:
+                db.execute("UPDATE files SET active = 1 WHERE fid = ?", (fid,))
+                db.execute(
+                    "UPDATE outbox SET state = ?, updated_at = ? "
+                    "WHERE kind = ? AND fid = ? AND state = ?",
+                    (ACTIVE, time.time(), DECLARE, fid, DECLARED),
+                )
+                db.execute(
+                    "UPDATE names SET state = ? WHERE fid = ? AND state = ?",
+                    (ACTIVE, fid, DECLARED),
+                )
+
+    def redeclare(self, fid: str) -> None:
+        """The chain cancelled the deal: declare the file's names again."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = ?, updated_at = ? WHERE kind = ? AND fid = ?",
+                (PENDING, time.time(), DECLARE, fid),
             )
-            db.executemany(
-                "UPDATE outbox SET state = ?, last_error = ?, updated_at = ?, "
-                "attempts = attempts + (CASE WHEN ? IS NULL THEN 0 ELSE 1 END) "
-                "WHERE fid = ? AND state != ?",
-                [(state, error, now, error, fid, DELETING) for fid in fids],
-            )
+            db.execute("UPDATE names SET state = ? WHERE fid = ?", (PENDING, fid))
+
+    def forget_entry(self, entry_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
 
     def move_fragment(self, fid: str, seg_no: int, idx: int, miner: str) -> None:
         with self._transaction() as db:
@@ -288,69 +507,179 @@ class MetadataIndex:
                 "UPDATE fragments SET miner = ? WHERE fid = ? AND seg_no = ? AND idx = ?",
                 (miner, fid, seg_no, idx),
             )
-            row = db.execute("SELECT declaration FROM outbox WHERE fid = ?", (fid,)).fetchone()
-            if row is not None:
-                declaration = json.loads(row[0])
+            for entry_id, text in db.execute(
+                "SELECT id, declaration FROM outbox WHERE kind = ? AND fid = ?", (DECLARE, fid)
+            ).fetchall():
+                declaration = json.loads(text)
                 declaration["segments"][seg_no]["fragments"][idx]["miner"] = miner
                 db.execute(
-                    "UPDATE outbox SET declaration = ? WHERE fid = ?",
-                    (json.dumps(declaration), fid),
+                    "UPDATE outbox SET declaration = ? WHERE id = ?",
+                    (json.dumps(declaration), entry_id),
                 )
 
-    def delete_object(self, fid: str) -> None:
-        """Gone from the index at once; the outbox keeps a deletion for the chain, which
-        the tracker submits (and ``forget_deletion`` ends), so a crash loses none."""
+    # -- S3 buckets: one namespace per gateway; a bucket's objects are its owner's names
+    # "<bucket>/<key>" ------------------------------------------------------------------
+
+    def create_bucket(self, bucket: str, owner: str, territory: str) -> BucketRecord | None:
+        """The new bucket, or None when the name is taken (by anyone: see ``bucket``)."""
         with self._transaction() as db:
-            row = db.execute("SELECT owner, name FROM objects WHERE fid = ?", (fid,)).fetchone()
-            if row is None:
-                return
-            self._delete(db, fid)
+            if db.execute("SELECT 1 FROM buckets WHERE bucket = ?", (bucket,)).fetchone():
+                return None
+            now = time.time()
+            db.execute("INSERT INTO buckets VALUES (?, ?, ?, ?)", (bucket, owner, territory, now))
+        return BucketRecord(bucket, owner, territory, now)
+
+    def bucket(self, bucket: str) -> BucketRecord | None:
+        rows = self._rows("SELECT * FROM buckets WHERE bucket = ?", (bucket,))
+        return BucketRecord(*rows[0]) if rows else None
+
+    def buckets(self, owner: str) -> list[BucketRecord]:
+        rows = self._rows("SELECT * FROM buckets WHERE owner = ? ORDER BY bucket", (owner,))
+        return [BucketRecord(*row) for row in rows]
+
+    def delete_bucket(self, bucket: str, owner: str) -> bool:
+        """Drops an empty bucket; False when objects remain (the check and the delete in
+        one transaction, so no upload slips in between)."""
+        prefix = bucket + "/"
+        with self._transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM names WHERE owner = ? AND name >= ? AND name < ? LIMIT 1",
+                (owner, prefix, prefix + "\U0010ffff"),
+            ).fetchone():
+                return False
+            db.execute("DELETE FROM buckets WHERE bucket = ? AND owner = ?", (bucket, owner))
+        return True
+
+    # -- multipart uploads: parts are placed units no object names yet ------------------
+
+    def create_upload(self, upload: UploadRecord) -> None:
+        with self._transaction() as db:
             db.execute(
-                "INSERT INTO outbox (fid, declaration, state, updated_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    fid,
-                    json.dumps({"owner": row[0], "key": row[1], "fid": fid}),
-                    DELETING,
-                    time.time(),
+                    upload.upload_id,
+                    upload.owner,
+                    upload.name,
+                    upload.territory,
+                    upload.content_type,
+                    json.dumps(upload.meta),
+                    upload.created_at,
                 ),
             )
 
-    def forget_deletion(self, fid: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM outbox WHERE fid = ? AND state = ?", (fid, DELETING))
+    def upload(self, upload_id: str) -> UploadRecord | None:
+        rows = self._rows("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,))
+        return _upload(rows[0]) if rows else None
 
-    @staticmethod
-    def _delete(db: sqlite3.Connection, fid: str) -> None:
-        for table in ("objects", "units", "segments", "fragments", "outbox"):
-            db.execute(f"DELETE FROM {table} WHERE fid = ?", (fid,))
+    def uploads(
+        self, owner: str, prefix: str, after_name: str, after_id: str, limit: int
+    ) -> list[UploadRecord]:
+        """The owner's uploads of names with ``prefix``, in (name, upload id) order after
+        (``after_name``, ``after_id``)."""
+        rows = self._rows(
+            "SELECT * FROM uploads WHERE owner = ? AND name >= ? AND name < ? "
+            "AND (name > ? OR (name = ? AND upload_id > ?)) ORDER BY name, upload_id LIMIT ?",
+            (owner, prefix, prefix + "\U0010ffff", after_name, after_name, after_id, limit),
+        )
+        return [_upload(row) for row in rows]
+
+    def put_part(self, part: PartRecord) -> None:
+        """Records a part (a retry of its number replaces it; the old fragments are left
+        to their miners' orphan clean-up)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    part.upload_id,
+                    part.part_no,
+                    part.etag,
+                    part.size,
+                    json.dumps(part.unit),
+                    part.created_at,
+                ),
+            )
+
+    def parts(self, upload_id: str, after: int = 0, limit: int = 10_000) -> list[PartRecord]:
+        rows = self._rows(
+            "SELECT * FROM parts WHERE upload_id = ? AND part_no > ? ORDER BY part_no LIMIT ?",
+            (upload_id, after, limit),
+        )
+        return [
+            PartRecord(upload, number, etag, size, json.loads(unit), at)
+            for upload, number, etag, size, unit, at in rows
+        ]
+
+    def delete_upload(self, upload_id: str) -> bool:
+        with self._transaction() as db:
+            found = db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,)).rowcount
+            db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+        return bool(found)
+
+    def expire_uploads(self, before: float) -> int:
+        """Drops uploads begun before ``before``; their fragments stay orphans."""
+        with self._transaction() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT upload_id FROM uploads WHERE created_at < ?", (before,)
+                ).fetchall()
+            ]
+            for upload_id in ids:
+                db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+                db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+        return len(ids)
 
     # -- reads ----------------------------------------------------------------------------
 
-    def object(self, fid: str) -> ObjectRecord | None:
-        rows = self._rows("SELECT * FROM objects WHERE fid = ?", (fid,))
-        return ObjectRecord(*rows[0]) if rows else None
+    def object(self, fid: str, owner: str | None = None) -> ObjectRecord | None:
+        """A name of ``fid`` (the owner's first in name order, when an owner is given)."""
+        if owner is None:
+            rows = self._rows(f"{_NAMES} WHERE n.fid = ? ORDER BY n.name LIMIT 1", (fid,))
+        else:
+            rows = self._rows(
+                f"{_NAMES} WHERE n.fid = ? AND n.owner = ? ORDER BY n.name LIMIT 1", (fid, owner)
+            )
+        return _record(rows[0]) if rows else None
 
-    def objects(self, owner: str, *, after: float = 0.0, limit: int = 1000) -> list[ObjectRecord]:
-        rows = self._rows(
-            "SELECT * FROM objects WHERE owner = ? AND created_at > ? ORDER BY created_at LIMIT ?",
-            (owner, after, limit),
-        )
-        return [ObjectRecord(*row) for row in rows]
+    def names_of(self, fid: str, owner: str) -> list[ObjectRecord]:
+        rows = self._rows(f"{_NAMES} WHERE n.fid = ? AND n.owner = ? ORDER BY n.name", (fid, owner))
+        return [_record(row) for row in rows]
 
     def find(self, owner: str, name: str) -> ObjectRecord | None:
-        rows = self._rows("SELECT * FROM objects WHERE owner = ? AND name = ?", (owner, name))
-        return ObjectRecord(*rows[0]) if rows else None
+        rows = self._rows(f"{_NAMES} WHERE n.owner = ? AND n.name = ?", (owner, name))
+        return _record(rows[0]) if rows else None
 
-    def objects_by_name(self, owner: str, start_after: str, limit: int) -> list[ObjectRecord]:
+    def objects_by_name(
+        self, owner: str, start_after: str, limit: int, *, prefix: str = ""
+    ) -> list[ObjectRecord]:
+        """The owner's names after ``start_after`` beginning with ``prefix``, in UTF-8
+        byte order (SQLite compares TEXT bytewise: S3's order)."""
+        if prefix:
+            # A range the index can walk: every name with the prefix sorts below prefix +
+            # U+10FFFF (but those continuing with that noncharacter, which no key uses).
+            rows = self._rows(
+                f"{_NAMES} WHERE n.owner = ? AND n.name > ? AND n.name >= ? AND n.name < ? "
+                "ORDER BY n.name LIMIT ?",
+                (owner, start_after, prefix, prefix + "\U0010ffff", limit),
+            )
+        else:
+            rows = self._rows(
+                f"{_NAMES} WHERE n.owner = ? AND n.name > ? ORDER BY n.name LIMIT ?",
+                (owner, start_after, limit),
+            )
+        return [_record(row) for row in rows]
+
+    def file_active(self, fid: str) -> bool:
+        rows = self._rows("SELECT active FROM files WHERE fid = ?", (fid,))
+        return bool(rows and rows[0][0])
+
+    def declaration_of(self, fid: str) -> dict[str, Any] | None:
+        """A declaration of the file (any name's), the template of a copy's."""
         rows = self._rows(
-            "SELECT * FROM objects WHERE owner = ? AND name > ? ORDER BY name LIMIT ?",
-            (owner, start_after, limit),
+            "SELECT declaration FROM outbox WHERE kind = ? AND fid = ? ORDER BY id LIMIT 1",
+            (DECLARE, fid),
         )
-        return [ObjectRecord(*row) for row in rows]
-
-    def outbox_state(self, fid: str) -> str | None:
-        rows = self._rows("SELECT state FROM outbox WHERE fid = ?", (fid,))
-        return str(rows[0][0]) if rows else None
+        return json.loads(rows[0][0]) if rows else None
 
     def units(self, fid: str) -> list[UnitRecord]:
         rows = self._rows("SELECT * FROM units WHERE fid = ? ORDER BY unit_no", (fid,))
@@ -369,23 +698,31 @@ class MetadataIndex:
             )
         return [FragmentPlacement(*row) for row in rows]
 
-    def outbox(self, state: str, limit: int = 256) -> list[OutboxEntry]:
+    def outbox(self, kind: str, state: str, limit: int = 256) -> list[OutboxEntry]:
         rows = self._rows(
-            "SELECT fid, declaration, state, attempts, last_error FROM outbox WHERE state = ? "
-            "ORDER BY updated_at LIMIT ?",
-            (state, limit),
+            "SELECT id, kind, owner, name, fid, declaration, state, attempts, last_error "
+            "FROM outbox WHERE kind = ? AND state = ? ORDER BY updated_at, id LIMIT ?",
+            (kind, state, limit),
         )
         return [
-            OutboxEntry(fid, json.loads(decl), st, attempts, error)
-            for fid, decl, st, attempts, error in rows
+            OutboxEntry(i, k, o, n, f, json.loads(decl), st, attempts, error)
+            for i, k, o, n, f, decl, st, attempts, error in rows
         ]
+
+    def deletions_pending(self, fid: str) -> int:
+        rows = self._rows("SELECT COUNT(*) FROM outbox WHERE kind = ? AND fid = ?", (DELETE, fid))
+        return int(rows[0][0])
+
+    def count_names(self, state: str) -> int:
+        rows = self._rows("SELECT COUNT(*) FROM names WHERE state = ?", (state,))
+        return int(rows[0][0])
 
     def pending_bytes(self, owner: str, territory: str) -> int:
         """Bytes this gateway promised in a territory but the chain does not count yet:
         the reservation that keeps it from acknowledging beyond the quota it saw."""
         rows = self._rows(
-            "SELECT COALESCE(SUM(o.stored), 0) FROM objects o JOIN outbox x ON x.fid = o.fid "
-            "WHERE o.owner = ? AND o.territory = ? AND x.state IN (?, ?)",
+            "SELECT COALESCE(SUM(f.stored), 0) FROM names n JOIN files f ON f.fid = n.fid "
+            "WHERE n.owner = ? AND n.territory = ? AND n.state IN (?, ?)",
             (owner, territory, PENDING, UNPAID),
         )
         return int(rows[0][0])

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chain_client.errors import ChainError
 from gateway.conditional import NOT_MODIFIED, http_date, precondition, range_applies
-from gateway.index import ObjectRecord
+from gateway.index import PENDING, UNPAID, ObjectRecord
 from gateway.metrics import GatewayMetrics
 from gateway.native_auth import AuthError, NativeAuth
 from gateway.objects import ObjectError, ObjectService
@@ -416,22 +416,25 @@ async def open_file(request: web.Request) -> web.StreamResponse:
 
 async def delete_file(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
-    _, record = await _owned(request)
+    owner, record = await _owned(request)
     fid = record.fid
+    records = ctx.service.index.names_of(fid, owner)
     name = request.query.get("name")
-    if name is not None and name != record.name:
-        raise NativeError(404, "NoSuchFile", f"no name {name!r} for {fid}")
+    if name is not None:
+        records = [r for r in records if r.name == name]
+        if not records:
+            raise NativeError(404, "NoSuchFile", f"no name {name!r} for {fid}")
     wait = request.query.get("wait", "0")
     if wait not in ("0", "1", "true", "false"):
         raise NativeError(400, "InvalidHeader", "wait is 0 or 1")
-    await ctx.service.delete(record)
+    for each in records:
+        await ctx.service.delete(each)
     state, block_hash = "deleting", None
     if wait in ("1", "true"):
         done, block_hash = await ctx.tracker.wait_deleted(fid, DELETE_WAIT)
         state = "deleted" if done else "deleting"
-    return envelope(
-        200, {"fid": fid, "names": [record.name], "state": state, "block hash": block_hash}
-    )
+    names = [r.name for r in records]
+    return envelope(200, {"fid": fid, "names": names, "state": state, "block hash": block_hash})
 
 
 async def _owned(request: web.Request) -> tuple[str, ObjectRecord]:
@@ -460,13 +463,16 @@ async def metadata(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
     owner, record = await _owned(request)
     fid = record.fid
+    names = ctx.service.index.names_of(fid, owner)
     unit = ctx.service.index.units(fid)[0]
     return envelope(
         200,
         {
             **_record_json(record),
-            "owner": [{"user": owner, "file_name": record.name, "territory": record.territory}],
-            "names": [record.name],
+            "owner": [
+                {"user": owner, "file_name": r.name, "territory": r.territory} for r in names
+            ],
+            "names": [r.name for r in names],
             "copies": record.total_shards // record.data_shards,
             "data_shards": record.data_shards,
             "total_shards": record.total_shards,
@@ -678,8 +684,8 @@ async def health(request: web.Request) -> web.Response:
             "best_block": best,
             "chain_reachable": best is not None,
             "positive_miners": positive,
-            "outbox_pending": len(service.index.outbox("pending")),
-            "unpaid_objects": len(service.index.outbox("unpaid")),
+            "outbox_pending": service.index.count_names(PENDING),
+            "unpaid_objects": service.index.count_names(UNPAID),
             "resume_sessions": ctx.resume.open_sessions(),
         },
     )

@@ -85,6 +85,61 @@ def seal_meta(master_key: bytes, meta: dict[str, Any]) -> bytes:
     return nonce + sealed
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlacedUnit:
+    """An encoding unit whose fragments are on miners (receipts in hand) but that no
+    object names yet: a multipart upload's part, or a single upload before its commit.
+    Segment numbers are the unit's own, from 0."""
+
+    unit_id: str
+    algorithm: str
+    plain_size: int
+    cipher_size: int
+    wrapped_key: str
+    md5: str
+    segments: list[SegmentRecord]
+    placements: list[FragmentPlacement]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **{
+                key: getattr(self, key)
+                for key in (
+                    "unit_id",
+                    "algorithm",
+                    "plain_size",
+                    "cipher_size",
+                    "wrapped_key",
+                    "md5",
+                )
+            },
+            "segments": [
+                [s.seg_no, s.segment_id, s.stripe_count, s.cipher_size, s.fragment_size]
+                for s in self.segments
+            ],
+            "placements": [
+                [p.seg_no, p.idx, p.fragment_id, p.miner, p.size, p.block_roots.hex()]
+                for p in self.placements
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PlacedUnit":
+        return cls(
+            unit_id=data["unit_id"],
+            algorithm=data["algorithm"],
+            plain_size=data["plain_size"],
+            cipher_size=data["cipher_size"],
+            wrapped_key=data["wrapped_key"],
+            md5=data["md5"],
+            segments=[SegmentRecord("", *s) for s in data["segments"]],
+            placements=[
+                FragmentPlacement("", p[0], p[1], p[2], p[3], p[4], bytes.fromhex(p[5]))
+                for p in data["placements"]
+            ],
+        )
+
+
 @dataclass
 class _Upload:
     layout: Layout
@@ -192,7 +247,10 @@ class ObjectService:
         content_type: str = "application/octet-stream",
         copies: int | None = None,
         password: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> ObjectRecord:
+        """Stores an object under ``name`` (replacing what the name held); ``meta`` is
+        kept with the name (user metadata, content headers)."""
         layout = await self.layout_for(copies)
         self._check_size(layout, size_hint or 0)
         estimate = layout.stored_size(size_hint or 0)
@@ -200,11 +258,45 @@ class ObjectService:
         key = (owner, territory)
         self._reserved[key] = self._reserved.get(key, 0) + estimate
         try:
-            return await self._put(owner, territory, name, body, layout, content_type, password)
+            return await self._put(
+                owner, territory, name, body, layout, content_type, password, meta or {}
+            )
         finally:
             self._reserved[key] -= estimate
             if not self._reserved[key]:
                 del self._reserved[key]
+
+    async def copy(
+        self,
+        source: ObjectRecord,
+        *,
+        owner: str,
+        territory: str,
+        name: str,
+        content_type: str,
+        meta: dict[str, Any],
+    ) -> ObjectRecord:
+        """Another name for ``source``'s stored file: no data moves. The chain adds a
+        reference to the file and charges ``territory`` its stored bytes."""
+        await self._check_territory(owner, territory, source.stored)
+        template = self.index.declaration_of(source.fid)
+        if template is None:
+            raise ObjectError(404, "NoSuchKey", f"no stored file {source.fid}")
+        declaration = {**template, "owner": owner, "territory": territory, "key": name}
+        record = dataclasses.replace(
+            source,
+            owner=owner,
+            name=name,
+            territory=territory,
+            content_type=content_type,
+            meta=meta,
+            state=PENDING,
+            created_at=time.time(),
+        )
+        await asyncio.to_thread(self.index.add_name, record, declaration)
+        if self.on_committed is not None:
+            self.on_committed()
+        return record
 
     async def _put(
         self,
@@ -215,7 +307,26 @@ class ObjectService:
         layout: Layout,
         content_type: str,
         password: str | None,
+        meta: dict[str, Any],
     ) -> ObjectRecord:
+        unit = await self.encode_unit(body, layout, password)
+        return await self.commit(
+            owner=owner,
+            territory=territory,
+            name=name,
+            layout=layout,
+            units=[unit],
+            content_type=content_type,
+            meta=meta,
+            etag=unit.md5,
+        )
+
+    async def encode_unit(
+        self, body: AsyncIterable[bytes], layout: Layout, password: str | None = None
+    ) -> PlacedUnit:
+        """One encoding unit (fresh data key): encrypted, encoded and placed on miners a
+        segment at a time, every fragment with a receipt. Nothing is recorded: the
+        fragments stay orphans on their miners until a commit names them."""
         encoder = UnitEncoder(layout)
         upload = _Upload(layout)
         async for chunk in body:
@@ -223,7 +334,6 @@ class ObjectService:
                 await self._store_segment(upload, segment)
         for segment in await asyncio.to_thread(encoder.finish):
             await self._store_segment(upload, segment)
-        fid = codec.fid_of(encoder.segment_ids)
         if password is not None:
             async with self._argon2:
                 wrapped = await asyncio.to_thread(
@@ -231,47 +341,87 @@ class ObjectService:
                 )
         else:
             wrapped = wrap_master(encoder.dek, encoder.unit_id, self.master_key)
-        unit = UnitRecord(
-            fid,
-            0,
-            encoder.unit_id.hex(),
-            encoder.algorithm,
-            encoder.plain_size,
-            encoder.cipher_size,
-            wrapped.dumps(),
-            0,
-            len(upload.segments),
+        return PlacedUnit(
+            unit_id=encoder.unit_id.hex(),
+            algorithm=encoder.algorithm,
+            plain_size=encoder.plain_size,
+            cipher_size=encoder.cipher_size,
+            wrapped_key=wrapped.dumps(),
+            md5=encoder.md5,
+            segments=upload.segments,
+            placements=upload.placements,
         )
-        stored = sum(s.fragment_size for s in upload.segments) * layout.n
+
+    async def commit(
+        self,
+        *,
+        owner: str,
+        territory: str,
+        name: str,
+        layout: Layout,
+        units: list[PlacedUnit],
+        content_type: str,
+        meta: dict[str, Any],
+        etag: str,
+    ) -> ObjectRecord:
+        """Records placed units, in order, as one object under ``name``: file, name and
+        declaration in one index transaction. No data moves."""
+        unit_records: list[UnitRecord] = []
+        segments: list[SegmentRecord] = []
+        placements: list[FragmentPlacement] = []
+        for unit_no, unit in enumerate(units):
+            base = len(segments)
+            unit_records.append(
+                UnitRecord(
+                    "",
+                    unit_no,
+                    unit.unit_id,
+                    unit.algorithm,
+                    unit.plain_size,
+                    unit.cipher_size,
+                    unit.wrapped_key,
+                    base,
+                    len(unit.segments),
+                )
+            )
+            segments += [dataclasses.replace(s, seg_no=base + s.seg_no) for s in unit.segments]
+            placements += [dataclasses.replace(p, seg_no=base + p.seg_no) for p in unit.placements]
+        fid = codec.fid_of([s.segment_id for s in segments])
+        if self.index.units(fid):
+            raise ObjectError(409, "Exists", fid)  # random keys make this practically impossible
+        # The fid is known only now: the records made while placing get it here.
+        unit_records = [dataclasses.replace(u, fid=fid) for u in unit_records]
+        segments = [dataclasses.replace(s, fid=fid) for s in segments]
+        placements = [dataclasses.replace(p, fid=fid) for p in placements]
+        size = sum(u.plain_size for u in units)
         record = ObjectRecord(
             fid,
             owner,
             name,
             territory,
-            encoder.plain_size,
+            size,
             content_type,
-            encoder.md5,
+            etag,
             layout.k,
             layout.n,
-            stored,
+            sum(s.fragment_size for s in segments) * layout.n,
             PENDING,
             time.time(),
+            meta,
         )
-        # The fid is known only now: the records made while placing get it here.
-        segments = [dataclasses.replace(s, fid=fid) for s in upload.segments]
-        placements = [dataclasses.replace(p, fid=fid) for p in upload.placements]
-        meta = {
+        sealed = {
             "name": name,
             "content_type": content_type,
-            "etag": encoder.md5,
-            "size": encoder.plain_size,
+            "etag": etag,
+            "size": size,
             "units": [
                 {
-                    "unit_id": unit.unit_id,
-                    "algorithm": unit.algorithm,
-                    "plain_size": unit.plain_size,
-                    "wrapped_key": wrapped.to_json(),
+                    "unit_id": u.unit_id,
+                    "algorithm": u.algorithm,
+                    "plain_size": u.plain_size,
+                    "wrapped_key": json.loads(u.wrapped_key),
                 }
+                for u in unit_records
             ],
         }
         declaration = {
@@ -279,7 +429,7 @@ class ObjectService:
             "territory": territory,
             "key": name,
             "fid": fid,
-            "size": encoder.plain_size,
+            "size": size,
             "data_shards": layout.k,
             "total_shards": layout.n,
             "segments": [
@@ -292,12 +442,10 @@ class ObjectService:
                 }
                 for s in segments
             ],
-            "sealed_meta": base64.b64encode(seal_meta(self.master_key, meta)).decode(),
+            "sealed_meta": base64.b64encode(seal_meta(self.master_key, sealed)).decode(),
         }
-        if self.index.object(fid) is not None:
-            raise ObjectError(409, "Exists", fid)  # random keys make this practically impossible
         await asyncio.to_thread(
-            self.index.commit_upload, record, [unit], segments, placements, declaration
+            self.index.commit_upload, record, unit_records, segments, placements, declaration
         )
         if self.on_committed is not None:
             self.on_committed()
@@ -361,16 +509,15 @@ class ObjectService:
     # -- read -----------------------------------------------------------------------------
 
     def lookup(self, fid: str, owner: str) -> ObjectRecord:
-        record = self.index.object(fid)
+        record = self.index.object(fid, owner)
         # SECURITY: someone else's fid looks exactly like a missing one.
-        if record is None or record.owner != owner:
+        if record is None:
             raise ObjectError(404, "NotFound", f"no object {fid}")
         return record
 
-    def data_key(self, fid: str, password: str | None) -> tuple[UnitRecord, bytes]:
-        unit = self.index.units(fid)[0]
+    def data_key(self, unit: UnitRecord, password: str | None) -> bytes:
         try:
-            dek = unwrap(
+            return unwrap(
                 WrappedKey.from_json(unit.wrapped_key),
                 bytes.fromhex(unit.unit_id),
                 master_key=self.master_key,
@@ -382,43 +529,58 @@ class ObjectService:
             ) from None
         except WrongKey:
             raise ObjectError(403, "WrongCipher", "the Cipher does not open this object") from None
-        return unit, dek
+
+    async def _unit_key(self, unit: UnitRecord, password: str | None) -> bytes:
+        if password is None:
+            return await asyncio.to_thread(self.data_key, unit, None)
+        async with self._argon2:  # 64 MiB of memory each
+            return await asyncio.to_thread(self.data_key, unit, password)
 
     async def read(
         self, record: ObjectRecord, start: int, end: int, password: str | None
     ) -> AsyncIterator[bytes]:
-        """Plaintext bytes ``start..end`` (exclusive), streamed in order."""
-        if password is None:
-            unit, dek = await asyncio.to_thread(self.data_key, record.fid, None)
-        else:
-            async with self._argon2:  # 64 MiB of memory each
-                unit, dek = await asyncio.to_thread(self.data_key, record.fid, password)
+        """Plaintext bytes ``start..end`` (exclusive), streamed in order, across the
+        object's units (one per part of a multipart upload). A unit's key is opened
+        before any of its bytes: a wrong Cipher is an error, never garbage."""
         layout = Layout.from_params(self.params, total_shards=record.total_shards)
-        plan = codec.plan_range(layout, unit.plain_size, start, end)
-        algorithm = codec.algorithm_named(unit.algorithm)
-        unit_id = bytes.fromhex(unit.unit_id)
-        index = 0
-        while index < len(plan):
-            group = [plan[index]]
-            while (
-                index + len(group) < len(plan)
-                and len(group) < FETCH_STRIPES
-                and plan[index + len(group)].segment == group[0].segment
-            ):
-                group.append(plan[index + len(group)])
-            index += len(group)
-            stripes = await self._fetch_stripes(record, layout, group)
-            for piece, ciphertext in zip(group, stripes, strict=True):
-                yield await asyncio.to_thread(
-                    codec.decrypt_stripe, algorithm, dek, unit_id, piece, ciphertext
-                )
+        offset = 0
+        for unit in self.index.units(record.fid):
+            low, high = offset, offset + unit.plain_size
+            offset = high
+            if high <= start or low >= end:
+                continue
+            dek = await self._unit_key(unit, password)
+            plan = codec.plan_range(
+                layout, unit.plain_size, max(start, low) - low, min(end, high) - low
+            )
+            algorithm = codec.algorithm_named(unit.algorithm)
+            unit_id = bytes.fromhex(unit.unit_id)
+            index = 0
+            while index < len(plan):
+                group = [plan[index]]
+                while (
+                    index + len(group) < len(plan)
+                    and len(group) < FETCH_STRIPES
+                    and plan[index + len(group)].segment == group[0].segment
+                ):
+                    group.append(plan[index + len(group)])
+                index += len(group)
+                stripes = await self._fetch_stripes(record, layout, group, unit.first_segment)
+                for piece, ciphertext in zip(group, stripes, strict=True):
+                    yield await asyncio.to_thread(
+                        codec.decrypt_stripe, algorithm, dek, unit_id, piece, ciphertext
+                    )
 
     async def _fetch_stripes(
-        self, record: ObjectRecord, layout: Layout, group: list[codec.StripeSlice]
+        self,
+        record: ObjectRecord,
+        layout: Layout,
+        group: list[codec.StripeSlice],
+        first_segment: int,
     ) -> list[bytes]:
         """The ciphertext of consecutive stripes of one segment, from k verified blocks
         each; systematic fragments first, others when a fetch fails or lies."""
-        seg_no = group[0].segment
+        seg_no = first_segment + group[0].segment  # the unit's segment, in the object
         placements = self.index.fragments(record.fid, seg_no)
         first, last = group[0], group[-1]
         start, end = first.block_offset, last.block_offset + last.block_len
@@ -583,7 +745,8 @@ class ObjectService:
         return data if ok else None
 
     async def delete(self, record: ObjectRecord) -> None:
-        """Gone from the index at once; the deal tracker drops it on chain."""
-        await asyncio.to_thread(self.index.delete_object, record.fid)
+        """The name gone from the index at once (the file with its last name); the deal
+        tracker drops the reference on chain."""
+        await asyncio.to_thread(self.index.delete_name, record.owner, record.name)
         if self.on_committed is not None:
             self.on_committed()

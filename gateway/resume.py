@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 
+def _continues(offset: int, length: int, expected: int, stored: int) -> bool:
+    """Whether a record header read from the spool is the next acknowledged record:
+    records are written back to back, never empty, and count only below the stored
+    prefix. Anything else (a torn or zero-filled tail after a crash) ends the spool."""
+    return length > 0 and offset == expected and offset + length <= stored
+
+
 def _append_record(handle: BinaryIO, key: bytes, offset: int, data: bytes) -> None:
     nonce = os.urandom(_NONCE)
     header = _HEADER.pack(offset, len(data))
@@ -69,18 +76,23 @@ class ResumeError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only, and few enough for any size (``isdigit`` alone admits "²")."""
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
 def parse_content_range(header: str | None) -> tuple[int | None, int | None, int]:
     """``bytes a-b/total`` → (a, b inclusive, total); ``bytes */total`` → (None, None, total)."""
     if header is None or not header.startswith("bytes "):
         raise ResumeError(400, "InvalidContentRange", "Content-Range: bytes <start>-<end>/<total>")
     span, _, total_text = header[6:].strip().partition("/")
-    if not total_text.isdigit() or int(total_text) < 1:
+    if not _digits(total_text) or int(total_text) < 1:
         raise ResumeError(400, "InvalidContentRange", "the total must be a positive integer")
     total = int(total_text)
     if span == "*":
         return None, None, total
     first, sep, last = span.partition("-")
-    if not sep or not first.isdigit() or not last.isdigit():
+    if not sep or not _digits(first) or not _digits(last):
         raise ResumeError(400, "InvalidContentRange", f"bad range {span!r}")
     start, end = int(first), int(last)
     if not start <= end < total:
@@ -277,11 +289,13 @@ class ResumeStore:
 
     def _records(self, session: ResumeSession) -> Iterator[tuple[int, bytes]]:
         key = self._key(session)
+        expected = 0
         with open(self.spool_dir / session.spool, "rb") as handle:
             while len(header := handle.read(_HEADER.size)) == _HEADER.size:
                 offset, length = _HEADER.unpack(header)
-                if offset + length > session.stored:
+                if not _continues(offset, length, expected, session.stored):
                     return  # bytes of an unacknowledged chunk: trimmed at the next append
+                expected = offset + length
                 nonce = handle.read(_NONCE)
                 sealed = handle.read(length + _TAG)
                 plain: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -351,14 +365,14 @@ class ResumeStore:
         failed write may have left part of a record there, which appending after would
         make unreadable."""
         path = self.spool_dir / session.spool
-        size, keep = path.stat().st_size, 0
+        size, keep, expected = path.stat().st_size, 0, 0
         with open(path, "r+b") as handle:
             while len(header := handle.read(_HEADER.size)) == _HEADER.size:
                 offset, length = _HEADER.unpack(header)
                 record_end = keep + _HEADER.size + _NONCE + length + _TAG
-                if record_end > size or offset + length > session.stored:
+                if record_end > size or not _continues(offset, length, expected, session.stored):
                     break
-                keep = record_end
+                keep, expected = record_end, offset + length
                 handle.seek(keep)
             if keep < size:
                 handle.truncate(keep)

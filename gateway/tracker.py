@@ -21,9 +21,9 @@ from typing import Any, Protocol
 from chain_client.account import ChainAccount
 from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed, Rejected
 from gateway.index import (
-    ACTIVE,
+    DECLARE,
     DECLARED,
-    DELETING,
+    DELETE,
     PENDING,
     REFUSED,
     UNPAID,
@@ -68,8 +68,8 @@ class DealTracker:
         self.batch = batch
         self.interval = interval
         self.unpaid_retry = unpaid_retry
-        self._retry_at: dict[str, float] = {}  # deletions refused lately: not before
-        self._tries: dict[str, int] = {}
+        self._retry_at: dict[int, float] = {}  # deletions refused lately: not before
+        self._tries: dict[int, int] = {}
         self._deleted: dict[str, str | None] = {}  # recent deletions: their block hash
         self._wake = asyncio.Event()
 
@@ -97,8 +97,8 @@ class DealTracker:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
     async def declare_pending(self) -> int:
-        """One batch; returns how many files it carried."""
-        entries = self.index.outbox(PENDING, limit=self.batch)
+        """One batch; returns how many declarations it carried."""
+        entries = self.index.outbox(DECLARE, PENDING, limit=self.batch)
         if not entries:
             return 0
         try:
@@ -108,67 +108,75 @@ class DealTracker:
         except (ExtrinsicFailed, Rejected) as exc:
             log.error("declaration batch refused: %s", exc)
             await asyncio.to_thread(
-                self.index.set_states, [e.fid for e in entries], PENDING, str(exc)
+                self.index.set_entry_states, [e.id for e in entries], PENDING, str(exc)
             )
             return 0
+        by_reference = {(e.fid, e.owner, e.name): e for e in entries}
+
+        def entry_of(event: dict[str, Any]) -> OutboxEntry | None:
+            data = event["data"]
+            return by_reference.get((data["fid"], data["owner"], data["key"]))
+
         declared = [
-            event["data"]["fid"]
+            entry.id
             for event in result.events
             if event["name"] in ("UploadDeclaration", "AlreadyDeclared")
+            and (entry := entry_of(event)) is not None
         ]
-        await asyncio.to_thread(self.index.set_states, declared, DECLARED)
+        await asyncio.to_thread(self.index.set_entry_states, declared, DECLARED)
         for event in result.events:
-            if event["name"] == "DeclarationRefused":
-                await self._refused(event["data"]["fid"], event["data"]["reason"])
+            if event["name"] == "DeclarationRefused" and (entry := entry_of(event)) is not None:
+                await self._refused(entry, event["data"]["reason"])
         return len(entries)
 
     async def delete_pending(self) -> None:
-        """Drops on chain the references of deleted objects (all in one block); a refusal
+        """Drops on chain the references of deleted names (all in one block); a refusal
         other than "already gone" is retried with a growing delay."""
         now = time.monotonic()
         entries = [
             e
-            for e in self.index.outbox(DELETING, limit=self.batch)
-            if self._retry_at.get(e.fid, 0) <= now
+            for e in self.index.outbox(DELETE, PENDING, limit=self.batch)
+            if self._retry_at.get(e.id, 0) <= now
         ]
         await asyncio.gather(*(self._delete(entry) for entry in entries))
 
     async def _delete(self, entry: OutboxEntry) -> None:
-        what = entry.declaration
         block_hash = None
         try:
             result = await self.account.call(
-                "file_bank.delete_file", owner=what["owner"], key=what["key"], fid=entry.fid
+                "file_bank.delete_file", owner=entry.owner, key=entry.name, fid=entry.fid
             )
             block = await self.chain.block(result.height)
             block_hash = block["hash"] if block else None
         except ExtrinsicFailed as exc:
             if exc.error not in GONE_REASONS:
-                tries = self._tries[entry.fid] = self._tries.get(entry.fid, 0) + 1
-                self._retry_at[entry.fid] = time.monotonic() + min(2.0**tries, 300.0)
+                tries = self._tries[entry.id] = self._tries.get(entry.id, 0) + 1
+                self._retry_at[entry.id] = time.monotonic() + min(2.0**tries, 300.0)
                 log.warning("deleting %s on chain: %s (try %d)", entry.fid, exc, tries)
                 return
-        await asyncio.to_thread(self.index.forget_deletion, entry.fid)
-        self._retry_at.pop(entry.fid, None)
-        self._tries.pop(entry.fid, None)
+        await asyncio.to_thread(self.index.forget_entry, entry.id)
+        self._retry_at.pop(entry.id, None)
+        self._tries.pop(entry.id, None)
         self._deleted[entry.fid] = block_hash
         while len(self._deleted) > DELETED_MEMORY:
             del self._deleted[next(iter(self._deleted))]
 
     async def wait_deleted(self, fid: str, timeout: float) -> tuple[bool, str | None]:
-        """(whether the chain dropped the reference within ``timeout``, the block hash)."""
+        """(whether the chain dropped every deleted name of ``fid`` within ``timeout``,
+        the block hash of the last)."""
         self.wake()
         deadline = time.monotonic() + timeout
-        while fid not in self._deleted:
+        while self.index.deletions_pending(fid):
             if time.monotonic() >= deadline:
                 return False, None
             await asyncio.sleep(0.1)
-        return True, self._deleted[fid]
+        return True, self._deleted.get(fid)
 
-    async def _refused(self, fid: str, reason: str) -> None:
+    async def _refused(self, entry: OutboxEntry, reason: str) -> None:
+        fid = entry.fid
         if reason.startswith(QUOTA_REASONS):
             log.warning("%s is stored but unpaid: %s", fid, reason)
-            self.index.set_state(fid, UNPAID, error=reason)
+            state = UNPAID
         elif reason.startswith(MINER_REASONS):
             miner = reason.split(":", 1)[1].split()[0] if ":" in reason else ""
             moved = 0
@@ -177,16 +185,17 @@ class DealTracker:
                     await self.relocator.relocate(fid, placement.seg_no, placement.idx)
                     moved += 1
             log.warning("%s: moved %d fragments off %s (%s)", fid, moved, miner, reason)
-            self.index.set_state(fid, PENDING, error=reason)
+            state = PENDING
         else:
             log.error("%s refused for good: %s", fid, reason)
-            self.index.set_state(fid, REFUSED, error=reason)
+            state = REFUSED
+        await asyncio.to_thread(self.index.set_entry_states, [entry.id], state, reason)
 
     async def _retry_unpaid_forever(self) -> None:
         while True:
             await asyncio.sleep(self.unpaid_retry)
-            for entry in self.index.outbox(UNPAID):
-                self.index.set_state(entry.fid, PENDING)
+            unpaid = [entry.id for entry in self.index.outbox(DECLARE, UNPAID)]
+            await asyncio.to_thread(self.index.set_entry_states, unpaid, PENDING)
             self.wake()
 
     async def _follow_forever(self) -> None:
@@ -200,10 +209,9 @@ class DealTracker:
                     event["data"]["fid"]
                     for event in page.events
                     if event["name"] == "StorageCompleted"
-                    and self.index.object(event["data"]["fid"]) is not None
                 ]
                 if completed:  # the common event, so one transaction per page
-                    await asyncio.to_thread(self.index.set_states, completed, ACTIVE)
+                    await asyncio.to_thread(self.index.files_active, completed)
                 for event in page.events:
                     await self.on_event(event)
                 following = page.next
@@ -234,5 +242,5 @@ class DealTracker:
                     log.warning("reassigning %s/%d/%d: %s", data["fid"], seg_no, idx, exc)
         elif name == "DealCancelled" and self.index.object(data["fid"]) is not None:
             log.warning("deal %s cancelled by the chain; declaring again", data["fid"])
-            self.index.set_state(data["fid"], PENDING)
+            await asyncio.to_thread(self.index.redeclare, data["fid"])
             self.wake()

@@ -1,0 +1,186 @@
+"""The S3 HTTP front (docs/s3.md): one catch-all route that authenticates the request,
+parses its target, and dispatches on method, bucket, key and sub-resource.
+
+Errors of every layer become S3 XML here and nowhere else.
+"""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from chain_client.errors import ChainError
+from gateway.objects import ObjectError
+from gateway.s3 import buckets_api, multipart_api, objects_api
+from gateway.s3.access_keys import AccessKeyError
+from gateway.s3.checksums import ChecksumError
+from gateway.s3.chunked import ChunkedError
+from gateway.s3.context import S3, S3Context, S3Request, split_target
+from gateway.s3.sigv4 import S3AuthError, authenticate
+from gateway.s3.xml import S3Error, error_response
+
+__all__ = ["make_s3_app"]
+
+log = logging.getLogger("deoss.s3")
+Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
+
+# Sub-resources S3 has that this gateway does not serve (docs/s3.md §8).
+UNSUPPORTED = frozenset(
+    {
+        "acl",
+        "analytics",
+        "accelerate",
+        "cors",
+        "encryption",
+        "intelligent-tiering",
+        "inventory",
+        "legal-hold",
+        "lifecycle",
+        "logging",
+        "metrics",
+        "notification",
+        "object-lock",
+        "ownershipControls",
+        "policy",
+        "policyStatus",
+        "publicAccessBlock",
+        "replication",
+        "requestPayment",
+        "restore",
+        "retention",
+        "select",
+        "tagging",
+        "torrent",
+        "website",
+        "attributes",
+    }
+)
+
+
+def _route(request: S3Request) -> Handler:
+    method, query = request.web.method, request.web.query
+    if not request.bucket:
+        if method == "GET":
+            return buckets_api.list_buckets
+        raise S3Error(405, "MethodNotAllowed", f"{method} is not allowed on the service")
+    if UNSUPPORTED.intersection(query):
+        raise S3Error(501, "NotImplemented", "this sub-resource is not implemented")
+    if not request.key:
+        table: dict[str, Handler] = {}
+        if "location" in query:
+            table = {"GET": buckets_api.location}
+        elif "versioning" in query:
+            table = {"GET": buckets_api.versioning}
+        elif "versions" in query:
+            table = {"GET": buckets_api.list_versions}
+        elif "uploads" in query:
+            table = {"GET": multipart_api.list_uploads}
+        elif "delete" in query:
+            table = {"POST": objects_api.delete_objects}
+        elif query.get("list-type") == "2":
+            table = {"GET": buckets_api.list_v2}
+        else:
+            table = {
+                "GET": buckets_api.list_v1,
+                "PUT": buckets_api.create_bucket,
+                "HEAD": buckets_api.head_bucket,
+                "DELETE": buckets_api.delete_bucket,
+            }
+    elif "uploads" in query:
+        table = {"POST": multipart_api.create_upload}
+    elif "uploadId" in query:
+        table = {
+            "PUT": multipart_api.upload_part,
+            "GET": multipart_api.list_parts,
+            "POST": multipart_api.complete_upload,
+            "DELETE": multipart_api.abort_upload,
+        }
+    else:
+        table = {
+            "PUT": objects_api.put_object,
+            "GET": objects_api.get_object,
+            "HEAD": objects_api.head_object,
+            "DELETE": objects_api.delete_object,
+        }
+    handler = table.get(method)
+    if handler is None:
+        raise S3Error(405, "MethodNotAllowed", f"{method} is not allowed on this resource")
+    return handler
+
+
+async def _authenticate(
+    request: web.Request, ctx: S3Context, bucket: str, virtual_host: bool
+) -> str:
+    path, _, query = request.raw_path.partition("?")
+
+    def secret_for(access_key: str) -> str | None:
+        found = ctx.keys.lookup(access_key)
+        return found[1] if found else None
+
+    found = authenticate(
+        request.method,
+        path,
+        query,
+        request.headers,
+        now=time.time(),
+        secret_for=secret_for,
+        region=ctx.region,
+        v2_resource_prefix=f"/{bucket}" if virtual_host else "",
+        max_skew=ctx.skew,
+    )
+    if found is None:
+        raise S3Error(403, "AccessDenied", "anonymous requests are refused: sign the request")
+    owner_secret = ctx.keys.lookup(found.access_key)
+    if owner_secret is None:  # revoked between the two lookups
+        raise S3Error(403, "InvalidAccessKeyId", "the access key does not exist")
+    owner = owner_secret[0]
+    request["s3_auth"] = found
+    if owner != ctx.gateway:
+        try:
+            allowed = await ctx.is_authorized(owner)
+        except ChainError:
+            raise S3Error(503, "ServiceUnavailable", "the chain is unreachable") from None
+        if not allowed:
+            raise S3Error(
+                403, "AccessDenied", f"the account has not authorized gateway {ctx.gateway}"
+            )
+    return owner
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[S3]
+    bucket, key, virtual_host = split_target(request, ctx.domain)
+    resource = f"/{bucket}/{key}" if bucket else "/"
+    target = S3Request(request, "", bucket, key)
+    try:
+        target.owner = await _authenticate(request, ctx, bucket, virtual_host)
+        response = await _route(target)(target)
+    except S3Error as exc:
+        response = error_response(exc, resource, target.request_id)
+    except S3AuthError as exc:
+        error = S3Error(exc.status, exc.code, exc.message, **exc.details)
+        response = error_response(error, resource, target.request_id)
+    except (ObjectError, AccessKeyError, ChecksumError, ChunkedError) as exc:
+        error = S3Error(exc.status, exc.code, exc.message)
+        response = error_response(error, resource, target.request_id)
+    except ChainError as exc:
+        error = S3Error(503, "ServiceUnavailable", f"the chain is unreachable: {exc}")
+        response = error_response(error, resource, target.request_id)
+    if not response.prepared:
+        response.headers["x-amz-request-id"] = target.request_id
+        if response.status in (503,):
+            response.headers.setdefault("Retry-After", "5")
+    return response
+
+
+async def _defer_continue(request: web.Request) -> None:
+    """No automatic ``100 Continue``: handlers send it once auth and the bucket passed."""
+
+
+def make_s3_app(ctx: S3Context) -> web.Application:
+    # The handlers stream bodies themselves; XML bodies are read with explicit limits.
+    app = web.Application(client_max_size=1024**2)
+    app[S3] = ctx
+    app.router.add_route("*", "/{tail:.*}", _dispatch, expect_handler=_defer_continue)
+    return app

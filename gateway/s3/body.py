@@ -1,0 +1,141 @@
+"""An upload's body as the object service reads it: decoded (aws-chunked or plain),
+counted, and checked against everything the client vouched for, the signed SHA-256, a
+``Content-MD5``, an ``x-amz-checksum-*`` header or trailer, before the last byte is
+handed over. A mismatch raises then, so the object service never commits the object.
+"""
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.s3 import checksums
+from gateway.s3.checksums import Algorithm, Checksum
+from gateway.s3.chunked import AwsChunkedDecoder
+from gateway.s3.context import S3Request
+from gateway.s3.sigv4 import AuthResult
+from gateway.s3.xml import S3Error
+
+__all__ = ["UploadBody", "upload_body"]
+
+PIECE = 1024 * 1024
+_STREAMING = ("streaming-signed", "streaming-signed-trailer", "streaming-unsigned-trailer")
+
+
+@dataclass
+class UploadBody:
+    """The decoded body (``chunks``), its length, and once it has been read, the checksum
+    the client sent (header or trailer), verified."""
+
+    length: int
+    chunks: AsyncIterator[bytes] = field(repr=False)
+    checksum: tuple[Algorithm, str] | None = None  # (algorithm, base64 value)
+
+
+async def _send_continue(req: S3Request) -> None:
+    request = req.web
+    if request.headers.get("Expect", "").lower() == "100-continue" and request.writer:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+def upload_body(req: S3Request, meta: dict[str, Any]) -> UploadBody:
+    """The request body of a PutObject or UploadPart. Raises for a missing length. Once
+    the body checks out, a client-sent checksum is put in ``meta["checksum"]`` as
+    ``[algorithm, base64]``, before the last piece is handed over."""
+    request = req.web
+    auth: AuthResult = request["s3_auth"]
+    headers = request.headers
+    streaming = auth.payload in _STREAMING or "aws-chunked" in headers.get("Content-Encoding", "")
+    if streaming:
+        raw = headers.get("x-amz-decoded-content-length")
+        if raw is None or not raw.isdigit():
+            raise S3Error(411, "MissingContentLength", "x-amz-decoded-content-length is required")
+    else:
+        raw = str(request.content_length) if request.content_length is not None else None
+        if raw is None:
+            raise S3Error(411, "MissingContentLength", "Content-Length is required")
+    length = int(raw)
+    announced = [
+        name.strip().lower() for name in headers.get("x-amz-trailer", "").split(",") if name.strip()
+    ]
+    expected = checksums.checksum_from_headers(headers)
+    trailer_checksum = next(
+        (
+            checksums.algorithm_from_header(name)
+            for name in announced
+            if name.startswith("x-amz-checksum-")
+        ),
+        None,
+    )
+    md5_expected = (
+        checksums.decode_content_md5(headers["Content-MD5"]) if "Content-MD5" in headers else None
+    )
+    body = UploadBody(length, _empty())
+
+    async def chunks() -> AsyncIterator[bytes]:
+        await _send_continue(req)
+        algorithm = expected[0] if expected else trailer_checksum
+        summer = Checksum(algorithm) if algorithm else None
+        md5 = hashlib.md5(usedforsecurity=False) if md5_expected is not None else None
+        sha256 = hashlib.sha256() if auth.payload == "signed" else None
+        decoder = None
+        if streaming:
+            decoder = AwsChunkedDecoder.for_request(request.content, auth, headers)
+            source: AsyncIterator[bytes] = decoder.__aiter__()
+        else:
+            source = request.content.iter_chunked(PIECE)
+        received, held = 0, b""
+        async for piece in source:
+            received += len(piece)
+            if received > length:
+                raise S3Error(400, "IncompleteBody", "the body is longer than its length")
+            await asyncio.to_thread(_update, piece, md5, sha256, summer)
+            if held:
+                yield held
+            held = piece  # the last piece goes only once everything matched
+        if received != length:
+            raise S3Error(400, "IncompleteBody", f"got {received} of {length} bytes")
+        if sha256 is not None:
+            auth.check_payload_sha256(sha256.hexdigest())
+        if md5 is not None:
+            checksums.check_content_md5(headers["Content-MD5"], md5.digest())
+        if summer is not None:
+            value: bytes | str
+            if expected is not None:
+                value = expected[1]
+            else:
+                assert decoder is not None
+                assert trailer_checksum is not None
+                value = decoder.trailers.get(checksums.header_name(trailer_checksum), "")
+                if not value:
+                    raise S3Error(
+                        400, "InvalidRequest", "the announced checksum trailer is missing"
+                    )
+            summer.verify(value)
+            body.checksum = (summer.algorithm, summer.b64())
+            meta["checksum"] = [summer.algorithm, summer.b64()]
+        if held:
+            yield held
+
+    body.chunks = chunks()
+    return body
+
+
+def _update(
+    piece: bytes,
+    md5: "hashlib._Hash | None",
+    sha256: "hashlib._Hash | None",
+    summer: Checksum | None,
+) -> None:
+    if md5 is not None:
+        md5.update(piece)
+    if sha256 is not None:
+        sha256.update(piece)
+    if summer is not None:
+        summer.update(piece)
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""

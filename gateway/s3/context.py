@@ -1,0 +1,103 @@
+"""What every S3 handler needs: the services, the caller, and the parsed request target
+(docs/s3.md §1, §2)."""
+
+import re
+import secrets
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.index import BucketRecord, MetadataIndex
+from gateway.objects import ObjectService
+from gateway.s3.access_keys import AccessKeyStore
+from gateway.s3.xml import S3Error
+
+__all__ = ["S3", "S3Context", "S3Request", "check_bucket_name", "object_name"]
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+MAX_NAME_BYTES = 1024  # the chain's ObjectKey: "<bucket>/<key>"
+
+
+@dataclass
+class S3Context:
+    service: ObjectService
+    keys: AccessKeyStore
+    is_authorized: Callable[[str], Awaitable[bool]]
+    gateway: str  # the gateway's own account
+    region: str = "us-east-1"
+    domain: str = ""  # virtual-host style under this domain when set
+    default_territory: str = ""
+    skew: float = 15 * 60.0
+    multipart_ttl: float = 86_400.0  # below the miners' orphan time-to-live
+    min_part_size: int = 5 * 1024 * 1024
+
+    @property
+    def index(self) -> MetadataIndex:
+        return self.service.index
+
+
+S3 = web.AppKey("s3", S3Context)
+
+
+@dataclass
+class S3Request:
+    """One request, its target parsed and its caller authenticated."""
+
+    web: web.Request
+    owner: str
+    bucket: str  # "" for the service (ListBuckets)
+    key: str  # "" for a bucket operation
+    request_id: str = field(default_factory=lambda: secrets.token_hex(8).upper())
+
+    @property
+    def ctx(self) -> S3Context:
+        return self.web.app[S3]
+
+    @property
+    def name(self) -> str:
+        return object_name(self.bucket, self.key)
+
+    def own_bucket(self) -> BucketRecord:
+        """The bucket, which must exist and be the caller's."""
+        found = self.ctx.index.bucket(self.bucket)
+        if found is None:
+            raise S3Error(404, "NoSuchBucket", "the bucket does not exist", BucketName=self.bucket)
+        if found.owner != self.owner:
+            raise S3Error(403, "AccessDenied", "the bucket belongs to another account")
+        return found
+
+
+def object_name(bucket: str, key: str) -> str:
+    name = f"{bucket}/{key}"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise S3Error(
+            400,
+            "KeyTooLongError",
+            f"keys in this bucket are at most {MAX_NAME_BYTES - len(bucket) - 1} bytes",
+        )
+    return name
+
+
+def check_bucket_name(bucket: str) -> None:
+    if (
+        not _BUCKET.match(bucket)
+        or ".." in bucket
+        or _IPV4.match(bucket)
+        or bucket.startswith(("xn--", "sthree-"))
+        or bucket.endswith("-s3alias")
+    ):
+        raise S3Error(400, "InvalidBucketName", "the bucket name breaks the S3 naming rules")
+
+
+def split_target(request: web.Request, domain: str) -> tuple[str, str, bool]:
+    """(bucket, key, whether virtual-host style) from the Host header (a subdomain of
+    ``domain``) or the path; the key percent-decoded once, as S3 does."""
+    path = request.raw_path.split("?", 1)[0]
+    host = request.headers.get("Host", "").rsplit(":", 1)[0].lower()
+    if domain and host.endswith("." + domain):
+        return host[: -len(domain) - 1], urllib.parse.unquote(path[1:]), True
+    bucket, _, key = path[1:].partition("/")
+    return urllib.parse.unquote(bucket), urllib.parse.unquote(key), False

@@ -1,0 +1,306 @@
+"""Multipart uploads (docs/s3.md §5).
+
+Each part is its own encoding unit: encrypted under a fresh data key, encoded and placed
+on miners as it arrives, and recorded (with its placements) against the upload. Complete
+names the chosen parts' units, in order, as one object: no data moves. Parts nobody
+completes stay orphans on their miners, which drop them after ``orphan_ttl``; uploads
+expire after ``multipart_ttl`` (shorter) so a completion never names dropped fragments.
+"""
+
+import hashlib
+import secrets
+import time
+import urllib.parse
+
+from aiohttp import web
+
+from gateway.index import PartRecord, UploadRecord
+from gateway.native_api import parse_byte_range
+from gateway.objects import PlacedUnit
+from gateway.s3 import checksums
+from gateway.s3.body import upload_body
+from gateway.s3.buckets_api import owner_element
+from gateway.s3.context import S3Request, object_name
+from gateway.s3.objects_api import stored_meta
+from gateway.s3.xml import S3Error, element, iso_time, leaves, parse_xml, xml_response
+
+__all__ = [
+    "abort_upload",
+    "complete_upload",
+    "create_upload",
+    "list_parts",
+    "list_uploads",
+    "upload_part",
+]
+
+MAX_PARTS = 10_000
+MAX_LISTED = 1000
+MAX_COMPLETE_BODY = 2 * 1024 * 1024
+
+
+def _sweep(req: S3Request) -> None:
+    req.ctx.index.expire_uploads(time.time() - req.ctx.multipart_ttl)
+
+
+def _upload(req: S3Request) -> UploadRecord:
+    upload_id = req.web.query["uploadId"]
+    found = req.ctx.index.upload(upload_id)
+    if (
+        found is None
+        or found.owner != req.owner
+        or found.name != req.name
+        or found.created_at < time.time() - req.ctx.multipart_ttl
+    ):
+        raise S3Error(404, "NoSuchUpload", "the upload does not exist", UploadId=upload_id)
+    return found
+
+
+async def create_upload(req: S3Request) -> web.StreamResponse:
+    bucket = req.own_bucket()
+    _sweep(req)
+    upload = UploadRecord(
+        upload_id=secrets.token_urlsafe(32),
+        owner=req.owner,
+        name=req.name,
+        territory=bucket.territory,
+        content_type=req.web.headers.get("Content-Type") or "binary/octet-stream",
+        meta=stored_meta(req.web.headers),
+        created_at=time.time(),
+    )
+    req.ctx.index.create_upload(upload)
+    root = element(
+        "InitiateMultipartUploadResult",
+        *leaves({"Bucket": req.bucket, "Key": req.key, "UploadId": upload.upload_id}),
+    )
+    return xml_response(root)
+
+
+def _part_number(req: S3Request) -> int:
+    raw = req.web.query.get("partNumber", "")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+        raise S3Error(400, "InvalidArgument", f"partNumber is 1 to {MAX_PARTS}")
+    return int(raw)
+
+
+async def upload_part(req: S3Request) -> web.StreamResponse:
+    upload = _upload(req)
+    number = _part_number(req)
+    service = req.ctx.service
+    layout = await service.layout_for(None)
+    if "x-amz-copy-source" in req.web.headers:
+        return await _upload_part_copy(req, upload, number)
+    meta: dict[str, object] = {}
+    body = upload_body(req, meta)
+    await service.check_upload(req.owner, upload.territory, body.length, None)
+    unit = await service.encode_unit(body.chunks, layout)
+    _record_part(req, upload, number, unit)
+    headers = {"ETag": f'"{unit.md5}"', "x-amz-request-id": req.request_id}
+    if body.checksum:
+        headers[checksums.header_name(body.checksum[0])] = body.checksum[1]
+    return web.Response(status=200, headers=headers)
+
+
+def _record_part(req: S3Request, upload: UploadRecord, number: int, unit: PlacedUnit) -> None:
+    part = PartRecord(
+        upload.upload_id, number, unit.md5, unit.plain_size, unit.to_json(), time.time()
+    )
+    req.ctx.index.put_part(part)
+
+
+async def _upload_part_copy(
+    req: S3Request, upload: UploadRecord, number: int
+) -> web.StreamResponse:
+    """A part made of a range of an object the caller owns: read and encoded again
+    (a part needs its own data key), never through the client."""
+    raw = urllib.parse.unquote(req.web.headers["x-amz-copy-source"]).lstrip("/")
+    bucket, _, key = raw.partition("?")[0].partition("/")
+    source_bucket = req.ctx.index.bucket(bucket)
+    if source_bucket is None or source_bucket.owner != req.owner:
+        raise S3Error(404, "NoSuchBucket", "the source bucket does not exist")
+    source = req.ctx.index.find(req.owner, object_name(bucket, key))
+    if source is None:
+        raise S3Error(404, "NoSuchKey", "the source key does not exist", Key=key)
+    span = (0, source.size)
+    wanted = req.web.headers.get("x-amz-copy-source-range")
+    if wanted is not None:
+        try:
+            parsed = parse_byte_range(wanted, source.size)
+        except ValueError:
+            parsed = None
+        if parsed is None or wanted.startswith("bytes=-"):
+            raise S3Error(400, "InvalidArgument", "x-amz-copy-source-range is bytes=first-last")
+        span = parsed
+    service = req.ctx.service
+    await service.check_upload(req.owner, upload.territory, span[1] - span[0], None)
+    layout = await service.layout_for(None)
+    unit = await service.encode_unit(service.read(source, span[0], span[1], None), layout)
+    _record_part(req, upload, number, unit)
+    root = element(
+        "CopyPartResult",
+        *leaves({"LastModified": iso_time(time.time()), "ETag": f'"{unit.md5}"'}),
+    )
+    return xml_response(root)
+
+
+async def complete_upload(req: S3Request) -> web.StreamResponse:
+    upload = _upload(req)
+    raw = await req.web.content.read(MAX_COMPLETE_BODY + 1)
+    if len(raw) > MAX_COMPLETE_BODY:
+        raise S3Error(400, "MaxMessageLengthExceeded", "the part list is too long")
+    root = parse_xml(raw)
+    listed: list[tuple[int, str]] = []
+    for node in root.findall("Part"):
+        text, etag = node.findtext("PartNumber"), node.findtext("ETag")
+        if text is None or not text.strip().isdigit() or etag is None:
+            raise S3Error(400, "MalformedXML", "each Part has a PartNumber and an ETag")
+        listed.append((int(text), etag.strip().strip('"')))
+    if not listed:
+        raise S3Error(400, "MalformedXML", "the part list is empty")
+    numbers = [number for number, _ in listed]
+    if numbers != sorted(set(numbers)):
+        raise S3Error(400, "InvalidPartOrder", "parts must be listed in ascending order")
+    stored = {part.part_no: part for part in req.ctx.index.parts(upload.upload_id)}
+    chosen: list[PartRecord] = []
+    for position, (number, etag) in enumerate(listed):
+        part = stored.get(number)
+        if part is None or part.etag != etag:
+            raise S3Error(400, "InvalidPart", f"part {number} was not uploaded or its ETag differs")
+        if position < len(listed) - 1 and part.size < req.ctx.min_part_size:
+            raise S3Error(
+                400,
+                "EntityTooSmall",
+                f"part {number} is {part.size} bytes; all but the last are at least "
+                f"{req.ctx.min_part_size}",
+            )
+        chosen.append(part)
+    digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in chosen), usedforsecurity=False)
+    etag = f"{digest.hexdigest()}-{len(chosen)}"
+    service = req.ctx.service
+    record = await service.commit(
+        owner=req.owner,
+        territory=upload.territory,
+        name=upload.name,
+        layout=await service.layout_for(None),
+        units=[PlacedUnit.from_json(p.unit) for p in chosen],
+        content_type=upload.content_type,
+        meta={**upload.meta, "parts": [p.size for p in chosen]},
+        etag=etag,
+    )
+    req.ctx.index.delete_upload(upload.upload_id)
+    root = element(
+        "CompleteMultipartUploadResult",
+        *leaves(
+            {
+                "Location": f"/{req.bucket}/{urllib.parse.quote(req.key)}",
+                "Bucket": req.bucket,
+                "Key": req.key,
+                "ETag": f'"{record.etag}"',
+            }
+        ),
+    )
+    return xml_response(root)
+
+
+async def abort_upload(req: S3Request) -> web.StreamResponse:
+    upload = _upload(req)
+    req.ctx.index.delete_upload(upload.upload_id)
+    return web.Response(status=204, headers={"x-amz-request-id": req.request_id})
+
+
+def _limit(req: S3Request, name: str) -> int:
+    raw = req.web.query.get(name, str(MAX_LISTED))
+    if not raw.isdigit():
+        raise S3Error(400, "InvalidArgument", f"{name} is a non-negative integer")
+    return min(int(raw), MAX_LISTED)
+
+
+async def list_parts(req: S3Request) -> web.StreamResponse:
+    upload = _upload(req)
+    marker = req.web.query.get("part-number-marker", "0")
+    if not marker.isdigit():
+        raise S3Error(400, "InvalidArgument", "part-number-marker is an integer")
+    limit = _limit(req, "max-parts")
+    parts = req.ctx.index.parts(upload.upload_id, int(marker), limit + 1)
+    truncated = len(parts) > limit
+    parts = parts[:limit]
+    root = element(
+        "ListPartsResult",
+        *leaves(
+            {
+                "Bucket": req.bucket,
+                "Key": req.key,
+                "UploadId": upload.upload_id,
+                "PartNumberMarker": marker,
+                "NextPartNumberMarker": parts[-1].part_no if parts else None,
+                "MaxParts": limit,
+                "IsTruncated": str(truncated).lower(),
+                "StorageClass": "STANDARD",
+            }
+        ),
+        owner_element(req.owner),
+        element("Initiator", element("ID", text=req.owner), element("DisplayName", text=req.owner)),
+        *(
+            element(
+                "Part",
+                *leaves(
+                    {
+                        "PartNumber": p.part_no,
+                        "LastModified": iso_time(p.created_at),
+                        "ETag": f'"{p.etag}"',
+                        "Size": p.size,
+                    }
+                ),
+            )
+            for p in parts
+        ),
+    )
+    return xml_response(root)
+
+
+async def list_uploads(req: S3Request) -> web.StreamResponse:
+    req.own_bucket()
+    _sweep(req)
+    query = req.web.query
+    prefix = query.get("prefix", "")
+    key_marker, id_marker = query.get("key-marker", ""), query.get("upload-id-marker", "")
+    limit = _limit(req, "max-uploads")
+    base = req.bucket + "/"
+    after_name = base + key_marker if key_marker else ""
+    if key_marker and not id_marker:
+        after_name, id_marker = base + key_marker, "\U0010ffff"  # past every upload of it
+    uploads = req.ctx.index.uploads(req.owner, base + prefix, after_name, id_marker, limit + 1)
+    truncated = len(uploads) > limit
+    uploads = uploads[:limit]
+    last = uploads[-1] if uploads else None
+    root = element(
+        "ListMultipartUploadsResult",
+        *leaves(
+            {
+                "Bucket": req.bucket,
+                "KeyMarker": key_marker,
+                "UploadIdMarker": query.get("upload-id-marker", ""),
+                "NextKeyMarker": last.name[len(base) :] if truncated and last else None,
+                "NextUploadIdMarker": last.upload_id if truncated and last else None,
+                "Prefix": prefix,
+                "MaxUploads": limit,
+                "IsTruncated": str(truncated).lower(),
+            }
+        ),
+        *(
+            element(
+                "Upload",
+                *leaves(
+                    {
+                        "Key": u.name[len(base) :],
+                        "UploadId": u.upload_id,
+                        "StorageClass": "STANDARD",
+                        "Initiated": iso_time(u.created_at),
+                    }
+                ),
+                element("Initiator", element("ID", text=u.owner)),
+                owner_element(u.owner),
+            )
+            for u in uploads
+        ),
+    )
+    return xml_response(root)
