@@ -234,7 +234,7 @@ async def start_network(
     for miner in miners:
         if isinstance(miner, BaseException):
             raise miner
-    gateway_process, gateway_url = await start_gateway_process(
+    gateway_process, gateway_url, _ = await start_gateway_process(
         root / "gateway", chain.url, root / "gateway.log"
     )
     processes.append(gateway_process)

@@ -23,6 +23,9 @@ from gateway.native_auth import NativeAuth
 from gateway.objects import ObjectService
 from gateway.replay_cache import ReplayCache
 from gateway.resume import ResumeStore
+from gateway.s3.access_keys import AccessKeyStore
+from gateway.s3.api import make_s3_app
+from gateway.s3.context import S3Context
 from gateway.tracker import DealTracker
 from gateway.transfer import MinerClient, MinerDirectory
 
@@ -105,11 +108,13 @@ async def _serve(config: GatewayConfig) -> int:
     tracker = DealTracker(index, account, service)
     service.on_committed = tracker.wake
     replay = ReplayCache(path=config.data_dir / "replay.log")
+    authorizations = _Authorizations(chain, keypair.address)
+    keys = AccessKeyStore(config.data_dir / "access_keys.db", master_key)
     auth = NativeAuth(
         gateway=keypair.address,
         window=config.auth_window,
         replay=replay,
-        is_authorized=_Authorizations(chain, keypair.address),
+        is_authorized=authorizations,
         dev=genesis.dev,  # //Alice and friends sign only on dev networks
     )
     resume = ResumeStore(
@@ -127,6 +132,7 @@ async def _serve(config: GatewayConfig) -> int:
         genesis_hash="0x" + genesis_hash.hex(),
         resume=resume,
         tracker=tracker,
+        keys=keys,
         max_uploads_per_account=config.max_uploads_per_account,
         max_uploads=config.max_uploads,
     )
@@ -136,21 +142,48 @@ async def _serve(config: GatewayConfig) -> int:
     await web.TCPSite(runner, host, port).start()
     bound: Any = runner.addresses[0]
     endpoint = config.native_endpoint or f"http://{host}:{bound[1]}"
+    s3_context = S3Context(
+        service=service,
+        keys=keys,
+        is_authorized=authorizations,
+        gateway=keypair.address,
+        region=config.s3_region,
+        domain=config.s3_domain,
+        default_territory=config.default_territory,
+        multipart_ttl=config.multipart_ttl,
+        min_part_size=config.multipart_min_part_size,
+    )
+    s3_runner = web.AppRunner(make_s3_app(s3_context), access_log=None)
+    await s3_runner.setup()
+    s3_host, s3_port = config.s3_host_port
+    await web.TCPSite(s3_runner, s3_host, s3_port).start()
+    s3_bound: Any = s3_runner.addresses[0]
+    s3_endpoint = config.s3_endpoint or f"http://{s3_host}:{s3_bound[1]}"
     try:
         await _register(account, config, endpoint)
     except (ExtrinsicFailed, ChainError) as exc:
         print(f"deoss gateway: the chain refused this gateway: {exc}", file=sys.stderr)
         await runner.cleanup()
+        await s3_runner.cleanup()
         await chain.close()
         index.close()
         replay.close()
+        keys.close()
         return 2
+    write_atomically(config.data_dir / "s3.url", s3_endpoint + "\n")
     write_atomically(config.data_dir / "native.url", endpoint + "\n")
-    print(f"deoss gateway: {keypair.address} serving the native API at {endpoint}", flush=True)
+    print(
+        f"deoss gateway: {keypair.address} serving the native API at {endpoint} "
+        f"and S3 at {s3_endpoint}",
+        flush=True,
+    )
     try:
         await run_until_signal(tracker.run())
     finally:
         await runner.cleanup()
+        await s3_runner.cleanup()
+        keys.close()
+        (config.data_dir / "s3.url").unlink(missing_ok=True)
         await client.close()
         await chain.close()
         index.close()

@@ -46,6 +46,8 @@ def _gateway_init(args: argparse.Namespace) -> int:
         data_dir=directory,
         chain_rpc=args.chain_rpc,
         native_listen=args.native_listen,
+        s3_listen=args.s3_listen,
+        s3_domain=args.s3_domain,
         key_file=args.key or "key.json",
         dev=args.dev,
         faucet=args.faucet,
@@ -108,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", required=True)
     init.add_argument("--chain-rpc", required=True)
     init.add_argument("--native-listen", default="127.0.0.1:8080", help="HOST:PORT (0: any)")
+    init.add_argument("--s3-listen", default="127.0.0.1:8081", help="HOST:PORT (0: any)")
+    init.add_argument("--s3-domain", default="", help="virtual-host style under this domain")
     init.add_argument("--key", help="use this key file or //Name (dev) instead of a new key")
     init.add_argument("--default-territory", default="")
     init.add_argument("--dev", action="store_true", help="allow dev keys")

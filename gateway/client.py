@@ -1,4 +1,4 @@
-"""Client commands for the native API: ``deoss put|get|rm|ls``.
+"""Client commands for the native API: ``deoss put|get|rm|ls|keys``.
 
 They talk to a gateway with fresh signatures for every request (docs/native-api.md §2),
 reading the gateway URL and the key from ``.devnet/devnet.json`` unless told otherwise.
@@ -170,6 +170,29 @@ async def _ls(args: argparse.Namespace) -> None:
             start_after = rows[-1]["name"]
 
 
+async def _keys(args: argparse.Namespace) -> None:
+    """``deoss keys create|list|revoke``: the signer's S3 access keys (docs/s3.md §2)."""
+    gateway, keypair = _target(args)
+    async with aiohttp.ClientSession() as session:
+        if args.keys_command == "create":
+            body = json.dumps({"label": args.label}).encode()
+            call = session.post(f"{gateway}/keys", data=body, headers=sign_headers(keypair))
+        elif args.keys_command == "list":
+            call = session.get(f"{gateway}/keys", headers=sign_headers(keypair))
+        else:
+            call = session.delete(
+                f"{gateway}/keys/{args.access_key}", headers=sign_headers(keypair)
+            )
+        async with call as response:
+            data = await _answer(response)
+    if args.keys_command == "list":
+        for row in data:
+            state = "revoked" if row["revoked"] else "live"
+            print(f"{row['access_key']}  {state:<7}  {row['label']}")
+    else:
+        print(json.dumps(data, indent=2))
+
+
 def _runner(handler: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -211,3 +234,13 @@ def add_client_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     ls = commands.add_parser("ls", help="list your files")
     common(ls)
     ls.set_defaults(func=_runner(_ls))
+    keys = commands.add_parser("keys", help="your S3 access keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="a new key; prints its secret once")
+    create.add_argument("--label", default="")
+    listing = keys_commands.add_parser("list", help="your keys (never their secrets)")
+    revoke = keys_commands.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("access_key")
+    for parser in (create, listing, revoke):
+        common(parser)
+        parser.set_defaults(func=_runner(_keys))

@@ -1,5 +1,5 @@
-"""RFC 9110 §13 conditional requests, shared by the native and S3 APIs: the preconditions
-of a read, evaluated against an object's strong ETag and its Last-Modified time.
+"""RFC 9110 §13-14, shared by the native and S3 APIs: the preconditions of a request,
+evaluated against an object's strong ETag and its Last-Modified time, and byte ranges.
 
 Evaluation order (RFC 9110 §13.2.2): If-Match, else If-Unmodified-Since; then
 If-None-Match, else If-Modified-Since (GET and HEAD only). A failed If-Match or
@@ -9,9 +9,17 @@ is honoured. Unparsable dates make their header ignored, as the RFC says.
 """
 
 import email.utils
+import re
 from collections.abc import Mapping
 
-__all__ = ["NOT_MODIFIED", "PRECONDITION_FAILED", "http_date", "precondition", "range_applies"]
+__all__ = [
+    "NOT_MODIFIED",
+    "PRECONDITION_FAILED",
+    "http_date",
+    "parse_byte_range",
+    "precondition",
+    "range_applies",
+]
 
 NOT_MODIFIED = 304
 PRECONDITION_FAILED = 412
@@ -94,3 +102,23 @@ def range_applies(headers: Mapping[str, str], *, etag: str, last_modified: float
         return value == etag  # a weak tag never matches here (RFC 9110 §13.1.5)
     since = _date(value)
     return since is not None and int(last_modified) == int(since)
+
+
+def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) for one ``bytes=`` range; None means the whole object.
+    Raises ValueError when the range cannot be satisfied."""
+    if header is None:
+        return None
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if match is None or (not match[1] and not match[2]):
+        return None
+    if not match[1]:
+        suffix = int(match[2])
+        if suffix == 0 or size == 0:
+            raise ValueError("empty suffix")
+        return max(size - suffix, 0), size
+    start = int(match[1])
+    end = min(int(match[2]) + 1, size) if match[2] else size
+    if start >= size or end <= start:
+        raise ValueError("outside the object")
+    return start, end

@@ -17,6 +17,12 @@ class GatewayConfig:
     chain_rpc: str
     native_listen: str = "127.0.0.1:8080"
     native_endpoint: str = ""  # the URL users reach; empty: http://<bound address>
+    s3_listen: str = "127.0.0.1:8081"
+    s3_endpoint: str = ""  # as native_endpoint, for the S3 API
+    s3_domain: str = ""  # virtual-host style buckets under this domain (docs/s3.md §1)
+    s3_region: str = "us-east-1"
+    multipart_ttl: float = 86_400.0  # unfinished multipart uploads expire (< orphan_ttl)
+    multipart_min_part_size: int = 5 * 1024 * 1024  # every part but the last (AWS's 5 MiB)
     key_file: str = "key.json"  # relative to data_dir unless absolute; //Name needs dev
     master_key_file: str = "master.key"
     dev: bool = False
@@ -42,6 +48,11 @@ class GatewayConfig:
         host, _, port = self.native_listen.rpartition(":")
         return host, int(port)
 
+    @property
+    def s3_host_port(self) -> tuple[str, int]:
+        host, _, port = self.s3_listen.rpartition(":")
+        return host, int(port)
+
     @classmethod
     def load(cls, path: Path) -> "GatewayConfig":
         config = load_section(cls, path, SECTION, ("data_dir", "chain_rpc"))
@@ -56,8 +67,17 @@ class GatewayConfig:
                 )
 
         need(self.chain_rpc.startswith(("http://", "https://")), "chain_rpc", "an http(s) URL")
-        host, _, port = self.native_listen.rpartition(":")
-        need(bool(host) and port.isdigit() and int(port) < 65536, "native_listen", "HOST:PORT")
+        for key in ("native_listen", "s3_listen"):
+            host, _, port = getattr(self, key).rpartition(":")
+            need(bool(host) and port.isdigit() and int(port) < 65536, key, "HOST:PORT")
+        need(
+            self.s3_endpoint == "" or self.s3_endpoint.startswith(("http://", "https://")),
+            "s3_endpoint",
+            "empty or an http(s) URL",
+        )
+        need(bool(self.s3_region) and self.s3_region.isprintable(), "s3_region", "a region name")
+        need(self.multipart_ttl >= 60, "multipart_ttl", "seconds, at least a minute")
+        need(self.multipart_min_part_size >= 1, "multipart_min_part_size", "at least a byte")
         need(
             self.native_endpoint == "" or self.native_endpoint.startswith(("http://", "https://")),
             "native_endpoint",

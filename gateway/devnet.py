@@ -23,6 +23,7 @@ from chain_client.files import write_atomically
 from chain_client.keys import Keypair, dev_accounts, load_key_file, save_key_file
 from chain_client.params import MIB, Genesis, NetworkParams, devnet_params
 from chain_client.rpc_client import HttpChain
+from gateway.native_auth import sign_headers
 
 __all__ = [
     "DevnetError",
@@ -215,6 +216,8 @@ async def _init_gateway(directory: Path, chain_url: str) -> None:
             chain_url,
             "--native-listen",
             "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
             "--faucet",
             "--default-territory",
             DEVNET_TERRITORY,
@@ -231,6 +234,8 @@ def _point_at_chain(config: Path, chain_url: str) -> None:
         f'chain_rpc = "{chain_url}"' if line.startswith("chain_rpc") else line
         for line in config.read_text().splitlines()
     ]
+    if not any(line.startswith("s3_listen") for line in lines):  # written before S3 was
+        lines.append('s3_listen = "127.0.0.1:0"')
     write_atomically(config, "\n".join(lines) + "\n")
 
 
@@ -240,7 +245,8 @@ def gateway_command(config: Path) -> list[str]:
 
 async def start_gateway_process(
     directory: Path, chain_url: str, log_file: Path
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The gateway, running: (process, native API URL, S3 URL)."""
     await _init_gateway(directory, chain_url)
     (directory / "native.url").unlink(missing_ok=True)
     with open(log_file, "ab") as output:
@@ -252,7 +258,8 @@ async def start_gateway_process(
     except BaseException:
         stop_process(process)
         raise
-    return process, url
+    # s3.url is written before native.url.
+    return process, url, (directory / "s3.url").read_text().strip()
 
 
 async def _prepare_user(
@@ -339,17 +346,20 @@ async def run_devnet(root: Path, *, block_time: float, fresh: bool, miners: int 
             )
         )
         processes += [m.process for m in started]
-        gateway_process, native = await start_gateway_process(
+        gateway_process, native, s3 = await start_gateway_process(
             root / "gateway", chain.url, root / "gateway.log"
         )
         processes.append(gateway_process)
         gateway = json.loads((root / "gateway" / "key.json").read_text())["address"]
         key_file = await _prepare_user(root, chain.url, gateway, params, count)
         user = load_key_file(key_file).address
+        access_key, secret_key = await _access_key(root, native, load_key_file(key_file))
         info: dict[str, Any] = {
             "chain_rpc": chain.url,
             "native_endpoint": native,
-            "s3_endpoint": None,  # the S3 API is not served yet
+            "s3_endpoint": s3,
+            "access_key": access_key,
+            "secret_key": secret_key,
             "account": user,
             "key_file": str(key_file.resolve()),
             "territory": DEVNET_TERRITORY,
@@ -376,6 +386,28 @@ async def run_devnet(root: Path, *, block_time: float, fresh: bool, miners: int 
         _remove_own_info(root / "devnet.json", chain.process.pid)
 
 
+async def _access_key(root: Path, native: str, user: Keypair) -> tuple[str, str]:
+    """The dev user's S3 access key: made once through the native API, then kept (the
+    gateway shows a secret only when it creates it)."""
+    path = root / "s3-key.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        return saved["access_key"], saved["secret_key"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{native}/keys", data=b'{"label": "devnet"}', headers=sign_headers(user)
+        ) as response,
+    ):
+        answer = await response.json()
+        if response.status != 200:
+            raise DevnetError(f"the gateway made no access key: {answer}")
+    data = answer["data"]
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
+    path.chmod(0o600)
+    return data["access_key"], data["secret_key"]
+
+
 def _remove_own_info(path: Path, chain_pid: int) -> None:
     """devnet.json goes with the network that wrote it (not with another one's)."""
     with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
@@ -400,6 +432,12 @@ Signatures expire and are refused on replay: take fresh headers for every reques
   metadata     curl $({sign}) {native}/file/metadata/FID
   list         curl $({sign}) {native}/file/list
   delete       curl -X DELETE $({sign}) {native}/file/FID
+
+S3 API         {info["s3_endpoint"]}  (buckets go to territory {info["territory"]})
+  export AWS_ACCESS_KEY_ID={info["access_key"]} AWS_SECRET_ACCESS_KEY={info["secret_key"]}
+  aws --endpoint-url {info["s3_endpoint"]} s3 mb s3://my-bucket
+  aws --endpoint-url {info["s3_endpoint"]} s3 cp FILE s3://my-bucket/
+  aws --endpoint-url {info["s3_endpoint"]} s3 ls s3://my-bucket/
   logs         {root}/*.log
 Ctrl-C stops every process; `make devnet` again resumes this network.""",
         flush=True,

@@ -7,6 +7,7 @@ translated here and nowhere else.
 
 import asyncio
 import contextlib
+import json
 import mimetypes
 import re
 import time
@@ -18,15 +19,22 @@ from aiohttp import BodyPartReader, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chain_client.errors import ChainError
-from gateway.conditional import NOT_MODIFIED, http_date, precondition, range_applies
+from gateway.conditional import (
+    NOT_MODIFIED,
+    http_date,
+    parse_byte_range,
+    precondition,
+    range_applies,
+)
 from gateway.index import PENDING, UNPAID, ObjectRecord
 from gateway.metrics import GatewayMetrics
 from gateway.native_auth import AuthError, NativeAuth
 from gateway.objects import ObjectError, ObjectService
 from gateway.resume import ResumeError, ResumeSession, ResumeStore, parse_content_range
+from gateway.s3.access_keys import AccessKeyError, AccessKeyStore
 from gateway.tracker import DealTracker
 
-__all__ = ["NATIVE", "NativeContext", "make_native_app", "parse_byte_range"]
+__all__ = ["NATIVE", "NativeContext", "make_native_app"]
 
 VERSION = "deoss 0.1.0"
 DELETE_WAIT = 60.0  # DELETE ?wait=1: how long to wait for the chain
@@ -57,6 +65,7 @@ class NativeContext:
         genesis_hash: str,
         resume: ResumeStore,
         tracker: DealTracker,
+        keys: AccessKeyStore | None = None,
         metrics: GatewayMetrics | None = None,
         max_uploads_per_account: int = 8,
         max_uploads: int = 64,
@@ -66,6 +75,7 @@ class NativeContext:
         self._uploads: dict[str, int] = {}
         self.service = service
         self.tracker = tracker
+        self.keys = keys
         self.metrics = metrics or GatewayMetrics()
         self.metrics.gauge(
             "deoss_replay_cache_entries", "Signatures remembered", lambda: len(auth.replay)
@@ -124,6 +134,13 @@ async def _measured(request: web.Request, handler: Handler) -> web.StreamRespons
     route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
     metrics = request.app[NATIVE].metrics
     metrics.requests.labels(route, request.method, str(response.status)).inc()
+    if (
+        request.headers.get("Expect", "").lower() == "100-continue"
+        and not request.get("continued")
+        and request.content_length
+        and not response.prepared
+    ):
+        response.force_close()  # the body we never asked for may or may not follow
     metrics.seconds.labels(route).observe(time.perf_counter() - started)
     return response
 
@@ -223,6 +240,7 @@ async def _defer_continue(request: web.Request) -> None:
 async def _continue(request: web.Request) -> None:
     if request.headers.get("Expect", "").lower() == "100-continue" and request.writer:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request["continued"] = True
 
 
 async def _after_continue(request: web.Request, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -293,26 +311,6 @@ async def put_file(request: web.Request) -> web.Response:
             yield data
 
     return await _store(request, owner, name, chunks(), request.content_length)
-
-
-def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(start, end exclusive) for one ``bytes=`` range; None means the whole object.
-    Raises ValueError when the range cannot be satisfied."""
-    if header is None:
-        return None
-    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
-    if match is None or (not match[1] and not match[2]):
-        return None
-    if not match[1]:
-        suffix = int(match[2])
-        if suffix == 0 or size == 0:
-            raise ValueError("empty suffix")
-        return max(size - suffix, 0), size
-    start = int(match[1])
-    end = min(int(match[2]) + 1, size) if match[2] else size
-    if start >= size or end <= start:
-        raise ValueError("outside the object")
-    return start, end
 
 
 def _fid(request: web.Request) -> tuple[str, str | None]:
@@ -691,6 +689,60 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+def _key_store(request: web.Request) -> AccessKeyStore:
+    keys = request.app[NATIVE].keys
+    if keys is None:
+        raise NativeError(501, "NotImplemented", "this gateway serves no S3 API")
+    return keys
+
+
+async def create_key(request: web.Request) -> web.Response:
+    """A new S3 access key of the signer (docs/s3.md §2): the secret is shown once."""
+    owner = await _signer(request)
+    raw = await request.content.read(4097)
+    label = ""
+    if raw.strip():
+        try:
+            body = json.loads(raw) if len(raw) <= 4096 else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("label", ""), str):
+            raise NativeError(400, "InvalidBody", 'the body is {"label": "<text>"} or empty')
+        label = body.get("label", "")
+    try:
+        access_key, secret = _key_store(request).create(owner, label)
+    except AccessKeyError as exc:
+        raise NativeError(exc.status, exc.code, exc.message) from None
+    return envelope(200, {"access_key": access_key, "secret_key": secret, "owner": owner})
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    owner = await _signer(request)
+    rows = _key_store(request).list(owner)
+    return envelope(
+        200,
+        [
+            {
+                "access_key": r.access_key,
+                "label": r.label,
+                "created": r.created_at,
+                "revoked": r.revoked,
+            }
+            for r in rows
+        ],
+    )
+
+
+async def revoke_key(request: web.Request) -> web.Response:
+    owner = await _signer(request)
+    access_key = request.match_info["access_key"]
+    try:
+        _key_store(request).revoke(owner, access_key)
+    except AccessKeyError as exc:
+        raise NativeError(exc.status, exc.code, exc.message) from None
+    return envelope(200, {"access_key": access_key, "revoked": True})
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text; no signature (it names no account, object or fid)."""
     registry = request.app[NATIVE].metrics.registry
@@ -718,6 +770,9 @@ def make_native_app(
     app.router.add_get("/version", version)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/keys", create_key)
+    app.router.add_get("/keys", list_keys)
+    app.router.add_delete("/keys/{access_key}", revoke_key)
     app.router.add_put("/resume/{name:.*}", put_resume, expect_handler=_defer_continue)
     app.router.add_get("/resume/{name:.*}", get_resume)
     app.router.add_delete("/resume/{name:.*}", delete_resume)

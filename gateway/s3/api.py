@@ -169,9 +169,22 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         response = error_response(error, resource, target.request_id)
     if not response.prepared:
         response.headers["x-amz-request-id"] = target.request_id
+        if awaits_continue(request):
+            # The client held its body back and we never asked for it: it may or may
+            # not send it now, so this connection cannot carry another request.
+            response.force_close()
         if response.status in (503,):
             response.headers.setdefault("Retry-After", "5")
     return response
+
+
+def awaits_continue(request: web.Request) -> bool:
+    """Whether the client sent ``Expect: 100-continue`` with a body we never asked for."""
+    return (
+        request.headers.get("Expect", "").lower() == "100-continue"
+        and not request.get("continued")
+        and bool(request.content_length)
+    )
 
 
 async def _defer_continue(request: web.Request) -> None:

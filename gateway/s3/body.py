@@ -37,6 +37,7 @@ async def _send_continue(req: S3Request) -> None:
     request = req.web
     if request.headers.get("Expect", "").lower() == "100-continue" and request.writer:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request["continued"] = True
 
 
 def upload_body(req: S3Request, meta: dict[str, Any]) -> UploadBody:

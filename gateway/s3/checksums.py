@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Final, Literal, get_args
 
-from awscrt import checksums as crt  # type: ignore[import-untyped]  # no py.typed
+from awscrt import checksums as crt
 
 __all__ = [
     "ALGORITHMS",

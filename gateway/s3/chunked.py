@@ -109,7 +109,8 @@ def trailer_signature(
 
 def _sign(signing: ChunkSigningContext, algorithm: str, previous: str, rest: str) -> str:
     string_to_sign = f"{algorithm}\n{signing.amz_date}\n{signing.scope}\n{previous}\n{rest}"
-    return hmac.new(signing.signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    message = string_to_sign.encode("utf-8", "surrogateescape")
+    return hmac.new(signing.signing_key, message, hashlib.sha256).hexdigest()
 
 
 def parse_decoded_content_length(value: str | None) -> int:
@@ -162,7 +163,8 @@ def _signature_mismatch(what: str) -> ChunkedError:
 
 
 class AwsChunkedDecoder:
-    """Iterate (once) over a decoded aws-chunked body; then read ``trailers``.
+    """Iterate over a decoded aws-chunked body; then read ``trailers``. Iterating again
+    after a ``break`` resumes where it stopped (to read the final chunk and trailers).
 
     ``payload`` is the request's ``AuthResult.payload`` (one of the streaming modes);
     ``chunk_signing`` is required for the signed ones. ``decoded_length`` is
@@ -199,7 +201,7 @@ class AwsChunkedDecoder:
                 400, "InvalidRequest", f"x-amz-trailer was sent with a {payload} payload"
             )
         self._limits = limits
-        self._started = False
+        self._pieces: AsyncIterator[bytes] | None = None
         self._trailers: Mapping[str, str] | None = None
 
     @classmethod
@@ -237,10 +239,10 @@ class AwsChunkedDecoder:
         return self._trailers
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._started:
-            raise RuntimeError("an aws-chunked body can be read only once")
-        self._started = True
-        return self._decode()
+        # One generator: iterating again (after a break) continues where it stopped.
+        if self._pieces is None:
+            self._pieces = self._decode()
+        return self._pieces
 
     async def _decode(self) -> AsyncIterator[bytes]:
         limits = self._limits
@@ -278,9 +280,10 @@ class AwsChunkedDecoder:
                 previous = self._verify(signature, previous, digest.hexdigest())
         if self._signed:
             previous = self._verify(signature, previous, EMPTY_SHA256)
-        self._trailers = MappingProxyType(await self._read_trailers(previous))
+        trailers = await self._read_trailers(previous)
         if self._decoded_length is not None and total != self._decoded_length:
             raise self._length_mismatch(total)
+        self._trailers = MappingProxyType(trailers)
 
     def _verify(self, signature: str, previous: str, data_sha256: str) -> str:
         assert self._signing is not None

@@ -14,8 +14,8 @@ import urllib.parse
 
 from aiohttp import web
 
+from gateway.conditional import parse_byte_range
 from gateway.index import PartRecord, UploadRecord
-from gateway.native_api import parse_byte_range
 from gateway.objects import PlacedUnit
 from gateway.s3 import checksums
 from gateway.s3.body import upload_body

@@ -11,9 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.conditional import http_date, precondition, range_applies
+from gateway.conditional import http_date, parse_byte_range, precondition, range_applies
 from gateway.index import ObjectRecord
-from gateway.native_api import parse_byte_range
 from gateway.objects import ObjectError
 from gateway.s3 import checksums
 from gateway.s3.body import upload_body

@@ -42,6 +42,7 @@ __all__ = [
     "PayloadMode",
     "S3AuthError",
     "Scheme",
+    "SecretLookup",
     "authenticate",
     "derive_signing_key",
 ]
@@ -102,9 +103,11 @@ class S3AuthError(Exception):
     def __init__(
         self, status: int, code: str, message: str, details: Mapping[str, str] | None = None
     ) -> None:
+        # Request text may hold undecodable bytes (as surrogates); the XML writer needs UTF-8.
+        message = _printable(message)
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.details: Mapping[str, str] = dict(details or {})
+        self.details = {name: _printable(value) for name, value in (details or {}).items()}
 
     def __repr__(self) -> str:
         return f"S3AuthError({self.status}, {self.code!r}, {self.message!r})"
@@ -582,6 +585,10 @@ def _verify_v2(
 
 
 # --- Shared ----------------------------------------------------------------------------
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _sha256_hex(text: str) -> str:

@@ -11,9 +11,7 @@ import random
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,98 +20,20 @@ import pytest
 
 from chain_client.account import ChainAccount
 from chain_client.keys import dev_keypair
-from chain_client.params import KIB, Genesis, PenaltySchedule, dev_params
+from chain_client.params import KIB
 from chain_client.rpc_client import HttpChain
 from gateway.codec import Layout, plan_range
-from gateway.devnet import gateway_command, stop_process
+from gateway.devnet import stop_process
 from gateway.native_auth import sign_headers
-from tests.conftest import ChainProcess, start_chain
-from tests.e2e.test_miner import eventually, init_miner, start_miner, wait_for_url
+from tests.e2e.gateway_network import MINERS, PARAMS, USER, Network, signed, start_gateway
+from tests.e2e.test_miner import eventually, start_miner, wait_for_url
 
 pytestmark = pytest.mark.e2e
-PARAMS = dev_params(
-    data_shards=4,
-    total_shards=12,
-    fragment_size=64 * KIB,
-    segment_size=256 * KIB,
-    stripe_block_size=16 * KIB,
-    block_time=0.25,
-    blocks_per_day=10_000,  # territories outlive the test run, whatever its pace
-    challenge_interval=10**6,
-    challenge_deadline=20,
-    offline_after=10**5,
-    penalties=PenaltySchedule(force_exit_misses=50, failed_proof_threshold=1),
-)
-MINERS = PARAMS.total_shards + 2
-USER = dev_keypair("Alice")
-
-
-@dataclass
-class Network:
-    chain: ChainProcess
-    miners: list[tuple[Path, subprocess.Popen[bytes], str]]
-    gateway: subprocess.Popen[bytes]
-    gateway_dir: Path
-    url: str
-
-
-def start_gateway(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with open(directory / "gateway.log", "ab") as log:
-        process = subprocess.Popen(
-            gateway_command(directory / "gateway.toml"), stdout=log, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 60
-    while not (directory / "native.url").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError((directory / "gateway.log").read_text()[-3000:])
-        time.sleep(0.05)
-    return process, (directory / "native.url").read_text().strip()
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    root = tmp_path_factory.mktemp("gwnet")
-    genesis = root / "genesis.json"
-    genesis.write_text(json.dumps(Genesis(params=PARAMS, dev=True).to_json()))
-    chain = start_chain(root / "chain", "--dev", "--genesis", str(genesis))
-    miners: list[tuple[Path, subprocess.Popen[bytes], str]] = []
-    gateway: subprocess.Popen[bytes] | None = None
-    try:
-        for number in range(MINERS):
-            directory = root / f"miner{number}"
-            init_miner(directory, chain.url, 32 * PARAMS.idle_unit_size, "--faucet")
-            miners.append((directory, start_miner(directory), ""))
-        miners = [(d, p, wait_for_url(d, p)) for d, p, _ in miners]
-        gateway_dir = root / "gateway"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "gateway",
-                "init",
-                "--dir",
-                str(gateway_dir),
-                "--chain-rpc",
-                chain.url,
-                "--native-listen",
-                "127.0.0.1:0",
-                "--faucet",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        gateway, url = start_gateway(gateway_dir)
-        net = Network(chain, miners, gateway, gateway_dir, url)
-        yield net
-        gateway = net.gateway  # a test may have restarted it
-    finally:
-        if gateway is not None:
-            stop_process(gateway)
-        for _, process, _ in miners:
-            stop_process(process)
-        chain.stop()
+def network(gateway_network: Network) -> Network:
+    return gateway_network
 
 
 @pytest.fixture
@@ -140,10 +60,6 @@ async def bytes_served(network: Network) -> int:
                     if line.startswith("deoss_miner_fragment_bytes_out_total "):
                         total += int(float(line.split()[1]))
     return total
-
-
-def signed(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**sign_headers(USER), **(extra or {})}
 
 
 async def test_user_authorizes_the_gateway_and_buys_a_territory(
@@ -511,7 +427,7 @@ async def test_an_interrupted_resume_upload_finishes_across_a_gateway_restart(
         assert status == 308 and headers["Range"] == f"bytes=0-{500 * KIB - 1}"
     # The gateway goes away mid-upload and comes back on another port.
     stop_process(network.gateway)
-    network.gateway, network.url = start_gateway(network.gateway_dir)
+    network.gateway, network.url, network.s3_url = start_gateway(network.gateway_dir)
     async with aiohttp.ClientSession() as session:
         async with session.get(network.url + name, headers=signed()) as response:
             progress = await response.json()
@@ -578,11 +494,23 @@ async def test_any_n_minus_k_miners_may_die(
     by_account = {
         json.loads((d / "key.json").read_text())["address"]: p for d, p, _ in network.miners
     }
-    for account in holders[: PARAMS.total_shards - PARAMS.data_shards]:
+    killed = holders[: PARAMS.total_shards - PARAMS.data_shards]
+    for account in killed:
         by_account[account].send_signal(signal.SIGKILL)
     await asyncio.sleep(0.5)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
-    ):
-        assert response.status == 200 and await response.read() == data
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
+        ):
+            assert response.status == 200 and await response.read() == data
+    finally:
+        # The network is shared with later modules: the dead come back.
+        for position, (directory, process, _) in enumerate(network.miners):
+            if process.poll() is not None:
+                (directory / "miner.url").unlink(missing_ok=True)  # a SIGKILL leaves it
+                revived = start_miner(directory)
+                network.miners[position] = (directory, revived, "")
+        network.miners[:] = [
+            (d, p, u or await asyncio.to_thread(wait_for_url, d, p)) for d, p, u in network.miners
+        ]

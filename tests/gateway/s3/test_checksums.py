@@ -3,7 +3,7 @@ import hashlib
 from typing import Any
 
 import pytest
-from botocore.httpchecksum import (  # type: ignore[import-untyped]
+from botocore.httpchecksum import (
     Crc32Checksum,
     CrtCrc32cChecksum,
     CrtCrc64NvmeChecksum,

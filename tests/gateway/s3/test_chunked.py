@@ -12,10 +12,10 @@ from typing import Any
 from unittest import mock
 from urllib.parse import urlsplit
 
-import boto3  # type: ignore[import-untyped]
+import boto3
 import pytest
 from aiohttp import StreamReader
-from botocore.awsrequest import AWSResponse  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSResponse
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
@@ -403,17 +403,23 @@ async def test_signed_chunks_but_the_last_hold_8_kib() -> None:
     assert len(b"".join(pieces)) == 8292
 
 
-async def test_single_use_and_trailers_only_at_the_end() -> None:
+async def test_iteration_resumes_and_trailers_come_at_the_end() -> None:
+    trailers = {"x-amz-checksum-crc32": "AAAAAA=="}
     decoder = AwsChunkedDecoder(
-        stream(encode([b"abc"], signed=False, trailers={})),
+        stream(encode([b"abc", b"def"], signed=False, trailers=trailers)),
         payload="streaming-unsigned-trailer",
-        decoded_length=3,
+        decoded_length=6,
+        announced_trailers=trailers,
     )
+    async for piece in decoder:
+        assert piece == b"abc"
+        break
+    assert not decoder.finished
     with pytest.raises(RuntimeError):
         _ = decoder.trailers
-    assert [piece async for piece in decoder] == [b"abc"]
-    with pytest.raises(RuntimeError):
-        decoder.__aiter__()
+    assert [piece async for piece in decoder] == [b"def"]
+    assert decoder.finished and decoder.trailers == trailers
+    assert [piece async for piece in decoder] == []
 
 
 def test_construction_errors() -> None:

@@ -1,0 +1,139 @@
+"""One network of real processes for every test that needs a gateway: a chain node,
+n + 2 miners and the gateway (native and S3 APIs), started once per test session."""
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chain_client.keys import dev_keypair
+from chain_client.params import KIB, Genesis, PenaltySchedule, dev_params
+from gateway.devnet import gateway_command, stop_process
+from gateway.native_auth import sign_headers
+from tests.conftest import ChainProcess, start_chain
+from tests.e2e.test_miner import init_miner, start_miner, wait_for_url
+
+__all__ = [
+    "MINERS",
+    "MIN_PART",
+    "PARAMS",
+    "S3_TERRITORY",
+    "USER",
+    "Network",
+    "gateway_network",
+    "signed",
+    "start_gateway",
+]
+
+PARAMS = dev_params(
+    data_shards=4,
+    total_shards=12,
+    fragment_size=64 * KIB,
+    segment_size=256 * KIB,
+    stripe_block_size=16 * KIB,
+    block_time=0.25,
+    blocks_per_day=10_000,  # territories outlive the test run, whatever its pace
+    challenge_interval=10**6,
+    challenge_deadline=20,
+    offline_after=10**5,
+    penalties=PenaltySchedule(force_exit_misses=50, failed_proof_threshold=1),
+)
+MINERS = PARAMS.total_shards + 2
+MIN_PART = 256 * KIB  # the gateway's multipart minimum here (AWS: 5 MiB)
+S3_TERRITORY = "s3home"  # the gateway's default territory (the S3 tests mint it)
+USER = dev_keypair("Alice")
+
+
+@dataclass
+class Network:
+    chain: ChainProcess
+    miners: list[tuple[Path, subprocess.Popen[bytes], str]]
+    gateway: subprocess.Popen[bytes]
+    gateway_dir: Path
+    url: str
+    s3_url: str
+
+
+def start_gateway(directory: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The gateway process and its native and S3 URLs."""
+    with open(directory / "gateway.log", "ab") as log:
+        process = subprocess.Popen(
+            gateway_command(directory / "gateway.toml"), stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 60
+    while not (directory / "native.url").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError((directory / "gateway.log").read_text()[-3000:])
+        time.sleep(0.05)
+    urls = (directory / name for name in ("native.url", "s3.url"))
+    native, s3 = (path.read_text().strip() for path in urls)
+    return process, native, s3
+
+
+@pytest.fixture(scope="session")
+def gateway_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    root = tmp_path_factory.mktemp("gwnet")
+    genesis = root / "genesis.json"
+    genesis.write_text(json.dumps(Genesis(params=PARAMS, dev=True).to_json()))
+    chain = start_chain(root / "chain", "--dev", "--genesis", str(genesis))
+    miners: list[tuple[Path, subprocess.Popen[bytes], str]] = []
+    gateway: subprocess.Popen[bytes] | None = None
+    try:
+        for number in range(MINERS):
+            directory = root / f"miner{number}"
+            init_miner(directory, chain.url, 32 * PARAMS.idle_unit_size, "--faucet")
+            miners.append((directory, start_miner(directory), ""))
+        miners = [(d, p, wait_for_url(d, p)) for d, p, _ in miners]
+        gateway_dir = root / "gateway"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "gateway",
+                "init",
+                "--dir",
+                str(gateway_dir),
+                "--chain-rpc",
+                chain.url,
+                "--native-listen",
+                "127.0.0.1:0",
+                "--s3-listen",
+                "127.0.0.1:0",
+                "--default-territory",
+                S3_TERRITORY,
+                "--faucet",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        config = gateway_dir / "gateway.toml"  # small parts, small tests
+        config.write_text(
+            "\n".join(
+                f"multipart_min_part_size = {MIN_PART}"
+                if line.startswith("multipart_min_part_size")
+                else line
+                for line in config.read_text().splitlines()
+            )
+            + "\n"
+        )
+        gateway, url, s3_url = start_gateway(gateway_dir)
+        net = Network(chain, miners, gateway, gateway_dir, url, s3_url)
+        yield net
+        gateway = net.gateway  # a test may have restarted it
+    finally:
+        if gateway is not None:
+            stop_process(gateway)
+        for _, process, _ in net.miners if gateway is not None else miners:
+            stop_process(process)
+        chain.stop()
+
+
+def signed(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**sign_headers(USER), **(extra or {})}
