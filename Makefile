@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+TOOLS_STAMP := $(VENV)/.installed-tools
+# The S3 clients the tests drive as real programs: aws cli v2, rclone and s3cmd as Debian
+# ships them, and aws cli v1 from PyPI in a venv of its own (it pins its own botocore).
+AWSCLI1 := .venv-awscli1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: devnet test lint unit bench clean
 
@@ -22,12 +27,21 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 devnet: $(STAMP)
 	$(BIN)/deoss devnet --dir .devnet
 
+$(TOOLS_STAMP): | $(BIN)/python
+	@if ! { test -x /usr/bin/aws && command -v rclone && command -v s3cmd; } >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			awscli rclone s3cmd >/dev/null; \
+	fi
+	test -x $(AWSCLI1)/bin/aws || { $(PYTHON) -m venv $(AWSCLI1) && $(AWSCLI1)/bin/pip install --quiet awscli; }
+	touch $@
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-unit: $(TEST_STAMP)
+unit: $(TEST_STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -q
 
 test: lint unit
@@ -39,4 +53,4 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/bench_gateway.py
 
 clean:
-	rm -rf $(VENV) .devnet .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AWSCLI1) .devnet .pytest_cache .mypy_cache .ruff_cache

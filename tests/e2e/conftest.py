@@ -1,5 +1,5 @@
 """Fixtures shared by the end-to-end modules."""
 
-from tests.e2e.gateway_network import gateway_network
+from tests.e2e.gateway_network import gateway_network, s3_keys
 
-__all__ = ["gateway_network"]
+__all__ = ["gateway_network", "s3_keys"]

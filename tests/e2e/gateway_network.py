@@ -1,6 +1,8 @@
 """One network of real processes for every test that needs a gateway: a chain node,
 n + 2 miners and the gateway (native and S3 APIs), started once per test session."""
 
+import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -9,14 +11,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from chain_client.account import ChainAccount
 from chain_client.keys import dev_keypair
 from chain_client.params import KIB, Genesis, PenaltySchedule, dev_params
+from chain_client.rpc_client import HttpChain
 from gateway.devnet import gateway_command, stop_process
 from gateway.native_auth import sign_headers
 from tests.conftest import ChainProcess, start_chain
-from tests.e2e.test_miner import init_miner, start_miner, wait_for_url
+from tests.e2e.test_miner import eventually, init_miner, start_miner, wait_for_url
 
 __all__ = [
     "MINERS",
@@ -26,6 +31,8 @@ __all__ = [
     "USER",
     "Network",
     "gateway_network",
+    "prepare_s3",
+    "s3_keys",
     "signed",
     "start_gateway",
 ]
@@ -76,6 +83,11 @@ def start_gateway(directory: Path) -> tuple[subprocess.Popen[bytes], str, str]:
 
 
 @pytest.fixture(scope="session")
+def s3_keys(gateway_network: Network) -> tuple[str, str]:
+    return asyncio.run(prepare_s3(gateway_network))
+
+
+@pytest.fixture(scope="session")
 def gateway_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     root = tmp_path_factory.mktemp("gwnet")
     genesis = root / "genesis.json"
@@ -86,7 +98,7 @@ def gateway_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Networ
     try:
         for number in range(MINERS):
             directory = root / f"miner{number}"
-            init_miner(directory, chain.url, 32 * PARAMS.idle_unit_size, "--faucet")
+            init_miner(directory, chain.url, 96 * PARAMS.idle_unit_size, "--faucet")
             miners.append((directory, start_miner(directory), ""))
         miners = [(d, p, wait_for_url(d, p)) for d, p, _ in miners]
         gateway_dir = root / "gateway"
@@ -137,3 +149,33 @@ def gateway_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Networ
 
 def signed(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**sign_headers(USER), **(extra or {})}
+
+
+async def prepare_s3(network: Network) -> tuple[str, str]:
+    """The dev user has authorized the gateway, owns the S3 territory, and has an access
+    key: (access key, secret)."""
+    chain = HttpChain(network.chain.url)
+    try:
+        address = json.loads((network.gateway_dir / "key.json").read_text())["address"]
+        await eventually(
+            functools.partial(chain.query, "sminer.miners", state="positive"),
+            lambda m: len(m) >= PARAMS.total_shards,
+        )
+        user = ChainAccount(chain, USER)
+        if not await chain.query("oss.is_authorized", owner=USER.address, gateway=address):
+            await user.call("oss.authorize", gateway=address)
+        if (
+            await chain.query("storage_handler.territory", owner=USER.address, name=S3_TERRITORY)
+            is None
+        ):
+            await user.call("storage_handler.mint_territory", name=S3_TERRITORY, gib=120, days=5)
+    finally:
+        await chain.close()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{network.url}/keys", data=b"{}", headers=signed()) as response,
+    ):
+        answer = await response.json()
+        assert response.status == 200, answer
+    data = answer["data"]
+    return str(data["access_key"]), str(data["secret_key"])

@@ -2,62 +2,22 @@
 network of real processes: buckets, objects, ranges, conditionals, copies, listings in
 every pagination mode, multipart, presigned URLs, and the errors for bad input."""
 
-import asyncio
 import concurrent.futures
-import functools
 import hashlib
-import json
 import os
 import subprocess
 from typing import Any
 
-import aiohttp
 import boto3
 import pytest
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chain_client.account import ChainAccount
 from chain_client.params import KIB
-from chain_client.rpc_client import HttpChain
-from tests.e2e.gateway_network import MIN_PART, PARAMS, S3_TERRITORY, USER, Network, signed
-from tests.e2e.test_miner import eventually
+from tests.e2e.gateway_network import MIN_PART, Network
 
 pytestmark = pytest.mark.e2e
-
-
-async def _prepare(network: Network) -> tuple[str, str]:
-    """The dev user has authorized the gateway, owns a territory, and has a key."""
-    chain = HttpChain(network.chain.url)
-    try:
-        address = json.loads((network.gateway_dir / "key.json").read_text())["address"]
-        await eventually(
-            functools.partial(chain.query, "sminer.miners", state="positive"),
-            lambda m: len(m) >= PARAMS.total_shards,
-        )
-        user = ChainAccount(chain, USER)
-        if not await chain.query("oss.is_authorized", owner=USER.address, gateway=address):
-            await user.call("oss.authorize", gateway=address)
-        if (
-            await chain.query("storage_handler.territory", owner=USER.address, name=S3_TERRITORY)
-            is None
-        ):
-            await user.call("storage_handler.mint_territory", name=S3_TERRITORY, gib=40, days=5)
-    finally:
-        await chain.close()
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{network.url}/keys", data=b"{}", headers=signed()) as response,
-    ):
-        answer = await response.json()
-        assert response.status == 200, answer
-    return answer["data"]["access_key"], answer["data"]["secret_key"]
-
-
-@pytest.fixture(scope="module")
-def keys(gateway_network: Network) -> tuple[str, str]:
-    return asyncio.run(_prepare(gateway_network))
 
 
 def client(network: Network, keys: tuple[str, str], **config: Any) -> BaseClient:
@@ -72,17 +32,17 @@ def client(network: Network, keys: tuple[str, str], **config: Any) -> BaseClient
 
 
 @pytest.fixture(scope="module")
-def s3(gateway_network: Network, keys: tuple[str, str]) -> BaseClient:
-    return client(gateway_network, keys)
+def s3(gateway_network: Network, s3_keys: tuple[str, str]) -> BaseClient:
+    return client(gateway_network, s3_keys)
 
 
 def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return str(exc.value.response["Error"]["Code"])
 
 
-def test_buckets(s3: BaseClient, gateway_network: Network, keys: tuple[str, str]) -> None:
+def test_buckets(s3: BaseClient, gateway_network: Network, s3_keys: tuple[str, str]) -> None:
     s3.create_bucket(Bucket="photos")  # in the gateway's default territory
-    named = client(gateway_network, keys)
+    named = client(gateway_network, s3_keys)
 
     def territory(request: Any, **_: Any) -> None:
         request.headers["x-deoss-territory"] = "no-such-territory"
@@ -274,11 +234,11 @@ def test_multipart(s3: BaseClient) -> None:
 
 
 def test_presigned_urls_v4_and_v2(
-    gateway_network: Network, keys: tuple[str, str], s3: BaseClient
+    gateway_network: Network, s3_keys: tuple[str, str], s3: BaseClient
 ) -> None:
     s3.put_object(Bucket="photos", Key="shared.txt", Body=b"hello presigned")
     for version in ("s3v4", "s3"):
-        signer = client(gateway_network, keys, signature_version=version)
+        signer = client(gateway_network, s3_keys, signature_version=version)
         url = signer.generate_presigned_url(
             "get_object", Params={"Bucket": "photos", "Key": "shared.txt"}, ExpiresIn=60
         )
@@ -310,12 +270,12 @@ def test_presigned_urls_v4_and_v2(
         assert b"SignatureDoesNotMatch" in refused.stdout
 
 
-def test_bad_credentials(gateway_network: Network, keys: tuple[str, str]) -> None:
-    wrong = client(gateway_network, (keys[0], "x" * 40))
+def test_bad_credentials(gateway_network: Network, s3_keys: tuple[str, str]) -> None:
+    wrong = client(gateway_network, (s3_keys[0], "x" * 40))
     with pytest.raises(ClientError) as caught:
         wrong.list_buckets()
     assert error_code(caught) == "SignatureDoesNotMatch"
-    unknown = client(gateway_network, ("DOUNKNOWNKEY0000000", keys[1]))
+    unknown = client(gateway_network, ("DOUNKNOWNKEY0000000", s3_keys[1]))
     with pytest.raises(ClientError) as caught:
         unknown.list_buckets()
     assert error_code(caught) == "InvalidAccessKeyId"
