@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from chain_client.errors import ChainError
+from gateway.expect import close_if_unasked, defer_continue
 from gateway.objects import ObjectError
 from gateway.s3 import buckets_api, multipart_api, objects_api
 from gateway.s3.access_keys import AccessKeyError
 from gateway.s3.checksums import ChecksumError
 from gateway.s3.chunked import ChunkedError
-from gateway.s3.context import S3, S3Context, S3Request, split_target
+from gateway.s3.context import AUTH, S3, S3Context, S3Request, split_target
 from gateway.s3.sigv4 import S3AuthError, authenticate
 from gateway.s3.xml import S3Error, error_response
 
@@ -135,7 +136,7 @@ async def _authenticate(
     if owner_secret is None:  # revoked between the two lookups
         raise S3Error(403, "InvalidAccessKeyId", "the access key does not exist")
     owner = owner_secret[0]
-    request["s3_auth"] = found
+    request[AUTH] = found
     if owner != ctx.gateway:
         try:
             allowed = await ctx.is_authorized(owner)
@@ -169,31 +170,15 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         response = error_response(error, resource, target.request_id)
     if not response.prepared:
         response.headers["x-amz-request-id"] = target.request_id
-        if awaits_continue(request):
-            # The client held its body back and we never asked for it: it may or may
-            # not send it now, so this connection cannot carry another request.
-            response.force_close()
+        close_if_unasked(request, response)
         if response.status in (503,):
             response.headers.setdefault("Retry-After", "5")
     return response
-
-
-def awaits_continue(request: web.Request) -> bool:
-    """Whether the client sent ``Expect: 100-continue`` with a body we never asked for."""
-    return (
-        request.headers.get("Expect", "").lower() == "100-continue"
-        and not request.get("continued")
-        and bool(request.content_length)
-    )
-
-
-async def _defer_continue(request: web.Request) -> None:
-    """No automatic ``100 Continue``: handlers send it once auth and the bucket passed."""
 
 
 def make_s3_app(ctx: S3Context) -> web.Application:
     # The handlers stream bodies themselves; XML bodies are read with explicit limits.
     app = web.Application(client_max_size=1024**2)
     app[S3] = ctx
-    app.router.add_route("*", "/{tail:.*}", _dispatch, expect_handler=_defer_continue)
+    app.router.add_route("*", "/{tail:.*}", _dispatch, expect_handler=defer_continue)
     return app

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.expect import send_continue
 from gateway.s3 import checksums
 from gateway.s3.checksums import Algorithm, Checksum
 from gateway.s3.chunked import AwsChunkedDecoder
-from gateway.s3.context import S3Request
-from gateway.s3.sigv4 import AuthResult
+from gateway.s3.context import AUTH, S3Request
 from gateway.s3.xml import S3Error
 
 __all__ = ["UploadBody", "upload_body"]
@@ -33,19 +33,12 @@ class UploadBody:
     checksum: tuple[Algorithm, str] | None = None  # (algorithm, base64 value)
 
 
-async def _send_continue(req: S3Request) -> None:
-    request = req.web
-    if request.headers.get("Expect", "").lower() == "100-continue" and request.writer:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request["continued"] = True
-
-
 def upload_body(req: S3Request, meta: dict[str, Any]) -> UploadBody:
     """The request body of a PutObject or UploadPart. Raises for a missing length. Once
     the body checks out, a client-sent checksum is put in ``meta["checksum"]`` as
     ``[algorithm, base64]``, before the last piece is handed over."""
     request = req.web
-    auth: AuthResult = request["s3_auth"]
+    auth = request[AUTH]
     headers = request.headers
     streaming = auth.payload in _STREAMING or "aws-chunked" in headers.get("Content-Encoding", "")
     if streaming:
@@ -75,7 +68,7 @@ def upload_body(req: S3Request, meta: dict[str, Any]) -> UploadBody:
     body = UploadBody(length, _empty())
 
     async def chunks() -> AsyncIterator[bytes]:
-        await _send_continue(req)
+        await send_continue(req.web)
         algorithm = expected[0] if expected else trailer_checksum
         summer = Checksum(algorithm) if algorithm else None
         md5 = hashlib.md5(usedforsecurity=False) if md5_expected is not None else None

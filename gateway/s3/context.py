@@ -12,9 +12,10 @@ from aiohttp import web
 from gateway.index import BucketRecord, MetadataIndex
 from gateway.objects import ObjectService
 from gateway.s3.access_keys import AccessKeyStore
+from gateway.s3.sigv4 import AuthResult
 from gateway.s3.xml import S3Error
 
-__all__ = ["S3", "S3Context", "S3Request", "check_bucket_name", "object_name"]
+__all__ = ["AUTH", "S3", "S3Context", "S3Request", "check_bucket_name", "object_name"]
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
@@ -40,6 +41,7 @@ class S3Context:
 
 
 S3 = web.AppKey("s3", S3Context)
+AUTH = web.RequestKey("s3_auth", AuthResult)  # who signed the request, and how
 
 
 @dataclass
