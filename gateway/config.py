@@ -29,8 +29,8 @@ class GatewayConfig:
     faucet: bool = False  # dev networks only: fund the gateway account from the faucet
     default_territory: str = ""
     auth_window: float = 300.0
-    max_uploads_per_account: int = 8
-    max_uploads: int = 64
+    max_uploads_per_account: int = 32  # aws cli alone runs 10 requests at once
+    max_uploads: int = 256
     max_resume_sessions_per_account: int = 16
     resume_ttl: float = 86_400.0  # an idle resumable upload is aborted after this
     spool_floor: int = 256 * 1024 * 1024  # free bytes the resume spool leaves on its disk

@@ -76,8 +76,8 @@ class NativeContext:
         tracker: DealTracker,
         keys: AccessKeyStore | None = None,
         metrics: GatewayMetrics | None = None,
-        max_uploads_per_account: int = 8,
-        max_uploads: int = 64,
+        max_uploads_per_account: int = 32,
+        max_uploads: int = 256,
     ) -> None:
         self.max_uploads_per_account = max_uploads_per_account
         self.max_uploads = max_uploads

@@ -64,7 +64,7 @@ async def _store(
             body=body,
             size_hint=size,
             copies=copies,
-            password=cipher,
+            secret=cipher,
             content_type=TYPES.guess_type(name)[0] or "application/octet-stream",
         )
     layout = await ctx.service.layout_for(copies)

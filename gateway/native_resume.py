@@ -94,7 +94,7 @@ async def put_resume(request: web.Request) -> web.Response:
                 body=ctx.resume.plaintext(session),
                 size_hint=session.total,
                 copies=session.copies,
-                password=cipher_of(request),
+                secret=cipher_of(request),
                 content_type=TYPES.guess_type(name)[0] or "application/octet-stream",
             )
             ctx.resume.complete(session, record.fid)

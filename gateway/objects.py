@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from nacl import bindings
 
@@ -45,6 +45,7 @@ from gateway.keywrap import (
     WrongKey,
     unwrap,
     wrap_master,
+    wrap_with_customer_key,
     wrap_with_password,
 )
 from gateway.transfer import (
@@ -55,9 +56,12 @@ from gateway.transfer import (
     TransferError,
 )
 
-__all__ = ["ObjectError", "ObjectService"]
+__all__ = ["ObjectError", "ObjectService", "PlacedUnit", "Secret"]
 
 log = logging.getLogger("deoss.objects")
+# What opens an object's data keys beyond the master key: a native Cipher password (str)
+# or an S3 SSE-C customer key (bytes).
+Secret: TypeAlias = str | bytes | None
 PUT_ATTEMPTS = 4
 FETCH_STRIPES = 8  # stripes fetched per ranged GET: 2 MiB per fragment at the defaults
 ARGON2_CONCURRENCY = 4  # Cipher derivations at once (64 MiB each)
@@ -246,7 +250,7 @@ class ObjectService:
         size_hint: int | None,
         content_type: str = "application/octet-stream",
         copies: int | None = None,
-        password: str | None = None,
+        secret: Secret = None,
         meta: dict[str, Any] | None = None,
     ) -> ObjectRecord:
         """Stores an object under ``name`` (replacing what the name held); ``meta`` is
@@ -259,7 +263,7 @@ class ObjectService:
         self._reserved[key] = self._reserved.get(key, 0) + estimate
         try:
             return await self._put(
-                owner, territory, name, body, layout, content_type, password, meta or {}
+                owner, territory, name, body, layout, content_type, secret, meta or {}
             )
         finally:
             self._reserved[key] -= estimate
@@ -306,10 +310,10 @@ class ObjectService:
         body: AsyncIterable[bytes],
         layout: Layout,
         content_type: str,
-        password: str | None,
+        secret: Secret,
         meta: dict[str, Any],
     ) -> ObjectRecord:
-        unit = await self.encode_unit(body, layout, password)
+        unit = await self.encode_unit(body, layout, secret)
         return await self.commit(
             owner=owner,
             territory=territory,
@@ -322,7 +326,7 @@ class ObjectService:
         )
 
     async def encode_unit(
-        self, body: AsyncIterable[bytes], layout: Layout, password: str | None = None
+        self, body: AsyncIterable[bytes], layout: Layout, secret: Secret = None
     ) -> PlacedUnit:
         """One encoding unit (fresh data key): encrypted, encoded and placed on miners a
         segment at a time, every fragment with a receipt. Nothing is recorded: the
@@ -334,10 +338,12 @@ class ObjectService:
                 await self._store_segment(upload, segment)
         for segment in await asyncio.to_thread(encoder.finish):
             await self._store_segment(upload, segment)
-        if password is not None:
+        if isinstance(secret, bytes):
+            wrapped = wrap_with_customer_key(encoder.dek, encoder.unit_id, secret)
+        elif secret is not None:
             async with self._argon2:
                 wrapped = await asyncio.to_thread(
-                    wrap_with_password, encoder.dek, encoder.unit_id, password
+                    wrap_with_password, encoder.dek, encoder.unit_id, secret
                 )
         else:
             wrapped = wrap_master(encoder.dek, encoder.unit_id, self.master_key)
@@ -515,29 +521,45 @@ class ObjectService:
             raise ObjectError(404, "NotFound", f"no object {fid}")
         return record
 
-    def data_key(self, unit: UnitRecord, password: str | None) -> bytes:
+    def data_key(self, unit: UnitRecord, secret: Secret) -> bytes:
         try:
             return unwrap(
                 WrappedKey.from_json(unit.wrapped_key),
                 bytes.fromhex(unit.unit_id),
                 master_key=self.master_key,
-                password=password,
+                password=secret if isinstance(secret, str) else None,
+                customer_key=secret if isinstance(secret, bytes) else None,
             )
-        except KeyRequired:
+        except KeyRequired as exc:
+            if exc.scheme == "sse-c":
+                raise ObjectError(
+                    400,
+                    "InvalidRequest",
+                    "the object was stored with an SSE-C key: send it to read the object",
+                ) from None
             raise ObjectError(
                 403, "CipherRequired", "this object was stored with a Cipher"
             ) from None
-        except WrongKey:
+        except WrongKey as exc:
+            if exc.scheme == "sse-c":
+                raise ObjectError(
+                    403, "AccessDenied", "the SSE-C key does not open this object"
+                ) from None
             raise ObjectError(403, "WrongCipher", "the Cipher does not open this object") from None
 
-    async def _unit_key(self, unit: UnitRecord, password: str | None) -> bytes:
-        if password is None:
-            return await asyncio.to_thread(self.data_key, unit, None)
+    async def _unit_key(self, unit: UnitRecord, secret: Secret) -> bytes:
+        if not isinstance(secret, str):
+            return await asyncio.to_thread(self.data_key, unit, secret)
         async with self._argon2:  # 64 MiB of memory each
-            return await asyncio.to_thread(self.data_key, unit, password)
+            return await asyncio.to_thread(self.data_key, unit, secret)
+
+    async def check_secret(self, record: ObjectRecord, secret: Secret) -> None:
+        """Raises as a read would when ``secret`` does not open the object (for HEAD)."""
+        for unit in self.index.units(record.fid):
+            await self._unit_key(unit, secret)
 
     async def read(
-        self, record: ObjectRecord, start: int, end: int, password: str | None
+        self, record: ObjectRecord, start: int, end: int, secret: Secret
     ) -> AsyncIterator[bytes]:
         """Plaintext bytes ``start..end`` (exclusive), streamed in order, across the
         object's units (one per part of a multipart upload). A unit's key is opened
@@ -549,7 +571,7 @@ class ObjectService:
             offset = high
             if high <= start or low >= end:
                 continue
-            dek = await self._unit_key(unit, password)
+            dek = await self._unit_key(unit, secret)
             plan = codec.plan_range(
                 layout, unit.plain_size, max(start, low) - low, min(end, high) - low
             )

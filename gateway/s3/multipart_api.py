@@ -17,11 +17,11 @@ from aiohttp import web
 from gateway.conditional import parse_byte_range
 from gateway.index import PartRecord, UploadRecord
 from gateway.objects import PlacedUnit
-from gateway.s3 import checksums
+from gateway.s3 import checksums, sse
 from gateway.s3.body import upload_body
 from gateway.s3.buckets_api import owner_element
 from gateway.s3.context import S3Request, object_name
-from gateway.s3.objects_api import stored_meta
+from gateway.s3.objects_api import sse_c_key, stored_meta
 from gateway.s3.xml import S3Error, element, iso_time, leaves, parse_xml, xml_response
 
 __all__ = [
@@ -67,6 +67,9 @@ async def create_upload(req: S3Request) -> web.StreamResponse:
         meta=stored_meta(req.web.headers),
         created_at=time.time(),
     )
+    key = sse.customer_key(req.web.headers)
+    if key is not None:
+        upload.meta["sse_c"] = sse.key_md5(key)
     req.ctx.index.create_upload(upload)
     root = element(
         "InitiateMultipartUploadResult",
@@ -90,14 +93,30 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     if "x-amz-copy-source" in req.web.headers:
         return await _upload_part_copy(req, upload, number)
     meta: dict[str, object] = {}
+    key = _part_key(req, upload)
     body = upload_body(req, meta)
     await service.check_upload(req.owner, upload.territory, body.length, None)
-    unit = await service.encode_unit(body.chunks, layout)
+    unit = await service.encode_unit(body.chunks, layout, key)
     _record_part(req, upload, number, unit)
-    headers = {"ETag": f'"{unit.md5}"', "x-amz-request-id": req.request_id}
+    headers = {
+        "ETag": f'"{unit.md5}"',
+        "x-amz-request-id": req.request_id,
+        **sse.response_headers(upload.meta.get("sse_c")),
+    }
     if body.checksum:
         headers[checksums.header_name(body.checksum[0])] = body.checksum[1]
     return web.Response(status=200, headers=headers)
+
+
+def _part_key(req: S3Request, upload: UploadRecord) -> bytes | None:
+    """A part is encrypted under the upload's SSE-C key, which every part repeats."""
+    key = sse.customer_key(req.web.headers)
+    expected = upload.meta.get("sse_c")
+    if (key is None) != (expected is None) or (key is not None and sse.key_md5(key) != expected):
+        raise S3Error(
+            400, "InvalidRequest", "each part carries the SSE-C key the upload was created with"
+        )
+    return key
 
 
 def _record_part(req: S3Request, upload: UploadRecord, number: int, unit: PlacedUnit) -> None:
@@ -131,9 +150,12 @@ async def _upload_part_copy(
             raise S3Error(400, "InvalidArgument", "x-amz-copy-source-range is bytes=first-last")
         span = parsed
     service = req.ctx.service
+    source_sse = sse_c_key(req.web.headers, source, sse.COPY_SOURCE)
+    part_sse = _part_key(req, upload)
     await service.check_upload(req.owner, upload.territory, span[1] - span[0], None)
     layout = await service.layout_for(None)
-    unit = await service.encode_unit(service.read(source, span[0], span[1], None), layout)
+    plaintext = service.read(source, span[0], span[1], source_sse)
+    unit = await service.encode_unit(plaintext, layout, part_sse)
     _record_part(req, upload, number, unit)
     root = element(
         "CopyPartResult",

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.conditional import http_date, parse_byte_range, precondition, range_applies
 from gateway.index import ObjectRecord
 from gateway.objects import ObjectError
-from gateway.s3 import checksums
+from gateway.s3 import checksums, sse
 from gateway.s3.body import upload_body
 from gateway.s3.context import S3Request, object_name
 from gateway.s3.xml import (
@@ -105,9 +105,13 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     if headers.get("If-None-Match") == "*" and req.ctx.index.find(req.owner, name):
         raise S3Error(412, "PreconditionFailed", "the key exists (If-None-Match: *)")
     meta = stored_meta(headers)
+    key = sse.customer_key(headers)
+    if key is not None:
+        meta["sse_c"] = sse.key_md5(key)
     body = upload_body(req, meta)
     await req.ctx.service.check_upload(req.owner, bucket.territory, body.length, None)
     record = await req.ctx.service.put(
+        secret=key,
         owner=req.owner,
         territory=bucket.territory,
         name=name,
@@ -116,7 +120,11 @@ async def put_object(req: S3Request) -> web.StreamResponse:
         content_type=headers.get("Content-Type") or "binary/octet-stream",
         meta=meta,  # the body adds the verified checksum as it ends
     )
-    answer = {"ETag": f'"{record.etag}"', "x-amz-request-id": req.request_id}
+    answer = {
+        "ETag": f'"{record.etag}"',
+        "x-amz-request-id": req.request_id,
+        **sse.response_headers(meta.get("sse_c")),
+    }
     if meta.get("checksum"):
         algorithm, value = meta["checksum"]
         answer[checksums.header_name(algorithm)] = value
@@ -167,6 +175,17 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
             is not None
         ):
             raise S3Error(412, "PreconditionFailed", "a copy-source condition does not hold")
+    # The copy shares the source's wrapped data keys, so it is readable with the same
+    # SSE-C key (or none) only: no re-keying of shared units.
+    source_sse = sse_c_key(req.web.headers, source, sse.COPY_SOURCE)
+    if source_sse is not None:
+        await req.ctx.service.check_secret(source, source_sse)
+    if sse.customer_key(req.web.headers) != source_sse:
+        raise S3Error(
+            400,
+            "InvalidRequest",
+            "a copy keeps the source's encryption: give it the source's SSE-C key, or none",
+        )
     directive = req.web.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error(400, "InvalidArgument", "x-amz-metadata-directive is COPY or REPLACE")
@@ -177,7 +196,11 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
             "copying an object to itself needs new metadata (x-amz-metadata-directive: REPLACE)",
         )
     if directive == "REPLACE":
-        meta = {**stored_meta(req.web.headers), "checksum": source.meta.get("checksum")}
+        meta = {
+            **stored_meta(req.web.headers),
+            "checksum": source.meta.get("checksum"),
+            "sse_c": source.meta.get("sse_c"),
+        }
         content_type = req.web.headers.get("Content-Type") or source.content_type
     else:
         meta, content_type = source.meta, source.content_type
@@ -250,6 +273,10 @@ async def _read(req: S3Request, *, body: bool) -> web.StreamResponse:
     except _NotModified:
         keep = ("ETag", "Last-Modified", "Cache-Control", "Expires", "x-amz-request-id")
         return web.Response(status=304, headers={k: headers[k] for k in keep if k in headers})
+    key = sse_c_key(req.web.headers, record)
+    if key is not None:
+        await req.ctx.service.check_secret(record, key)  # a wrong key: 403 before any byte
+        headers.update(sse.response_headers(record.meta["sse_c"]))
     start, end, partial = _span(req, record)
     for parameter, header in RESPONSE_OVERRIDES.items():
         if parameter in req.web.query:
@@ -264,8 +291,7 @@ async def _read(req: S3Request, *, body: bool) -> web.StreamResponse:
     if not body or end == start:
         headers["Content-Length"] = str(end - start)
         return web.Response(status=status, headers=headers)
-    password = sse_c_key(req, record)
-    pieces = req.ctx.service.read(record, start, end, password)
+    pieces = req.ctx.service.read(record, start, end, key)
     first = await anext(pieces)
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = end - start
@@ -282,11 +308,23 @@ async def _read(req: S3Request, *, body: bool) -> web.StreamResponse:
     return response
 
 
-def sse_c_key(req: S3Request, record: ObjectRecord) -> str | None:
-    """No SSE-C here yet: an object is read with the gateway's own keys."""
-    if "x-amz-server-side-encryption-customer-algorithm" in req.web.headers:
-        raise S3Error(501, "NotImplemented", "SSE-C is not implemented")
-    return None
+def sse_c_key(
+    headers: Mapping[str, str], record: ObjectRecord, prefix: str = sse.PREFIX
+) -> bytes | None:
+    """The SSE-C key a read of ``record`` must and does carry (S3: 400 without it, or
+    with one for an object stored without)."""
+    key = sse.customer_key(headers, prefix)
+    stored = record.meta.get("sse_c")
+    if stored and key is None:
+        raise S3Error(
+            400,
+            "InvalidRequest",
+            "The object was stored using a form of Server Side Encryption. "
+            "The correct parameters must be provided to retrieve the object.",
+        )
+    if key is not None and not stored:
+        raise S3Error(400, "InvalidRequest", "the object was not stored with an SSE-C key")
+    return key
 
 
 async def get_object(req: S3Request) -> web.StreamResponse:

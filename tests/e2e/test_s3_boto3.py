@@ -2,6 +2,7 @@
 network of real processes: buckets, objects, ranges, conditionals, copies, listings in
 every pagination mode, multipart, presigned URLs, and the errors for bad input."""
 
+import base64
 import concurrent.futures
 import hashlib
 import os
@@ -283,3 +284,92 @@ def test_bad_credentials(gateway_network: Network, s3_keys: tuple[str, str]) -> 
         ["curl", "-sS", f"{gateway_network.s3_url}/photos"], capture_output=True, timeout=30
     )
     assert b"<Code>AccessDenied</Code>" in anonymous.stdout and b"<RequestId>" in anonymous.stdout
+
+
+def test_copy_conditions_part_copy_and_limits(s3: BaseClient) -> None:
+    data = os.urandom(MIN_PART + 5000)
+    put = s3.put_object(Bucket="photos", Key="source.bin", Body=data)
+    source = {"Bucket": "photos", "Key": "source.bin"}
+    with pytest.raises(ClientError) as caught:
+        s3.copy_object(Bucket="photos", Key="c1", CopySource=source, CopySourceIfMatch='"nope"')
+    assert error_code(caught) == "PreconditionFailed"
+    s3.copy_object(Bucket="photos", Key="c1", CopySource=source, CopySourceIfMatch=put["ETag"])
+    upload = s3.create_multipart_upload(Bucket="photos", Key="assembled")["UploadId"]
+    first = s3.upload_part_copy(
+        Bucket="photos",
+        Key="assembled",
+        UploadId=upload,
+        PartNumber=1,
+        CopySource=source,
+        CopySourceRange=f"bytes=0-{MIN_PART - 1}",
+    )["CopyPartResult"]["ETag"]
+    second = s3.upload_part(
+        Bucket="photos", Key="assembled", UploadId=upload, PartNumber=2, Body=b"tail"
+    )["ETag"]
+    s3.complete_multipart_upload(
+        Bucket="photos",
+        Key="assembled",
+        UploadId=upload,
+        MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": first}, {"PartNumber": 2, "ETag": second}]
+        },
+    )
+    assert (
+        s3.get_object(Bucket="photos", Key="assembled")["Body"].read() == data[:MIN_PART] + b"tail"
+    )
+    with pytest.raises(ClientError) as caught:
+        s3.put_object(Bucket="photos", Key="fat", Body=b"x", Metadata={"m": "v" * 3000})
+    assert error_code(caught) == "MetadataTooLarge"
+    with pytest.raises(ClientError) as caught:
+        s3.get_object_acl(Bucket="photos", Key="source.bin")
+    assert error_code(caught) == "NotImplemented"
+    md5 = base64.b64encode(hashlib.md5(b"x").digest()).decode()
+    s3.put_object(Bucket="photos", Key="md5ok", Body=b"x", ContentMD5=md5)
+    with pytest.raises(ClientError) as caught:
+        s3.put_object(Bucket="photos", Key="md5bad", Body=b"y", ContentMD5=md5)
+    assert error_code(caught) == "BadDigest"
+    with pytest.raises(ClientError) as caught:
+        s3.head_object(Bucket="photos", Key="md5bad")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404  # nothing kept
+
+
+def test_sse_c(s3: BaseClient) -> None:
+    key, other = os.urandom(32), os.urandom(32)
+    sse = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}
+    data = os.urandom(40 * KIB)
+    put = s3.put_object(Bucket="photos", Key="secret.bin", Body=data, **sse)
+    assert put["SSECustomerAlgorithm"] == "AES256"
+    got = s3.get_object(Bucket="photos", Key="secret.bin", Range="bytes=10-99", **sse)
+    assert got["Body"].read() == data[10:100]
+    assert s3.head_object(Bucket="photos", Key="secret.bin", **sse)["ContentLength"] == len(data)
+    with pytest.raises(ClientError) as caught:
+        s3.get_object(Bucket="photos", Key="secret.bin")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(ClientError) as caught:
+        s3.get_object(
+            Bucket="photos", Key="secret.bin", SSECustomerAlgorithm="AES256", SSECustomerKey=other
+        )
+    assert error_code(caught) == "AccessDenied"
+    s3.copy_object(
+        Bucket="photos",
+        Key="secret-copy",
+        CopySource={"Bucket": "photos", "Key": "secret.bin"},
+        CopySourceSSECustomerAlgorithm="AES256",
+        CopySourceSSECustomerKey=key,
+        **sse,
+    )
+    assert s3.get_object(Bucket="photos", Key="secret-copy", **sse)["Body"].read() == data
+    upload = s3.create_multipart_upload(Bucket="photos", Key="secret-mp", **sse)["UploadId"]
+    etag = s3.upload_part(
+        Bucket="photos", Key="secret-mp", UploadId=upload, PartNumber=1, Body=data, **sse
+    )["ETag"]
+    with pytest.raises(ClientError) as caught:
+        s3.upload_part(Bucket="photos", Key="secret-mp", UploadId=upload, PartNumber=2, Body=b"x")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    s3.complete_multipart_upload(
+        Bucket="photos",
+        Key="secret-mp",
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )
+    assert s3.get_object(Bucket="photos", Key="secret-mp", **sse)["Body"].read() == data
