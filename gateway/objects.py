@@ -333,11 +333,15 @@ class ObjectService:
         fragments stay orphans on their miners until a commit names them."""
         encoder = UnitEncoder(layout)
         upload = _Upload(layout)
+        # Segments are popped, not iterated: a loop variable would keep the last stored
+        # segment (n fragments) alive while the next one is being encoded.
         async for chunk in body:
-            for segment in await asyncio.to_thread(encoder.feed, chunk):
-                await self._store_segment(upload, segment)
-        for segment in await asyncio.to_thread(encoder.finish):
-            await self._store_segment(upload, segment)
+            done = await asyncio.to_thread(encoder.feed, chunk)
+            while done:
+                await self._store_segment(upload, done.pop(0))
+        done = await asyncio.to_thread(encoder.finish)
+        while done:
+            await self._store_segment(upload, done.pop(0))
         if isinstance(secret, bytes):
             wrapped = wrap_with_customer_key(encoder.dek, encoder.unit_id, secret)
         elif secret is not None:

@@ -99,7 +99,11 @@ def _receipt(node: MinerNode, fragment_id: str, size: int) -> dict[str, Any]:
 async def put_fragment(request: web.Request) -> web.Response:
     node = request.app[NODE]
     fragment_id = check_fragment_id(request.match_info["fragment_id"])
-    await _authenticate(request)
+    signed = await _authenticate(request)
+    # The body is bound by the id (its Merkle root, checked as it streams in), so the
+    # signed content hash of a fragment PUT is the id: no second pass over the bytes.
+    if signed.content_sha256 != fragment_id:
+        return _error(400, "BadContentHash", "a fragment PUT signs the fragment id as its hash")
     size = request.content_length
     if size is None:
         return _error(411, "LengthRequired", "Content-Length is required")
@@ -111,9 +115,6 @@ async def put_fragment(request: web.Request) -> web.Response:
         request.content.iter_chunked(256 * 1024),
         size=size,
         height=node.best_block,
-        # The signed path names the fragment id, the Merkle root of the body: the id
-        # check already binds the body to the signature, so no second hash is needed.
-        content_sha256=None,
     )
     node.metrics.bytes_in.inc(size)
     return web.json_response(_receipt(node, fragment_id, size), status=201 if created else 200)

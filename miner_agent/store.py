@@ -14,6 +14,7 @@ on every read). Ids are checked before any path is built from them.
 
 import asyncio
 import errno
+import functools
 import hashlib
 import os
 import re
@@ -112,11 +113,11 @@ def _checks(leaves: Sequence[bytes | bytearray | memoryview]) -> bytes:
 class _Receiver:
     """Writes one incoming fragment to a temp file while hashing it, off the loop."""
 
-    def __init__(self, path: Path, leaf_size: int) -> None:
+    def __init__(self, path: Path, leaf_size: int, *, hash_content: bool) -> None:
         self.path = path
         self.leaf_size = leaf_size
         self.file = open(path, "wb")  # noqa: SIM115 - closed in finish/abort
-        self.content = hashlib.sha256()
+        self.content = hashlib.sha256() if hash_content else None
         self.leaf_hashes: list[bytes] = []
         self.checks: list[bytes] = []
         self.pending = bytearray()
@@ -124,7 +125,8 @@ class _Receiver:
 
     def absorb(self, data: bytes) -> None:
         self.file.write(data)
-        self.content.update(data)
+        if self.content is not None:
+            self.content.update(data)
         self.size += len(data)
         view = memoryview(data)
         if self.pending:
@@ -287,7 +289,11 @@ class MinerStore:
         if free < size:
             raise StoreError(507, "InsufficientStorage", f"{free} bytes free, {size} needed")
         temp = self.tmp_dir / f"{fragment_id}.{os.getpid()}.{time.monotonic_ns()}.part"
-        receiver = await asyncio.to_thread(_Receiver, temp, self.leaf_size)
+        receiver = await asyncio.to_thread(
+            functools.partial(
+                _Receiver, temp, self.leaf_size, hash_content=content_sha256 is not None
+            )
+        )
         try:
             buffered = bytearray()
             async for chunk in body:
@@ -302,7 +308,7 @@ class MinerStore:
             if receiver.size != size:
                 raise StoreError(400, "SizeMismatch", f"got {receiver.size} of {size} bytes")
             await asyncio.to_thread(receiver.finish)
-            if content_sha256 is not None and receiver.content.hexdigest() != content_sha256:
+            if receiver.content is not None and receiver.content.hexdigest() != content_sha256:
                 raise StoreError(400, "ContentHashMismatch", "body does not match its sha256")
             if root_of_hashes(receiver.leaf_hashes).hex() != fragment_id:
                 raise StoreError(400, "HashMismatch", "body does not hash to the fragment id")

@@ -27,6 +27,7 @@ __all__ = [
     "MINERS",
     "MIN_PART",
     "PARAMS",
+    "S3_DOMAIN",
     "S3_TERRITORY",
     "USER",
     "Network",
@@ -53,6 +54,7 @@ PARAMS = dev_params(
 MINERS = PARAMS.total_shards + 2
 MIN_PART = 256 * KIB  # the gateway's multipart minimum here (AWS: 5 MiB)
 S3_TERRITORY = "s3home"  # the gateway's default territory (the S3 tests mint it)
+S3_DOMAIN = "s3.deoss.test"  # virtual-host style buckets: <bucket>.s3.deoss.test
 USER = dev_keypair("Alice")
 
 
@@ -119,6 +121,8 @@ def gateway_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Networ
                 "127.0.0.1:0",
                 "--default-territory",
                 S3_TERRITORY,
+                "--s3-domain",
+                S3_DOMAIN,
                 "--faucet",
             ],
             check=True,

@@ -380,6 +380,23 @@ def test_client_commands_round_trip(network: Network, tmp_path: Path) -> None:
         [*base, "get", fid, "-o", str(out), *target], capture_output=True, text=True, timeout=60
     )
     assert gone.returncode == 1 and "404" in gone.stderr
+    created = subprocess.run(
+        [*base, "keys", "create", "--label", "ci", *target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    access_key = json.loads(created.stdout)["access_key"]
+    assert len(json.loads(created.stdout)["secret_key"]) == 40
+    keys = [*base, "keys", "list", *target]
+    listed = subprocess.run(keys, capture_output=True, text=True, timeout=60, check=True)
+    assert f"{access_key}  live" in listed.stdout
+    subprocess.run(
+        [*base, "keys", "revoke", access_key, *target], capture_output=True, timeout=60, check=True
+    )
+    listed = subprocess.run(keys, capture_output=True, text=True, timeout=60, check=True)
+    assert f"{access_key}  revoked" in listed.stdout
 
 
 AUTHORIZE = """

@@ -5,7 +5,6 @@ penalty and restoral order for a fragment deleted behind the miner's back."""
 
 import asyncio
 import functools
-import hashlib
 import json
 import os
 import subprocess
@@ -182,9 +181,7 @@ async def put_fragment(
     session: aiohttp.ClientSession, gateway: Keypair, miner: Miner, fragment_id: str, data: bytes
 ) -> dict[str, Any]:
     path = f"/fragment/{fragment_id}"
-    headers = sign_request(
-        gateway, "PUT", path, miner.address, content_sha256=hashlib.sha256(data).hexdigest()
-    )
+    headers = sign_request(gateway, "PUT", path, miner.address, content_sha256=fragment_id)
     async with session.put(miner.url + path, data=data, headers=headers) as response:
         assert response.status == 201, await response.text()
         receipt: dict[str, Any] = await response.json()

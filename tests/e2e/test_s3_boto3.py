@@ -2,6 +2,7 @@
 network of real processes: buckets, objects, ranges, conditionals, copies, listings in
 every pagination mode, multipart, presigned URLs, and the errors for bad input."""
 
+import asyncio
 import base64
 import concurrent.futures
 import hashlib
@@ -15,8 +16,10 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from chain_client.account import ChainAccount
 from chain_client.params import KIB
-from tests.e2e.gateway_network import MIN_PART, Network
+from chain_client.rpc_client import HttpChain
+from tests.e2e.gateway_network import MIN_PART, S3_DOMAIN, USER, Network
 
 pytestmark = pytest.mark.e2e
 
@@ -373,3 +376,107 @@ def test_sse_c(s3: BaseClient) -> None:
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
     )
     assert s3.get_object(Bucket="photos", Key="secret-mp", **sse)["Body"].read() == data
+
+
+def test_virtual_host_style(
+    gateway_network: Network, s3_keys: tuple[str, str], s3: BaseClient
+) -> None:
+    """<bucket>.<s3_domain> addressing, with curl --resolve onto loopback."""
+    s3.put_object(Bucket="photos", Key="vhost/a b.txt", Body=b"virtual")
+    port = gateway_network.s3_url.rsplit(":", 1)[1]
+    resolve = ["--resolve", f"photos.{S3_DOMAIN}:{port}:127.0.0.1"]
+    for version in ("s3v4", "s3"):
+        signer = boto3.client(
+            "s3",
+            endpoint_url=f"http://{S3_DOMAIN}:{port}",
+            aws_access_key_id=s3_keys[0],
+            aws_secret_access_key=s3_keys[1],
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "virtual"}, signature_version=version),
+        )
+        url = signer.generate_presigned_url(
+            "get_object", Params={"Bucket": "photos", "Key": "vhost/a b.txt"}, ExpiresIn=60
+        )
+        assert url.startswith(f"http://photos.{S3_DOMAIN}:{port}/"), url
+        got = subprocess.run(["curl", "-sS", "-f", *resolve, url], capture_output=True, timeout=30)
+        assert got.stdout == b"virtual", (version, got.stderr)
+        listing = signer.generate_presigned_url(
+            "list_objects_v2", Params={"Bucket": "photos", "Prefix": "vhost/"}, ExpiresIn=60
+        )
+        listed = subprocess.run(
+            ["curl", "-sS", "-f", *resolve, listing], capture_output=True, timeout=30
+        )
+        assert b"<Key>vhost/a b.txt</Key>" in listed.stdout, (version, listed.stderr)
+
+
+def test_listing_pagination_with_delimiter_and_versions(s3: BaseClient) -> None:
+    expected = sorted(
+        {
+            k["Key"].split("/")[1]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket="many", Prefix="k/")
+            for k in page.get("Contents", [])
+        }
+    )
+    folded = [
+        p["Prefix"]
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket="many", Prefix="k/", Delimiter="/", PaginationConfig={"PageSize": 7}
+        )
+        for p in page.get("CommonPrefixes", [])
+    ]
+    assert folded == [f"k/{name}/" for name in expected]
+    folded_v1 = [
+        p["Prefix"]
+        for page in s3.get_paginator("list_objects").paginate(
+            Bucket="many", Prefix="k/", Delimiter="/", PaginationConfig={"PageSize": 9}
+        )
+        for p in page.get("CommonPrefixes", [])
+    ]
+    assert folded_v1 == folded
+    versions = [
+        v["Key"]
+        for page in s3.get_paginator("list_object_versions").paginate(
+            Bucket="many", PaginationConfig={"PageSize": 33}
+        )
+        for v in page.get("Versions", [])
+    ]
+    direct = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="many")
+        for o in page.get("Contents", [])
+    ]
+    assert versions == direct and len(direct) == 500
+
+
+def test_a_full_territory_is_a_clear_error(s3: BaseClient, gateway_network: Network) -> None:
+    async def mint() -> None:
+        chain = HttpChain(gateway_network.chain.url)
+        try:
+            found = await chain.query(
+                "storage_handler.territory", owner=USER.address, name="s3tiny"
+            )
+            if found is None:
+                await ChainAccount(chain, USER).call(
+                    "storage_handler.mint_territory", name="s3tiny", gib=1, days=5
+                )
+        finally:
+            await chain.close()
+
+    asyncio.run(mint())
+    small = client_with_territory(s3, "s3tiny")
+    small.create_bucket(Bucket="tiny-bucket")
+    small.put_object(Bucket="tiny-bucket", Key="fits", Body=os.urandom(40 * KIB))
+    with pytest.raises(ClientError) as caught:
+        small.put_object(Bucket="tiny-bucket", Key="does-not", Body=os.urandom(80 * KIB))
+    assert error_code(caught) == "InsufficientTerritorySpace"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def client_with_territory(s3: BaseClient, territory: str) -> BaseClient:
+    """The same client, naming a territory on CreateBucket (docs/s3.md §3)."""
+
+    def add(request: Any, **_: Any) -> None:
+        request.headers["x-deoss-territory"] = territory
+
+    s3.meta.events.register("before-sign.s3.CreateBucket", add)
+    return s3

@@ -47,12 +47,16 @@ class Setup:
         now: float | None = None,
     ) -> Any:
         signer = signer or self.gateway
+        # A fragment PUT signs the fragment id as its content hash (docs/miner-protocol.md).
+        fragment_put = method == "PUT" and path.startswith("/fragment/")
         signed = sign_request(
             signer,
             method,
             path,
             receiver or self.node.address,
-            content_sha256=hashlib.sha256(body).hexdigest(),
+            content_sha256=path.split("/")[2].split("?")[0]
+            if fragment_put
+            else hashlib.sha256(body).hexdigest(),
             now=now,
         )
         return await self.client.request(
@@ -170,11 +174,7 @@ async def test_requests_must_be_signed_by_a_registered_gateway(setup: Setup) -> 
     stale = await setup.request("PUT", path, data, now=1_000_000_000)
     assert stale.status == 401 and (await stale.json())["error"]["code"] == "RequestTimeSkewed"
     signed = sign_request(
-        setup.gateway,
-        "PUT",
-        path,
-        setup.node.address,
-        content_sha256=hashlib.sha256(data).hexdigest(),
+        setup.gateway, "PUT", path, setup.node.address, content_sha256=path.split("/")[2]
     )
     tampered = await setup.client.put(path + "?x=1", data=data, headers=signed)
     assert tampered.status == 401
@@ -192,10 +192,19 @@ async def test_bad_bodies_leave_nothing_behind(setup: Setup) -> None:
         "PUT",
         f"/fragment/{fragment_id}",
         setup.node.address,
-        content_sha256=hashlib.sha256(data).hexdigest(),
+        content_sha256=fragment_id,
     )
     replayed = await setup.client.put(f"/fragment/{fragment_id}", data=other, headers=signed)
     assert (await replayed.json())["error"]["code"] == "HashMismatch"
+    body_hash = sign_request(
+        setup.gateway,
+        "PUT",
+        f"/fragment/{fragment_id}",
+        setup.node.address,
+        content_sha256=hashlib.sha256(data).hexdigest(),
+    )
+    hashed = await setup.client.put(f"/fragment/{fragment_id}", data=data, headers=body_hash)
+    assert (await hashed.json())["error"]["code"] == "BadContentHash"
     too_big = os.urandom(setup.node.params.fragment_size + 1)
     large = await setup.request("PUT", f"/fragment/{merkle_root(too_big, LEAF).hex()}", too_big)
     assert large.status == 413

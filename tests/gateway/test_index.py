@@ -1,0 +1,124 @@
+"""The metadata index: names and the files they share, the outbox of declarations and
+deletions, buckets, multipart uploads, and listing order."""
+
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.index import (
+    ACTIVE,
+    DECLARE,
+    DECLARED,
+    DELETE,
+    PENDING,
+    MetadataIndex,
+    ObjectRecord,
+    PartRecord,
+    SegmentRecord,
+    UnitRecord,
+    UploadRecord,
+)
+
+OWNER = "cXowner"
+
+
+def record(fid: str, name: str, owner: str = OWNER) -> ObjectRecord:
+    return ObjectRecord(
+        fid, owner, name, "home", 10, "text/plain", "e" * 32, 2, 4, 40, PENDING, 1.0
+    )
+
+
+def upload(index: MetadataIndex, fid: str, name: str, owner: str = OWNER) -> None:
+    index.commit_upload(
+        record(fid, name, owner),
+        [UnitRecord(fid, 0, "u" * 32, "aes256gcm", 10, 26, "{}", 0, 1)],
+        [SegmentRecord(fid, 0, "s" * 64, 1, 26, 13)],
+        [],
+        {"fid": fid, "key": name},
+    )
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> MetadataIndex:
+    return MetadataIndex(tmp_path / "index.db")
+
+
+def test_a_file_lives_while_a_name_refers_to_it(index: MetadataIndex) -> None:
+    upload(index, "f1", "a")
+    copy = record("f1", "b")
+    index.add_name(copy, {"fid": "f1", "key": "b"})
+    assert [r.name for r in index.names_of("f1", OWNER)] == ["a", "b"]
+    assert index.delete_name(OWNER, "a") == "f1"
+    assert index.units("f1") and index.find(OWNER, "b") is not None
+    index.delete_name(OWNER, "b")
+    assert index.units("f1") == [] and index.object("f1") is None
+    deletions = index.outbox(DELETE, PENDING)
+    assert [(d.name, d.fid) for d in deletions] == [("a", "f1"), ("b", "f1")]
+    assert index.outbox(DECLARE, PENDING) == []  # never declared, never will be
+    with pytest.raises(KeyError):
+        index.add_name(record("gone", "c"), {})
+
+
+def test_a_new_upload_replaces_the_name(index: MetadataIndex) -> None:
+    upload(index, "f1", "a")
+    upload(index, "f2", "a")
+    assert index.find(OWNER, "a") is not None and index.find(OWNER, "a").fid == "f2"  # type: ignore[union-attr]
+    assert index.units("f1") == []  # its last name went
+    assert [e.fid for e in index.outbox(DECLARE, PENDING)] == ["f2"]
+    assert index.outbox(DELETE, PENDING) == []  # the declaration replaces the reference
+
+
+def test_states_follow_the_chain(index: MetadataIndex) -> None:
+    upload(index, "f1", "a")
+    entry = index.outbox(DECLARE, PENDING)[0]
+    index.set_entry_states([entry.id], DECLARED)
+    assert index.pending_bytes(OWNER, "home") == 0
+    index.files_active(["f1"])
+    assert index.find(OWNER, "a").state == ACTIVE  # type: ignore[union-attr]
+    assert index.file_active("f1")
+
+
+def test_buckets(index: MetadataIndex) -> None:
+    assert index.create_bucket("photos", OWNER, "home") is not None
+    assert index.create_bucket("photos", "someone", "t") is None
+    upload(index, "f1", "photos/cat")
+    assert not index.delete_bucket("photos", OWNER)
+    index.delete_name(OWNER, "photos/cat")
+    assert index.delete_bucket("photos", OWNER)
+    assert index.bucket("photos") is None
+
+
+def test_uploads_expire(index: MetadataIndex) -> None:
+    now = time.time()
+    for upload_id, at in (("old", now - 100), ("new", now)):
+        index.create_upload(UploadRecord(upload_id, OWNER, "b/k", "home", "x", {}, at))
+        index.put_part(PartRecord(upload_id, 1, "d" * 32, 5, {}, at))
+    assert index.expire_uploads(now - 50) == 1
+    assert index.upload("old") is None and index.parts("old") == []
+    assert [p.part_no for p in index.parts("new")] == [1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.sets(
+        st.text(st.characters(min_codepoint=32, max_codepoint=0x2FFF), min_size=1, max_size=6),
+        max_size=25,
+    ),
+    st.text(max_size=2),
+)
+def test_names_list_in_utf8_byte_order(
+    tmp_path_factory: pytest.TempPathFactory, names: set[str], prefix: str
+) -> None:
+    index = MetadataIndex(tmp_path_factory.mktemp("order") / "index.db")
+    for number, name in enumerate(names):
+        upload(index, f"f{number}", name)
+    wanted = sorted((n for n in names if n.startswith(prefix)), key=lambda n: n.encode())
+    got, after = [], ""
+    while page := index.objects_by_name(OWNER, after, 3, prefix=prefix):
+        got += [r.name for r in page]
+        after = page[-1].name
+    assert got == wanted
+    index.close()
