@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 
@@ -104,6 +105,17 @@ def test_devnet_runs_chain_miners_and_gateway(tmp_path: Path) -> None:
             check=True,
         )
         assert got.stdout == data
+        # The printed S3 example works with the devnet's access key.
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=info["s3_endpoint"],
+            aws_access_key_id=info["access_key"],
+            aws_secret_access_key=info["secret_key"],
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="my-bucket")
+        s3.put_object(Bucket="my-bucket", Key="hello.bin", Body=data)
+        assert s3.get_object(Bucket="my-bucket", Key="hello.bin")["Body"].read() == data
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)

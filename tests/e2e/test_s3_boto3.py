@@ -6,10 +6,12 @@ import asyncio
 import base64
 import concurrent.futures
 import hashlib
+import json
 import os
 import subprocess
 from typing import Any
 
+import aiohttp
 import boto3
 import pytest
 from botocore.client import BaseClient
@@ -17,8 +19,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from chain_client.account import ChainAccount
+from chain_client.keys import dev_keypair
 from chain_client.params import KIB
 from chain_client.rpc_client import HttpChain
+from gateway.native_auth import sign_headers
 from tests.e2e.gateway_network import MIN_PART, S3_DOMAIN, USER, Network
 
 pytestmark = pytest.mark.e2e
@@ -481,3 +485,36 @@ def client_with_territory(s3: BaseClient, territory: str) -> BaseClient:
 
     s3.meta.events.register("before-sign.s3.CreateBucket", add)
     return s3
+
+
+def test_bucket_names_are_global(gateway_network: Network, s3: BaseClient) -> None:
+    """Another account cannot take a bucket name, nor touch a bucket it does not own."""
+    bob = dev_keypair("Bob")
+
+    async def bob_key() -> tuple[str, str]:
+        chain = HttpChain(gateway_network.chain.url)
+        try:
+            gateway = json.loads((gateway_network.gateway_dir / "key.json").read_text())
+            if not await chain.query(
+                "oss.is_authorized", owner=bob.address, gateway=gateway["address"]
+            ):
+                await ChainAccount(chain, bob).call("oss.authorize", gateway=gateway["address"])
+        finally:
+            await chain.close()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{gateway_network.url}/keys", data=b"{}", headers=sign_headers(bob)
+            ) as response,
+        ):
+            data = (await response.json())["data"]
+        return data["access_key"], data["secret_key"]
+
+    other = client(gateway_network, asyncio.run(bob_key()))
+    with pytest.raises(ClientError) as caught:
+        other.create_bucket(Bucket="photos")
+    assert error_code(caught) == "BucketAlreadyExists"
+    with pytest.raises(ClientError) as caught:
+        other.get_object(Bucket="photos", Key="dir/cat.jpg")
+    assert error_code(caught) == "AccessDenied"
+    assert "photos" not in [b["Name"] for b in other.list_buckets()["Buckets"]]
