@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from gateway.index import MetadataIndex
 from gateway.native_api import NativeContext, make_native_app
 from gateway.native_auth import NativeAuth
 from gateway.objects import ObjectService
+from gateway.repair import FragmentMover, RepairWorker
 from gateway.replay_cache import ReplayCache
 from gateway.resume import ResumeStore
 from gateway.s3.access_keys import AccessKeyStore
@@ -105,7 +107,11 @@ async def _serve(config: GatewayConfig) -> int:
         account=account,
         master_key=master_key,
     )
-    tracker = DealTracker(index, account, service)
+    mover = FragmentMover(
+        params=genesis.params, index=index, directory=service.directory, client=client
+    )
+    tracker = DealTracker(index, account, mover)
+    repair = RepairWorker(index=index, mover=mover, account=account)
     service.on_committed = tracker.wake
     replay = ReplayCache(path=config.data_dir / "replay.log")
     authorizations = _Authorizations(chain, keypair.address)
@@ -178,7 +184,7 @@ async def _serve(config: GatewayConfig) -> int:
         flush=True,
     )
     try:
-        await run_until_signal(tracker.run())
+        await run_until_signal(_run_all(tracker.run(), repair.run()))
     finally:
         await runner.cleanup()
         await s3_runner.cleanup()
@@ -192,6 +198,10 @@ async def _serve(config: GatewayConfig) -> int:
         (config.data_dir / "native.url").unlink(missing_ok=True)
     print("deoss gateway: stopped", flush=True)
     return 0
+
+
+async def _run_all(*loops: Coroutine[Any, Any, None]) -> None:
+    await asyncio.gather(*loops)
 
 
 def run_gateway(config: GatewayConfig) -> int:

@@ -724,52 +724,6 @@ class ObjectService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # -- relocation (the deal tracker's Relocator) ------------------------------------------
-
-    async def relocate(self, fid: str, seg_no: int, idx: int) -> str:
-        """Moves one fragment to another miner: copied from its miner if it still serves
-        it, rebuilt from k siblings otherwise (ciphertext only)."""
-        record = self.index.object(fid)
-        if record is None:
-            raise ObjectError(404, "NotFound", fid)
-        layout = Layout.from_params(self.params, total_shards=record.total_shards)
-        placements = self.index.fragments(fid, seg_no)
-        target = placements[idx]
-        data = await self._whole_fragment(target)
-        if data is None:
-            siblings: dict[int, bytes] = {}
-            for other in placements:
-                if other.idx != idx and len(siblings) < layout.k:
-                    fetched = await self._whole_fragment(other)
-                    if fetched is not None:
-                        siblings[other.idx] = fetched
-            if len(siblings) < layout.k:
-                raise ObjectError(
-                    503, "FragmentsUnavailable", f"cannot rebuild {target.fragment_id}"
-                )
-            data = (await asyncio.to_thread(codec.rebuild_fragments, layout, siblings, [idx]))[idx]
-        exclude = [p.miner for p in placements]
-        for miner in await self.directory.choose(PUT_ATTEMPTS, len(data), exclude=exclude):
-            try:
-                await self.client.put(miner, target.fragment_id, [data])
-            except TransferError:
-                self.directory.mark_failed(miner.account)
-                continue
-            await asyncio.to_thread(self.index.move_fragment, fid, seg_no, idx, miner.account)
-            return miner.account
-        raise ObjectError(503, "MinersUnavailable", f"no miner took {target.fragment_id}")
-
-    async def _whole_fragment(self, placement: FragmentPlacement) -> bytes | None:
-        try:
-            miner = await self.directory.info(placement.miner)
-            data = await self.client.get(miner, placement.fragment_id, 0, placement.size)
-        except (TransferError, ChainError):
-            return None
-        from chain_client.merkle import merkle_root
-
-        ok = merkle_root(data, self.params.leaf_size).hex() == placement.fragment_id
-        return data if ok else None
-
     async def delete(self, record: ObjectRecord) -> None:
         """The name gone from the index at once (the file with its last name); the deal
         tracker drops the reference on chain."""

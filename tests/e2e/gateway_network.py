@@ -2,6 +2,7 @@
 n + 2 miners and the gateway (native and S3 APIs), started once per test session."""
 
 import asyncio
+import contextlib
 import functools
 import json
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 from chain_client.account import ChainAccount
 from chain_client.keys import dev_keypair
-from chain_client.params import KIB, Genesis, PenaltySchedule, dev_params
+from chain_client.params import KIB, Genesis, NetworkParams, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
 from gateway.devnet import gateway_command, stop_process
 from gateway.native_auth import sign_headers
@@ -33,6 +34,7 @@ __all__ = [
     "Network",
     "gateway_network",
     "prepare_s3",
+    "running_network",
     "s3_keys",
     "signed",
     "start_gateway",
@@ -91,16 +93,25 @@ def s3_keys(gateway_network: Network) -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def gateway_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    root = tmp_path_factory.mktemp("gwnet")
+    with running_network(tmp_path_factory.mktemp("gwnet"), PARAMS, MINERS, 96) as network:
+        yield network
+
+
+@contextlib.contextmanager
+def running_network(
+    root: Path, params: NetworkParams, miner_count: int, declared_units: int
+) -> Iterator[Network]:
+    """A chain node, ``miner_count`` miners declaring ``declared_units`` idle units each,
+    and a gateway, as real processes; all stopped on the way out."""
     genesis = root / "genesis.json"
-    genesis.write_text(json.dumps(Genesis(params=PARAMS, dev=True).to_json()))
+    genesis.write_text(json.dumps(Genesis(params=params, dev=True).to_json()))
     chain = start_chain(root / "chain", "--dev", "--genesis", str(genesis))
     miners: list[tuple[Path, subprocess.Popen[bytes], str]] = []
-    gateway: subprocess.Popen[bytes] | None = None
+    net: Network | None = None
     try:
-        for number in range(MINERS):
+        for number in range(miner_count):
             directory = root / f"miner{number}"
-            init_miner(directory, chain.url, 96 * PARAMS.idle_unit_size, "--faucet")
+            init_miner(directory, chain.url, declared_units * params.idle_unit_size, "--faucet")
             miners.append((directory, start_miner(directory), ""))
         miners = [(d, p, wait_for_url(d, p)) for d, p, _ in miners]
         gateway_dir = root / "gateway"
@@ -142,11 +153,11 @@ def gateway_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Networ
         gateway, url, s3_url = start_gateway(gateway_dir)
         net = Network(chain, miners, gateway, gateway_dir, url, s3_url)
         yield net
-        gateway = net.gateway  # a test may have restarted it
     finally:
-        if gateway is not None:
-            stop_process(gateway)
-        for _, process, _ in net.miners if gateway is not None else miners:
+        if net is not None:
+            stop_process(net.gateway)  # a test may have restarted it
+            miners = net.miners  # or revived miners
+        for _, process, _ in miners:
             stop_process(process)
         chain.stop()
 

@@ -494,12 +494,24 @@ async def test_a_corrupt_fragment_is_read_around_and_reported(
         session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
     ):
         assert response.status == 200 and await response.read() == data
-    orders = await eventually(
-        functools.partial(chain.query, "file_bank.restoral_orders"),
-        lambda o: any(x["fid"] == fid and x["idx"] == 0 for x in o),
-        timeout=60,
+    # The report becomes a targeted challenge the lying miner fails, a restoral order,
+    # and the gateway's repair worker rebuilds the fragment onto another miner.
+    repaired = await eventually(
+        functools.partial(chain.query, "file_bank.file", fid=fid),
+        lambda f: (
+            f["segments"][0]["fragments"][0]["miner"] != victim["miner"]
+            and f["segments"][0]["fragments"][0]["avail"]
+        ),
+        timeout=90,
     )
-    assert orders
+    segment_miners = [f["miner"] for f in repaired["segments"][0]["fragments"]]
+    assert len(set(segment_miners)) == len(segment_miners)  # still all apart
+    assert not [o for o in await chain.query("file_bank.restoral_orders") if o["fid"] == fid]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
+    ):
+        assert response.status == 200 and await response.read() == data
 
 
 async def test_any_n_minus_k_miners_may_die(

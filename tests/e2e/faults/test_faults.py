@@ -1,0 +1,245 @@
+"""Fault injection on a small network of real processes: k = 2, n = 4 on 7 miners, so
+repair always has somewhere to go until miners run out. After every fault, every object
+is byte-identical, the chain's space accounting adds up, and redundancy comes back: to n
+distinct miners while n healthy miners remain, else to as many as remain (reduced
+independence)."""
+
+import asyncio
+import functools
+import json
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from chain_client.account import ChainAccount
+from chain_client.params import KIB, PenaltySchedule, dev_params
+from chain_client.rpc_client import HttpChain
+from tests.e2e.gateway_network import USER, Network, running_network, signed
+from tests.e2e.test_miner import eventually
+
+pytestmark = pytest.mark.e2e
+PARAMS = dev_params(
+    data_shards=2,
+    total_shards=4,
+    fragment_size=64 * KIB,
+    segment_size=128 * KIB,
+    stripe_block_size=16 * KIB,
+    block_time=0.25,
+    blocks_per_day=10_000,
+    challenge_interval=10**6,  # only the challenges the tests ask for
+    challenge_deadline=20,
+    heartbeat_interval=4,
+    offline_after=12,  # a killed miner is offline after 3 s ...
+    offline_restoral_delay=8,  # ... and its fragments are ordered restored 2 s later
+    penalties=PenaltySchedule(force_exit_misses=50, failed_proof_threshold=1),
+)
+MINERS = 7
+REPAIR_TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
+    with running_network(tmp_path_factory.mktemp("faults"), PARAMS, MINERS, 64) as network:
+        yield network
+
+
+@pytest.fixture
+async def chain(network: Network) -> AsyncIterator[HttpChain]:
+    client = HttpChain(network.chain.url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="module")
+def stored() -> dict[str, bytes]:
+    """fid -> the bytes stored under it."""
+    return {}
+
+
+def accounts(network: Network) -> dict[str, tuple[Path, Any]]:
+    return {
+        json.loads((d / "key.json").read_text())["address"]: (d, p) for d, p, _ in network.miners
+    }
+
+
+def alive(network: Network) -> set[str]:
+    return {a for a, (_, p) in accounts(network).items() if p.poll() is None}
+
+
+async def check_everything(
+    network: Network, chain: HttpChain, stored: dict[str, bytes], *, distinct: bool
+) -> None:
+    """Every object identical; every fragment available on a live miner, apart from its
+    segment's others when ``distinct``; miners' service space equals the fragments."""
+    live = alive(network)
+
+    async def healed() -> bool:
+        for fid in stored:
+            file = await chain.query("file_bank.file", fid=fid)
+            for segment in file["segments"]:
+                holders = [f["miner"] for f in segment["fragments"]]
+                if not all(f["avail"] and f["miner"] in live for f in segment["fragments"]):
+                    return False
+                if distinct and len(set(holders)) != len(holders):
+                    return False
+        return not [o for o in await chain.query("file_bank.restoral_orders") if o["fid"] in stored]
+
+    try:
+        await eventually(healed, bool, timeout=REPAIR_TIMEOUT)
+    except AssertionError:
+        state = {
+            "orders": await chain.query("file_bank.restoral_orders"),
+            "miners": {
+                m["account"][:8]: (m["state"], m["idle"])
+                for m in await chain.query("sminer.miners")
+            },
+            "live": sorted(a[:8] for a in live),
+            "files": {
+                fid[:8]: [
+                    [(f["miner"][:8], f["avail"]) for f in s["fragments"]]
+                    for s in (await chain.query("file_bank.file", fid=fid))["segments"]
+                ]
+                for fid in stored
+            },
+        }
+        raise AssertionError(f"not healed: {state}") from None
+    async with aiohttp.ClientSession() as session:
+        for fid, data in stored.items():
+            async with session.get(
+                f"{network.url}/file/download/{fid}", headers=signed()
+            ) as response:
+                assert response.status == 200 and await response.read() == data, fid
+    # Space accounting: what the chain says miners serve is exactly the fragments they hold.
+    served: dict[str, int] = {}
+    for fid in stored:
+        for segment in (await chain.query("file_bank.file", fid=fid))["segments"]:
+            for fragment in segment["fragments"]:
+                served[fragment["miner"]] = served.get(fragment["miner"], 0) + fragment["size"]
+    for miner in await chain.query("sminer.miners"):
+        assert miner["service"] == served.get(miner["account"], 0), miner["account"]
+
+
+async def test_objects_are_stored(
+    network: Network, chain: HttpChain, stored: dict[str, bytes]
+) -> None:
+    gateway = json.loads((network.gateway_dir / "key.json").read_text())["address"]
+    user = ChainAccount(chain, USER)
+    await eventually(
+        functools.partial(chain.query, "sminer.miners", state="positive"),
+        lambda m: len(m) == MINERS and all(x["idle"] >= 8 * PARAMS.idle_unit_size for x in m),
+    )
+    await user.call("oss.authorize", gateway=gateway)
+    await user.call("storage_handler.mint_territory", name="home", gib=8, days=5)
+    async with aiohttp.ClientSession() as session:
+        for number, size in enumerate((1, 5 * KIB, 100 * KIB, 300 * KIB)):
+            data = os.urandom(size)
+            async with session.put(
+                f"{network.url}/object/obj{number}",
+                data=data,
+                headers=signed({"Territory": "home"}),
+            ) as response:
+                answer = await response.json()
+                assert response.status == 200, answer
+            stored[answer["data"]["fid"]] = data
+    for fid in stored:
+        await eventually(
+            functools.partial(chain.query, "file_bank.file", fid=fid),
+            lambda f: f["state"] == "active",
+            timeout=60,
+        )
+    await check_everything(network, chain, stored, distinct=True)
+
+
+async def test_a_slow_miner_does_not_stall_reads(
+    network: Network, stored: dict[str, bytes]
+) -> None:
+    """SIGSTOP: the miner is there but silent. Reads hedge to other fragments."""
+    _, process = next(iter(accounts(network).values()))
+    process.send_signal(signal.SIGSTOP)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for fid, data in stored.items():
+                started = time.monotonic()
+                async with session.get(
+                    f"{network.url}/file/download/{fid}", headers=signed()
+                ) as response:
+                    assert await response.read() == data
+                assert time.monotonic() - started < 10, "a stopped miner stalled a read"
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
+async def test_a_corrupt_and_a_deleted_fragment_are_restored(
+    network: Network, chain: HttpChain, stored: dict[str, bytes]
+) -> None:
+    fid = max(stored, key=lambda f: len(stored[f]))
+    file = await chain.query("file_bank.file", fid=fid)
+    by_account = accounts(network)
+    alice = ChainAccount(chain, USER)
+    for index, damage in ((0, "corrupt"), (1, "delete")):
+        fragment = file["segments"][0]["fragments"][index]
+        directory, _ = by_account[fragment["miner"]]
+        path = directory / "fragments" / fragment["id"][:2] / fragment["id"][2:4] / fragment["id"]
+        if damage == "delete":
+            path.unlink()
+        else:
+            content = bytearray(path.read_bytes())
+            content[7] ^= 0xFF
+            path.write_bytes(bytes(content))
+        await alice.call(
+            "audit.challenge_now", miner=fragment["miner"], fid=fid, segment=0, index=index
+        )
+    # The challenged miners fail their proofs, restoral orders open, repair moves both.
+    await eventually(
+        functools.partial(chain.query, "file_bank.file", fid=fid),
+        lambda moved: all(
+            moved["segments"][0]["fragments"][i]["miner"]
+            != file["segments"][0]["fragments"][i]["miner"]
+            for i in (0, 1)
+        ),
+        timeout=REPAIR_TIMEOUT,
+    )
+    await check_everything(network, chain, stored, distinct=True)
+
+
+@pytest.mark.timeout(600)
+async def test_miners_die_one_by_one(
+    network: Network, chain: HttpChain, stored: dict[str, bytes]
+) -> None:
+    """Kill the miner holding the most fragments, let repair finish, kill the next, until
+    some segment is down to k distinct live miners. Redundancy comes back each time: all
+    apart while n healthy (alive and positive) miners remain, else spread over as many
+    as remain (reduced independence). The objects stay whole throughout."""
+    rounds = 0
+    while True:
+        live = alive(network)
+        files = [await chain.query("file_bank.file", fid=fid) for fid in stored]
+        segments = [s["fragments"] for f in files for s in f["segments"]]
+        spans = [
+            len({f["miner"] for f in fragments if f["miner"] in live}) for fragments in segments
+        ]
+        if min(spans) <= PARAMS.data_shards:
+            break
+        held = Counter(
+            f["miner"] for fragments in segments for f in fragments if f["miner"] in live
+        )
+        victim = held.most_common(1)[0][0]
+        positive = {m["account"] for m in await chain.query("sminer.miners", state="positive")}
+        accounts(network)[victim][1].send_signal(signal.SIGKILL)
+        rounds += 1
+        await asyncio.sleep(0.5)
+        healthy = (positive & live) - {victim}
+        await check_everything(network, chain, stored, distinct=len(healthy) >= PARAMS.total_shards)
+        if len(healthy) < PARAMS.total_shards:  # reduced independence, still readable
+            for fid in stored:
+                for segment in (await chain.query("file_bank.file", fid=fid))["segments"]:
+                    span = {f["miner"] for f in segment["fragments"]}
+                    assert len(span) >= PARAMS.data_shards, segment
+    assert rounds >= 2, "the fault suite killed too few miners to mean anything"
