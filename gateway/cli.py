@@ -82,6 +82,23 @@ def _gateway_run(args: argparse.Namespace) -> int:
     return run_gateway(GatewayConfig.load(Path(args.config)))
 
 
+def _recover(args: argparse.Namespace) -> int:
+    """docs/durability.md §4: run it with the gateway stopped, its key and master key
+    in place, and an empty (or lost) index."""
+    from gateway.recover import recover
+
+    config = GatewayConfig.load(Path(args.config))
+    if (config.data_dir / "index.db").exists():
+        print(f"deoss: {config.data_dir / 'index.db'} exists: recover fills an empty index")
+        return 2
+    report = asyncio.run(recover(config))
+    print(
+        f"deoss recover: {report.files} files, {report.names} names, {report.buckets} buckets; "
+        f"{len(report.unreadable)} unreadable, {report.foreign} references of other keys"
+    )
+    return 1 if report.unreadable else 0
+
+
 def _sign(args: argparse.Namespace) -> int:
     """Fresh native-API headers as curl arguments: ``curl $(deoss sign) …``."""
     try:
@@ -122,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help=f"the {CONFIG_NAME} file")
     run.set_defaults(func=_gateway_run)
 
+    recover = commands.add_parser(
+        "recover", help="rebuild a lost gateway index from the chain and the miners"
+    )
+    recover.add_argument("--config", required=True, help=f"the gateway's {CONFIG_NAME}")
+    recover.set_defaults(func=_recover)
     sign = commands.add_parser("sign", help="print fresh Account/Message/Signature headers")
     sign.add_argument("--key", required=True, help="key file, or //Name with --dev")
     sign.add_argument("--dev", action="store_true")

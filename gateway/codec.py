@@ -58,6 +58,7 @@ __all__ = [
     "StripeSlice",
     "UnitEncoder",
     "algorithm_named",
+    "block_roots",
     "decode_stripe",
     "decrypt_stripe",
     "default_algorithm",
@@ -288,6 +289,21 @@ def verify_block(
     if block_count > 1:
         root = _lift(root, leaf_count, (leaves_per_block - 1).bit_length())
     return root == expected_root
+
+
+def block_roots(fragment: Buffer, stripe_count: int, layout: Layout) -> list[bytes]:
+    """The block roots of a whole fragment of ``stripe_count`` blocks (the last one may
+    be short), as UnitEncoder records them: to re-derive them from fetched bytes."""
+    view = memoryview(fragment).cast("B")
+    height = (layout.leaves_per_block - 1).bit_length()
+    roots = []
+    for index in range(stripe_count):
+        block = view[index * layout.block_size : (index + 1) * layout.block_size]
+        root, leaf_count = _subtree_root(block, layout.leaf_size)
+        if stripe_count > 1 and index == stripe_count - 1:
+            root = _lift(root, leaf_count, height)
+        roots.append(root)
+    return roots
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

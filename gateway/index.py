@@ -497,6 +497,13 @@ class MetadataIndex:
             )
             db.execute("UPDATE names SET state = ? WHERE fid = ?", (PENDING, fid))
 
+    def set_block_roots(self, fid: str, seg_no: int, idx: int, roots: bytes) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE fragments SET block_roots = ? WHERE fid = ? AND seg_no = ? AND idx = ?",
+                (roots, fid, seg_no, idx),
+            )
+
     def forget_entry(self, entry_id: int) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))

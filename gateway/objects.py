@@ -424,6 +424,7 @@ class ObjectService:
             "content_type": content_type,
             "etag": etag,
             "size": size,
+            "meta": meta,  # the name's metadata: S3 headers, user metadata, checksum
             "units": [
                 {
                     "unit_id": u.unit_id,

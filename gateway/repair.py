@@ -54,7 +54,7 @@ class FragmentMover:
         """The deal tracker's move: copy or rebuild, place, and record at once (the chain
         is told by the declaration or the reassignment that follows)."""
         placements = self.index.fragments(fid, seg_no)
-        data = await self._whole_fragment(placements[idx])
+        data = await self.whole_fragment(placements[idx])
         if data is None:
             data = await self.rebuild(fid, seg_no, idx)
         miner, _ = await self.place(placements, idx, data)
@@ -71,7 +71,7 @@ class FragmentMover:
         siblings: dict[int, bytes] = {}
         for other in placements:  # systematic ones first: the cheapest to decode from
             if other.idx != idx and len(siblings) < layout.k:
-                fetched = await self._whole_fragment(other)
+                fetched = await self.whole_fragment(other)
                 if fetched is not None:
                     siblings[other.idx] = fetched
         if len(siblings) < layout.k:
@@ -113,7 +113,7 @@ class FragmentMover:
             return miner.account, str(receipt["signature"])
         raise ObjectError(503, "MinersUnavailable", f"no miner took {target.fragment_id}")
 
-    async def _whole_fragment(self, placement: FragmentPlacement) -> bytes | None:
+    async def whole_fragment(self, placement: FragmentPlacement) -> bytes | None:
         try:
             miner = await self.directory.info(placement.miner)
             data = await self.client.get(miner, placement.fragment_id, 0, placement.size)

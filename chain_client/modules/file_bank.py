@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS fb_files (
     completed_at INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fb_files_deadline ON fb_files (state, deadline);
+CREATE INDEX IF NOT EXISTS fb_files_declarer ON fb_files (declarer, fid);
 CREATE TABLE IF NOT EXISTS fb_fragments (
     fid TEXT NOT NULL,
     segment INTEGER NOT NULL,
@@ -896,6 +897,30 @@ def query_miner_fragments(ctx: QueryContext, args: MinerFragmentsArgs) -> list[d
     return fragments_of_miner(ctx.db, args.miner)
 
 
+class DeclaredArgs(Args):
+    declarer: Address
+    after: str = Field(default="", max_length=64)
+    limit: U32 = 100
+
+
+def query_files_declared_by(ctx: QueryContext, args: DeclaredArgs) -> list[dict[str, Any]]:
+    """The files a gateway declared, in fid order after ``after``, with their references
+    and each reference's sealed_meta: what a gateway that lost its index recovers from."""
+    rows = ctx.db.execute(
+        "SELECT fid FROM fb_files WHERE declarer = ? AND fid > ? ORDER BY fid LIMIT ?",
+        (args.declarer, args.after, min(args.limit, 1000)),
+    ).fetchall()
+    found = []
+    for (fid,) in rows:
+        file = _file(ctx.db, fid)
+        assert file is not None
+        refs = ctx.db.execute(
+            f"SELECT {_REF_COLUMNS} FROM fb_refs WHERE fid = ? ORDER BY owner, key", (fid,)
+        ).fetchall()
+        found.append({**_file_json(ctx.db, file), "refs": [_ref_json(r) for r in refs]})
+    return found
+
+
 class OrdersArgs(Args):
     limit: U32 = 1000
 
@@ -930,6 +955,7 @@ MODULE = ModuleSpec(
         QuerySpec("fragment", FragmentIdArgs, query_fragment),
         QuerySpec("miner_fragments", MinerFragmentsArgs, query_miner_fragments),
         QuerySpec("restoral_orders", OrdersArgs, query_restoral_orders),
+        QuerySpec("files_declared_by", DeclaredArgs, query_files_declared_by),
     ),
     on_finalize=on_finalize,
 )

@@ -19,6 +19,7 @@ from gateway.codec import (
     NotEnoughBlocks,
     StripeSlice,
     UnitEncoder,
+    block_roots,
     decode_stripe,
     decrypt_stripe,
     default_algorithm,
@@ -257,6 +258,8 @@ def test_block_roots_are_the_fragment_tree_nodes(layout: Layout, size: int) -> N
             expected = levels[min(height, len(levels) - 1)]
             assert list(roots) == expected
             assert len(roots) == segment.stripe_count
+            # What recovery re-derives from a fetched fragment is the same.
+            assert block_roots(fragment, segment.stripe_count, layout) == list(roots)
 
 
 @given(layouts(), st.integers(0, 2000), st.randoms(use_true_random=False))

@@ -8,7 +8,10 @@ import asyncio
 import functools
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -16,12 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import boto3
 import pytest
+from botocore.config import Config
 
 from chain_client.account import ChainAccount
 from chain_client.params import KIB, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
-from tests.e2e.gateway_network import USER, Network, running_network, signed
+from gateway.devnet import stop_process
+from tests.e2e.gateway_network import (
+    S3_TERRITORY,
+    USER,
+    Network,
+    running_network,
+    signed,
+    start_gateway,
+)
 from tests.e2e.test_miner import eventually
 
 pytestmark = pytest.mark.e2e
@@ -136,14 +149,14 @@ async def test_objects_are_stored(
         lambda m: len(m) == MINERS and all(x["idle"] >= 8 * PARAMS.idle_unit_size for x in m),
     )
     await user.call("oss.authorize", gateway=gateway)
-    await user.call("storage_handler.mint_territory", name="home", gib=8, days=5)
+    await user.call("storage_handler.mint_territory", name=S3_TERRITORY, gib=8, days=5)
     async with aiohttp.ClientSession() as session:
         for number, size in enumerate((1, 5 * KIB, 100 * KIB, 300 * KIB)):
             data = os.urandom(size)
             async with session.put(
                 f"{network.url}/object/obj{number}",
                 data=data,
-                headers=signed({"Territory": "home"}),
+                headers=signed({"Territory": S3_TERRITORY}),
             ) as response:
                 answer = await response.json()
                 assert response.status == 200, answer
@@ -151,7 +164,7 @@ async def test_objects_are_stored(
     for fid in stored:
         await eventually(
             functools.partial(chain.query, "file_bank.file", fid=fid),
-            lambda f: f["state"] == "active",
+            lambda f: f is not None and f["state"] == "active",
             timeout=60,
         )
     await check_everything(network, chain, stored, distinct=True)
@@ -207,6 +220,89 @@ async def test_a_corrupt_and_a_deleted_fragment_are_restored(
         timeout=REPAIR_TIMEOUT,
     )
     await check_everything(network, chain, stored, distinct=True)
+
+
+async def test_a_lost_gateway_index_is_recovered(
+    network: Network, chain: HttpChain, stored: dict[str, bytes]
+) -> None:
+    """The gateway's data directory is wiped but for its key and master key: ``deoss
+    recover`` rebuilds the index from the chain and the miners; every object reads back
+    under its fid and name, and an S3 object under its bucket and key."""
+    keys = await prepare_s3_key(network)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=network.s3_url,
+        aws_access_key_id=keys[0],
+        aws_secret_access_key=keys[1],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    s3.create_bucket(Bucket="kept")
+    s3_data = os.urandom(30 * KIB)
+    s3.put_object(Bucket="kept", Key="dir/object.bin", Body=s3_data, Metadata={"a": "b"})
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{network.url}/file/list", headers=signed()) as response,
+    ):
+        names = {o["name"]: o["fid"] for o in (await response.json())["data"]}
+    s3_fid = names["kept/dir/object.bin"]
+    stored[s3_fid] = s3_data  # one more object every later check covers
+    await eventually(
+        functools.partial(chain.query, "file_bank.file", fid=s3_fid),
+        lambda f: f is not None and f["state"] == "active",
+        timeout=60,
+    )
+    stop_process(network.gateway)
+    keep = {"key.json", "master.key", "gateway.toml"}
+    for path in network.gateway_dir.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name not in keep:
+            path.unlink()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "recover",
+            "--config",
+            str(network.gateway_dir / "gateway.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 unreadable" in result.stdout, result.stdout
+    network.gateway, network.url, network.s3_url = start_gateway(network.gateway_dir)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{network.url}/file/list", headers=signed()) as response:
+            assert {o["name"]: o["fid"] for o in (await response.json())["data"]} == names
+        for fid, data in stored.items():
+            async with session.get(
+                f"{network.url}/file/download/{fid}", headers=signed({"Range": "bytes=0-"})
+            ) as response:
+                assert await response.read() == data, fid
+    fresh = await prepare_s3_key(network)  # access keys were never on chain: made anew
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=network.s3_url,
+        aws_access_key_id=fresh[0],
+        aws_secret_access_key=fresh[1],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    got = s3.get_object(Bucket="kept", Key="dir/object.bin")
+    assert got["Body"].read() == s3_data and got["Metadata"] == {"a": "b"}
+
+
+async def prepare_s3_key(network: Network) -> tuple[str, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{network.url}/keys", data=b"{}", headers=signed()) as response,
+    ):
+        data = (await response.json())["data"]
+    return data["access_key"], data["secret_key"]
 
 
 @pytest.mark.timeout(600)

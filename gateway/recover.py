@@ -1,0 +1,266 @@
+"""``deoss recover``: a gateway that lost its index rebuilds it from the chain and the
+miners (docs/durability.md §4).
+
+It needs the gateway's key file (its chain account) and master key. For every file the
+account declared (``file_bank.files_declared_by``), each reference's ``sealed_meta``,
+opened with the master key, gives the name, content type, metadata and the units' wrapped
+data keys; the chain gives the layout, segment ids and fragment placements; the miners
+give the fragments, from which the block roots reads verify against are re-derived (a
+fragment a miner lost is rebuilt from k siblings first). Buckets come back from the names
+``<bucket>/<key>``. Access keys and unfinished uploads do not: they were never on chain.
+"""
+
+import asyncio
+import base64
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from nacl import bindings
+
+from chain_client.keys import load_signer
+from chain_client.rpc_client import HttpChain
+from gateway import codec
+from gateway.app import load_master_key
+from gateway.codec import Layout
+from gateway.config import GatewayConfig
+from gateway.index import (
+    ACTIVE,
+    DECLARE,
+    DECLARED,
+    FragmentPlacement,
+    MetadataIndex,
+    ObjectRecord,
+    SegmentRecord,
+    UnitRecord,
+)
+from gateway.objects import ObjectError
+from gateway.repair import FragmentMover
+from gateway.s3.context import check_bucket_name
+from gateway.s3.xml import S3Error
+from gateway.transfer import MinerClient, MinerDirectory
+
+__all__ = ["RecoverReport", "recover"]
+
+log = logging.getLogger("deoss.recover")
+PAGE = 100
+
+
+@dataclass
+class RecoverReport:
+    files: int = 0
+    names: int = 0
+    buckets: int = 0
+    unreadable: list[str] = field(default_factory=list)  # fids with no k fragments left
+    foreign: int = 0  # references whose sealed_meta this master key does not open
+
+
+def open_sealed_meta(master_key: bytes, sealed: bytes) -> dict[str, Any] | None:
+    nonce, box = sealed[:24], sealed[24:]
+    try:
+        plain: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            box, b"deoss/sealed-meta", nonce, master_key
+        )
+    except Exception:
+        return None
+    meta: dict[str, Any] = json.loads(plain)
+    return meta
+
+
+async def recover(config: GatewayConfig) -> RecoverReport:
+    keypair = load_signer(config.key_spec, dev=config.dev)
+    master_key = load_master_key(config)
+    chain = HttpChain(config.chain_rpc)
+    index = MetadataIndex(config.data_dir / "index.db")
+    client = MinerClient(keypair)
+    _, genesis = await chain.genesis()
+    mover = FragmentMover(
+        params=genesis.params, index=index, directory=MinerDirectory(chain), client=client
+    )
+    report = RecoverReport()
+    try:
+        after = ""
+        while files := await chain.query(
+            "file_bank.files_declared_by", declarer=keypair.address, after=after, limit=PAGE
+        ):
+            for file in files:
+                await _recover_file(file, genesis.params, index, mover, master_key, report)
+            after = files[-1]["fid"]
+    finally:
+        await client.close()
+        await chain.close()
+        index.close()
+    return report
+
+
+async def _recover_file(
+    file: dict[str, Any],
+    params: Any,
+    index: MetadataIndex,
+    mover: FragmentMover,
+    master_key: bytes,
+    report: RecoverReport,
+) -> None:
+    fid = file["fid"]
+    refs = []
+    for ref in file["refs"]:
+        sealed = open_sealed_meta(master_key, base64.b64decode(ref["sealed_meta"]))
+        if sealed is None:
+            report.foreign += 1
+        else:
+            refs.append((ref, sealed))
+    if not refs or index.units(fid):
+        return
+    layout = Layout.from_params(params, total_shards=file["total_shards"])
+    units: list[UnitRecord] = []
+    segments: list[SegmentRecord] = []
+    placements: list[FragmentPlacement] = []
+    for unit_no, unit in enumerate(refs[0][1]["units"]):
+        first = len(segments)
+        count = layout.segment_count(unit["plain_size"])
+        units.append(
+            UnitRecord(
+                fid,
+                unit_no,
+                unit["unit_id"],
+                unit["algorithm"],
+                unit["plain_size"],
+                layout.cipher_size(unit["plain_size"]),
+                json.dumps(unit["wrapped_key"], separators=(",", ":"), sort_keys=True),
+                first,
+                count,
+            )
+        )
+        for local in range(count):
+            chain_segment = file["segments"][first + local]
+            stripes = layout.stripe_count(unit["plain_size"], local)
+            size = layout.fragment_size(unit["plain_size"], local)
+            segments.append(
+                SegmentRecord(
+                    fid,
+                    first + local,
+                    chain_segment["id"],
+                    stripes,
+                    _segment_cipher(layout, unit["plain_size"], local),
+                    size,
+                )
+            )
+            for fragment in chain_segment["fragments"]:
+                placements.append(
+                    FragmentPlacement(
+                        fid,
+                        first + local,
+                        fragment["index"],
+                        fragment["id"],
+                        fragment["miner"],
+                        fragment["size"],
+                        b"",  # filled below, from the fragment's bytes
+                    )
+                )
+    ref, sealed = refs[0]
+    record = ObjectRecord(
+        fid,
+        ref["owner"],
+        sealed["name"],
+        ref["territory"],
+        sealed["size"],
+        sealed["content_type"],
+        sealed["etag"],
+        file["data_shards"],
+        file["total_shards"],
+        file["stored"],
+        ACTIVE if file["state"] == "active" else DECLARED,
+        float(ref["created_at"]),
+        sealed.get("meta") or {},
+    )
+    # The index first (placements without roots cannot serve reads yet), then the roots.
+    index.commit_upload(record, units, segments, placements, _declaration(file, ref))
+    await _fill_block_roots(fid, segments, layout, index, mover, report)
+    for extra_ref, extra_sealed in refs[1:]:
+        index.add_name(
+            ObjectRecord(
+                fid,
+                extra_ref["owner"],
+                extra_ref["key"],
+                extra_ref["territory"],
+                record.size,
+                extra_sealed["content_type"],
+                record.etag,
+                record.data_shards,
+                record.total_shards,
+                record.stored,
+                record.state,
+                float(extra_ref["created_at"]),
+                extra_sealed.get("meta") or {},
+            ),
+            _declaration(file, extra_ref),
+        )
+    # What the chain already holds is not declared again.
+    state = ACTIVE if file["state"] == "active" else DECLARED
+    entries = [e.id for e in index.outbox(DECLARE, "pending", limit=10_000) if e.fid == fid]
+    index.set_entry_states(entries, state)
+    if state == ACTIVE:
+        index.files_active([fid])
+    report.files += 1
+    for each_ref, _ in refs:
+        report.names += 1
+        bucket, slash, _ = each_ref["key"].partition("/")
+        if slash:
+            try:
+                check_bucket_name(bucket)
+            except S3Error:
+                continue
+            if index.create_bucket(bucket, each_ref["owner"], each_ref["territory"]):
+                report.buckets += 1
+
+
+def _declaration(file: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """The declaration of a reference as the chain holds it (a copy's template, and what
+    is declared again should the chain cancel the deal)."""
+    return {
+        "owner": ref["owner"],
+        "territory": ref["territory"],
+        "key": ref["key"],
+        "fid": file["fid"],
+        "size": file["size"],
+        "data_shards": file["data_shards"],
+        "total_shards": file["total_shards"],
+        "segments": [
+            {
+                "fragments": [
+                    {"id": f["id"], "miner": f["miner"], "size": f["size"]}
+                    for f in segment["fragments"]
+                ]
+            }
+            for segment in file["segments"]
+        ],
+        "sealed_meta": ref["sealed_meta"],
+    }
+
+
+def _segment_cipher(layout: Layout, plain_size: int, segment: int) -> int:
+    first = segment * layout.stripes_per_segment
+    chunks = range(first, first + layout.stripe_count(plain_size, segment))
+    return sum(layout.chunk_plain_len(plain_size, c) + codec.TAG_SIZE for c in chunks)
+
+
+async def _fill_block_roots(
+    fid: str,
+    segments: list[SegmentRecord],
+    layout: Layout,
+    index: MetadataIndex,
+    mover: FragmentMover,
+    report: RecoverReport,
+) -> None:
+    for segment in segments:
+        for placement in index.fragments(fid, segment.seg_no):
+            data = await mover.whole_fragment(placement)
+            if data is None:
+                try:
+                    data = await mover.rebuild(fid, segment.seg_no, placement.idx)
+                except ObjectError:
+                    report.unreadable.append(fid)
+                    return
+            roots = await asyncio.to_thread(codec.block_roots, data, segment.stripe_count, layout)
+            index.set_block_roots(fid, segment.seg_no, placement.idx, b"".join(roots))
