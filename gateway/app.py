@@ -28,6 +28,7 @@ from gateway.resume import ResumeStore
 from gateway.s3.access_keys import AccessKeyStore
 from gateway.s3.api import make_s3_app
 from gateway.s3.context import S3Context
+from gateway.scrub import Scrubber
 from gateway.tracker import DealTracker
 from gateway.transfer import MinerClient, MinerDirectory
 
@@ -112,6 +113,7 @@ async def _serve(config: GatewayConfig) -> int:
     )
     tracker = DealTracker(index, account, mover)
     repair = RepairWorker(index=index, mover=mover, account=account)
+    scrubber = Scrubber(index=index, mover=mover, account=account)
     service.on_committed = tracker.wake
     replay = ReplayCache(path=config.data_dir / "replay.log")
     authorizations = _Authorizations(chain, keypair.address)
@@ -184,7 +186,13 @@ async def _serve(config: GatewayConfig) -> int:
         flush=True,
     )
     try:
-        await run_until_signal(_run_all(tracker.run(), repair.run()))
+        await run_until_signal(
+            _run_all(
+                tracker.run(),
+                repair.run(),
+                scrubber.run(config.scrub_interval, config.scrub_sample),
+            )
+        )
     finally:
         await runner.cleanup()
         await s3_runner.cleanup()

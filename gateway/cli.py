@@ -99,6 +99,18 @@ def _recover(args: argparse.Namespace) -> int:
     return 1 if report.unreadable else 0
 
 
+def _scrub(args: argparse.Namespace) -> int:
+    """docs/durability.md §2: exit 1 when a fragment did not come back intact."""
+    from gateway.scrub import scrub_now
+
+    config = GatewayConfig.load(Path(args.config))
+    report = asyncio.run(scrub_now(config, args.sample))
+    for fid, segment, index in report.bad:
+        print(f"bad {fid} segment {segment} fragment {index}")
+    print(f"deoss scrub: {report.checked} fragments checked, {len(report.bad)} bad (reported)")
+    return 1 if report.bad else 0
+
+
 def _sign(args: argparse.Namespace) -> int:
     """Fresh native-API headers as curl arguments: ``curl $(deoss sign) …``."""
     try:
@@ -144,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recover.add_argument("--config", required=True, help=f"the gateway's {CONFIG_NAME}")
     recover.set_defaults(func=_recover)
+    scrub = commands.add_parser(
+        "scrub", help="check the gateway's fragments now; report the bad ones to the chain"
+    )
+    scrub.add_argument("--config", required=True, help=f"the gateway's {CONFIG_NAME}")
+    scrub.add_argument("--sample", type=float, default=1.0, help="share to check (1: all)")
+    scrub.set_defaults(func=_scrub)
     sign = commands.add_parser("sign", help="print fresh Account/Message/Signature headers")
     sign.add_argument("--key", required=True, help="key file, or //Name with --dev")
     sign.add_argument("--dev", action="store_true")

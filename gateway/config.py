@@ -23,6 +23,8 @@ class GatewayConfig:
     s3_region: str = "us-east-1"
     multipart_ttl: float = 86_400.0  # unfinished multipart uploads expire (< orphan_ttl)
     multipart_min_part_size: int = 5 * 1024 * 1024  # every part but the last (AWS's 5 MiB)
+    scrub_interval: float = 3600.0  # seconds between background scrubs
+    scrub_sample: float = 0.01  # the share of fragments each one fetches and checks
     key_file: str = "key.json"  # relative to data_dir unless absolute; //Name needs dev
     master_key_file: str = "master.key"
     dev: bool = False
@@ -78,6 +80,8 @@ class GatewayConfig:
         need(bool(self.s3_region) and self.s3_region.isprintable(), "s3_region", "a region name")
         need(self.multipart_ttl >= 60, "multipart_ttl", "seconds, at least a minute")
         need(self.multipart_min_part_size >= 1, "multipart_min_part_size", "at least a byte")
+        need(self.scrub_interval >= 1, "scrub_interval", "seconds, at least one")
+        need(0 <= self.scrub_sample <= 1, "scrub_sample", "a share, 0 to 1")
         need(
             self.native_endpoint == "" or self.native_endpoint.startswith(("http://", "https://")),
             "native_endpoint",

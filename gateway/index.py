@@ -676,6 +676,12 @@ class MetadataIndex:
             )
         return [_record(row) for row in rows]
 
+    def file_ids(self, after: str, limit: int) -> list[str]:
+        rows = self._rows(
+            "SELECT fid FROM files WHERE fid > ? ORDER BY fid LIMIT ?", (after, limit)
+        )
+        return [str(row[0]) for row in rows]
+
     def file_active(self, fid: str) -> bool:
         rows = self._rows("SELECT active FROM files WHERE fid = ?", (fid,))
         return bool(rows and rows[0][0])

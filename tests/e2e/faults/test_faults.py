@@ -5,11 +5,13 @@ distinct miners while n healthy miners remain, else to as many as remain (reduce
 independence)."""
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from typing import Any
 import aiohttp
 import boto3
 import pytest
+import xxhash
 from botocore.config import Config
 
 from chain_client.account import ChainAccount
@@ -303,6 +306,50 @@ async def prepare_s3_key(network: Network) -> tuple[str, str]:
     ):
         data = (await response.json())["data"]
     return data["access_key"], data["secret_key"]
+
+
+async def test_a_lying_miner_is_caught_by_scrub_and_repaired(
+    network: Network, chain: HttpChain, stored: dict[str, bytes]
+) -> None:
+    """A miner serves a flipped byte as good (its own per-leaf check fixed to match): the
+    scrub catches it, the chain's challenge fails it, repair moves the fragment."""
+    fid = max(stored, key=lambda f: len(stored[f]))
+    fragment = (await chain.query("file_bank.file", fid=fid))["segments"][0]["fragments"][2]
+    directory, _ = accounts(network)[fragment["miner"]]
+    path = directory / "fragments" / fragment["id"][:2] / fragment["id"][2:4] / fragment["id"]
+    content = bytearray(path.read_bytes())
+    content[3] ^= 0x01
+    path.write_bytes(bytes(content))
+    leaves = [
+        bytes(content[i : i + PARAMS.leaf_size]) for i in range(0, len(content), PARAMS.leaf_size)
+    ]
+    with contextlib.closing(sqlite3.connect(directory / "miner.db")) as db:
+        db.execute(
+            "UPDATE fragments SET leaf_checks = ? WHERE id = ?",
+            (b"".join(xxhash.xxh3_64_digest(leaf) for leaf in leaves), fragment["id"]),
+        )
+        db.commit()
+    scrub = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "scrub",
+            "--config",
+            str(network.gateway_dir / "gateway.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert scrub.returncode == 1, scrub.stdout + scrub.stderr
+    assert f"bad {fid} segment 0 fragment 2" in scrub.stdout
+    await eventually(
+        functools.partial(chain.query, "file_bank.file", fid=fid),
+        lambda f: f["segments"][0]["fragments"][2]["miner"] != fragment["miner"],
+        timeout=REPAIR_TIMEOUT,
+    )
+    await check_everything(network, chain, stored, distinct=True)
 
 
 @pytest.mark.timeout(600)

@@ -1,0 +1,107 @@
+"""Scrubbing (docs/durability.md §2): fetching a sample of the fragments this gateway
+placed and checking each against its id, so damage is found before a read needs the
+fragment. A fragment that does not come back intact is reported to the chain
+(``file_bank.report_fragment``): its miner gets a targeted challenge, and a failed proof
+opens the restoral order the repair worker then serves.
+
+The gateway scrubs a small sample every ``scrub_interval``; ``deoss scrub`` checks as much
+as asked, at once.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+
+from chain_client.account import ChainAccount
+from chain_client.errors import ChainError
+from chain_client.keys import load_signer
+from chain_client.rpc_client import HttpChain
+from gateway.config import GatewayConfig
+from gateway.index import MetadataIndex
+from gateway.repair import FragmentMover
+from gateway.transfer import MinerClient, MinerDirectory
+
+__all__ = ["ScrubReport", "Scrubber", "scrub_now"]
+
+log = logging.getLogger("deoss.scrub")
+
+
+@dataclass
+class ScrubReport:
+    checked: int = 0
+    bad: list[tuple[str, int, int]] = field(default_factory=list)  # (fid, segment, index)
+
+
+class Scrubber:
+    def __init__(
+        self,
+        *,
+        index: MetadataIndex,
+        mover: FragmentMover,
+        account: ChainAccount,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.index = index
+        self.mover = mover
+        self.account = account
+        self.rng = rng or random.Random()
+
+    async def scrub(self, sample: float = 1.0) -> ScrubReport:
+        """Checks each fragment with probability ``sample``; reports the bad ones."""
+        report = ScrubReport()
+        after = ""
+        while fids := self.index.file_ids(after, 256):
+            for fid in fids:
+                for placement in self.index.fragments(fid):
+                    if self.rng.random() >= sample:
+                        continue
+                    report.checked += 1
+                    if await self.mover.whole_fragment(placement) is not None:
+                        continue
+                    report.bad.append((fid, placement.seg_no, placement.idx))
+                    await self._report(fid, placement.seg_no, placement.idx)
+            after = fids[-1]
+        return report
+
+    async def _report(self, fid: str, segment: int, index: int) -> None:
+        if not self.index.file_active(fid):
+            return  # the chain challenges only fragments of active files
+        try:
+            await self.account.call(
+                "file_bank.report_fragment",
+                fid=fid,
+                segment=segment,
+                index=index,
+                reason="scrub: the fragment did not come back intact",
+            )
+        except ChainError as exc:
+            log.warning("could not report %s/%d/%d: %s", fid, segment, index, exc)
+
+    async def run(self, interval: float, sample: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(ChainError):
+                report = await self.scrub(sample)
+                if report.bad:
+                    log.warning("scrub: %d of %d fragments bad", len(report.bad), report.checked)
+
+
+async def scrub_now(config: GatewayConfig, sample: float) -> ScrubReport:
+    """``deoss scrub``: beside a running gateway (its index is shared, WAL), or alone."""
+    keypair = load_signer(config.key_spec, dev=config.dev)
+    chain = HttpChain(config.chain_rpc)
+    index = MetadataIndex(config.data_dir / "index.db")
+    client = MinerClient(keypair)
+    try:
+        _, genesis = await chain.genesis()
+        mover = FragmentMover(
+            params=genesis.params, index=index, directory=MinerDirectory(chain), client=client
+        )
+        scrubber = Scrubber(index=index, mover=mover, account=ChainAccount(chain, keypair))
+        return await scrubber.scrub(sample)
+    finally:
+        await client.close()
+        await chain.close()
+        index.close()
