@@ -10,7 +10,7 @@ TOOLS_STAMP := $(VENV)/.installed-tools
 AWSCLI1 := .venv-awscli1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: devnet test lint unit bench clean
+.PHONY: devnet test lint unit bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/bench_idle.py --quick
 	$(BIN)/python bench/bench_miner.py
 	$(BIN)/python bench/bench_gateway.py
+
+soak: $(TEST_STAMP)
+	$(BIN)/python bench/soak.py --minutes 3
 
 clean:
 	rm -rf $(VENV) $(AWSCLI1) .devnet .pytest_cache .mypy_cache .ruff_cache

@@ -113,11 +113,18 @@ class FragmentMover:
             return miner.account, str(receipt["signature"])
         raise ObjectError(503, "MinersUnavailable", f"no miner took {target.fragment_id}")
 
-    async def whole_fragment(self, placement: FragmentPlacement) -> bytes | None:
+    async def fetch(self, placement: FragmentPlacement) -> bytes | None:
+        """A fragment's bytes as its miner serves them (unchecked); None if it does not."""
         try:
             miner = await self.directory.info(placement.miner)
-            data = await self.client.get(miner, placement.fragment_id, 0, placement.size)
+            return await self.client.get(miner, placement.fragment_id, 0, placement.size)
         except (TransferError, ChainError):
+            return None
+
+    async def whole_fragment(self, placement: FragmentPlacement) -> bytes | None:
+        """A fragment's bytes, only if they hash to its id."""
+        data = await self.fetch(placement)
+        if data is None:
             return None
         ok = merkle_root(data, self.params.leaf_size).hex() == placement.fragment_id
         return data if ok else None

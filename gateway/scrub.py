@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from chain_client.account import ChainAccount
 from chain_client.errors import ChainError
 from chain_client.keys import load_signer
+from chain_client.merkle import merkle_root
 from chain_client.rpc_client import HttpChain
+from gateway import codec
+from gateway.codec import Layout
 from gateway.config import GatewayConfig
-from gateway.index import MetadataIndex
+from gateway.index import FragmentPlacement, MetadataIndex
 from gateway.repair import FragmentMover
 from gateway.transfer import MinerClient, MinerDirectory
 
@@ -58,22 +61,44 @@ class Scrubber:
                     if self.rng.random() >= sample:
                         continue
                     report.checked += 1
-                    if await self.mover.whole_fragment(placement) is not None:
+                    intact, block = await self._check(placement)
+                    if intact:
                         continue
                     report.bad.append((fid, placement.seg_no, placement.idx))
-                    await self._report(fid, placement.seg_no, placement.idx)
+                    await self._report(fid, placement.seg_no, placement.idx, block)
             after = fids[-1]
         return report
 
-    async def _report(self, fid: str, segment: int, index: int) -> None:
+    async def _check(self, placement: FragmentPlacement) -> tuple[bool, int | None]:
+        """(intact, the first block that fails its root, when that can be told)."""
+        data = await self.mover.fetch(placement)
+        if data is None:
+            return False, None
+        if merkle_root(data, self.mover.params.leaf_size).hex() == placement.fragment_id:
+            return True, None
+        record = self.index.object(placement.fid)
+        segment = self.index.segments(placement.fid)[placement.seg_no]
+        if record is None:
+            return False, None
+        layout = Layout.from_params(self.mover.params, total_shards=record.total_shards)
+        roots = await asyncio.to_thread(codec.block_roots, data, segment.stripe_count, layout)
+        for block, root in enumerate(roots):
+            if root != placement.block_root(block):
+                return False, block
+        return False, None
+
+    async def _report(self, fid: str, segment: int, index: int, block: int | None) -> None:
         if not self.index.file_active(fid):
             return  # the chain challenges only fragments of active files
         try:
+            # With the bad block named, the challenge covers all its leaves: a sample
+            # could miss the one damaged leaf.
             await self.account.call(
                 "file_bank.report_fragment",
                 fid=fid,
                 segment=segment,
                 index=index,
+                block=block,
                 reason="scrub: the fragment did not come back intact",
             )
         except ChainError as exc:

@@ -72,6 +72,8 @@ class Network:
 
 def start_gateway(directory: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     """The gateway process and its native and S3 URLs."""
+    for stale in ("native.url", "s3.url"):  # a killed gateway leaves its own behind
+        (directory / stale).unlink(missing_ok=True)
     with open(directory / "gateway.log", "ab") as log:
         process = subprocess.Popen(
             gateway_command(directory / "gateway.toml"), stdout=log, stderr=subprocess.STDOUT

@@ -30,6 +30,7 @@ from chain_client.account import ChainAccount
 from chain_client.params import KIB, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
 from gateway.devnet import stop_process
+from tests.conftest import start_chain
 from tests.e2e.gateway_network import (
     S3_TERRITORY,
     USER,
@@ -152,7 +153,11 @@ async def test_objects_are_stored(
         lambda m: len(m) == MINERS and all(x["idle"] >= 8 * PARAMS.idle_unit_size for x in m),
     )
     await user.call("oss.authorize", gateway=gateway)
-    await user.call("storage_handler.mint_territory", name=S3_TERRITORY, gib=8, days=5)
+    await eventually(
+        functools.partial(chain.query, "sminer.totals"),
+        lambda totals: totals["idle"] >= 30 * PARAMS.territory_unit,
+    )
+    await user.call("storage_handler.mint_territory", name=S3_TERRITORY, gib=24, days=5)
     async with aiohttp.ClientSession() as session:
         for number, size in enumerate((1, 5 * KIB, 100 * KIB, 300 * KIB)):
             data = os.urandom(size)
@@ -350,6 +355,86 @@ async def test_a_lying_miner_is_caught_by_scrub_and_repaired(
         timeout=REPAIR_TIMEOUT,
     )
     await check_everything(network, chain, stored, distinct=True)
+
+
+async def test_chain_and_gateway_restarts_mid_upload(
+    network: Network, chain: HttpChain, stored: dict[str, bytes]
+) -> None:
+    """The chain node restarts while an upload streams: the upload completes and the deal
+    goes through once the node is back. The gateway restarts while another streams: that
+    upload fails, leaves nothing visible, and succeeds when retried."""
+    data = os.urandom(400 * KIB)
+
+    async def body(on_half: Any) -> AsyncIterator[bytes]:
+        for offset in range(0, len(data), 64 * KIB):
+            if offset == 192 * KIB:
+                await on_half()
+            yield data[offset : offset + 64 * KIB]
+            await asyncio.sleep(0.02)
+
+    async def restart_chain() -> None:
+        port = network.chain.url.rsplit(":", 1)[1]
+        network.chain.stop()
+        await asyncio.sleep(1.0)
+        network.chain = await asyncio.to_thread(
+            start_chain, network.chain.directory, "--dev", "--listen", f"127.0.0.1:{port}"
+        )
+
+    headers = signed({"Territory": S3_TERRITORY, "Content-Length": str(len(data))})
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(
+            f"{network.url}/object/through-a-chain-restart",
+            data=body(restart_chain),
+            headers=headers,
+        ) as response,
+    ):
+        answer = await response.json()
+        assert response.status == 200, answer
+    fid = answer["data"]["fid"]
+    stored[fid] = data
+    fresh = HttpChain(network.chain.url)
+    try:
+        await eventually(
+            functools.partial(fresh.query, "file_bank.file", fid=fid),
+            lambda f: f is not None and f["state"] == "active",
+            timeout=REPAIR_TIMEOUT,
+        )
+    finally:
+        await fresh.close()
+
+    async def stop_gateway() -> None:
+        await asyncio.to_thread(stop_process, network.gateway)
+
+    headers = signed({"Territory": S3_TERRITORY, "Content-Length": str(len(data))})
+    with contextlib.suppress(aiohttp.ClientError):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(
+                f"{network.url}/object/through-a-gateway-restart",
+                data=body(stop_gateway),
+                headers=headers,
+            ) as response,
+        ):
+            assert response.status != 200, "the gateway answered after it stopped?"
+    network.gateway, network.url, network.s3_url = start_gateway(network.gateway_dir)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{network.url}/file/list", headers=signed()) as listing:
+            names = {o["name"] for o in (await listing.json())["data"]}
+        assert "through-a-gateway-restart" not in names
+        async with session.put(
+            f"{network.url}/object/through-a-gateway-restart",
+            data=data,
+            headers=signed({"Territory": S3_TERRITORY}),
+        ) as retried:
+            answer = await retried.json()
+            assert retried.status == 200, answer
+    stored[answer["data"]["fid"]] = data
+    await eventually(
+        functools.partial(chain.query, "file_bank.file", fid=answer["data"]["fid"]),
+        lambda f: f is not None and f["state"] == "active",
+        timeout=60,
+    )
 
 
 @pytest.mark.timeout(600)
