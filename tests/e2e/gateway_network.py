@@ -156,9 +156,9 @@ def running_network(
         net = Network(chain, miners, gateway, gateway_dir, url, s3_url)
         yield net
     finally:
-        if net is not None:
-            stop_process(net.gateway)  # a test may have restarted it
-            miners = net.miners  # or revived miners
+        if net is not None:  # a test may have restarted any of them
+            stop_process(net.gateway)
+            miners, chain = net.miners, net.chain
         for _, process, _ in miners:
             stop_process(process)
         chain.stop()

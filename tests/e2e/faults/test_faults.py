@@ -39,7 +39,7 @@ from tests.e2e.gateway_network import (
     signed,
     start_gateway,
 )
-from tests.e2e.test_miner import eventually
+from tests.e2e.test_miner import eventually, start_miner, wait_for_url
 
 pytestmark = pytest.mark.e2e
 PARAMS = dev_params(
@@ -435,6 +435,57 @@ async def test_chain_and_gateway_restarts_mid_upload(
         lambda f: f is not None and f["state"] == "active",
         timeout=60,
     )
+
+
+async def test_a_full_miner_is_written_around(
+    network: Network, chain: HttpChain, stored: dict[str, bytes]
+) -> None:
+    """A miner whose disk is full refuses fragments (507); uploads place them on others
+    and stay whole."""
+    position, (directory, process, _) = next(
+        (i, m) for i, m in enumerate(network.miners) if m[1].poll() is None
+    )
+    full = json.loads((directory / "key.json").read_text())["address"]
+    stop_process(process)
+    probe = directory / "free-bytes"
+    probe.write_text("0\n")  # the probe reads this file at every check: a full disk
+    config = directory / "miner.toml"
+    config.write_text(
+        "\n".join(
+            f'free_space_probe = "file:{probe}"' if line.startswith("free_space_probe") else line
+            for line in config.read_text().splitlines()
+        )
+        + "\n"
+    )
+    (directory / "miner.url").unlink(missing_ok=True)
+    revived = start_miner(directory)
+    network.miners[position] = (
+        directory,
+        revived,
+        await asyncio.to_thread(wait_for_url, directory, revived),
+    )
+    fresh: dict[str, bytes] = {}
+    async with aiohttp.ClientSession() as session:
+        for number in range(6):
+            data = os.urandom(50 * KIB + number)
+            async with session.put(
+                f"{network.url}/object/while-full/{number}",
+                data=data,
+                headers=signed({"Territory": S3_TERRITORY}),
+            ) as response:
+                answer = await response.json()
+                assert response.status == 200, answer
+            fresh[answer["data"]["fid"]] = data
+    for fid in fresh:
+        file = await eventually(
+            functools.partial(chain.query, "file_bank.file", fid=fid),
+            lambda f: f is not None and f["state"] == "active",
+            timeout=60,
+        )
+        assert full not in {f["miner"] for s in file["segments"] for f in s["fragments"]}
+    stored.update(fresh)
+    probe.write_text(str(1 << 40) + "\n")  # space again: the miner takes fragments anew
+    await check_everything(network, chain, stored, distinct=True)
 
 
 @pytest.mark.timeout(600)
