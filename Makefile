@@ -51,6 +51,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python bench/bench_idle.py --quick
 	$(BIN)/python bench/bench_miner.py
 	$(BIN)/python bench/bench_gateway.py
+	$(BIN)/python bench/bench_repair.py
 
 soak: $(TEST_STAMP)
 	$(BIN)/python bench/soak.py --minutes 3
