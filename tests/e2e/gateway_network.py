@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -196,3 +197,13 @@ async def prepare_s3(network: Network) -> tuple[str, str]:
         assert response.status == 200, answer
     data = answer["data"]
     return str(data["access_key"]), str(data["secret_key"])
+
+
+async def active(chain: HttpChain, fid: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The chain's record of ``fid`` once its deal is complete."""
+    file: dict[str, Any] = await eventually(
+        functools.partial(chain.query, "file_bank.file", fid=fid),
+        lambda f: f is not None and f["state"] == "active",
+        timeout=timeout,
+    )
+    return file

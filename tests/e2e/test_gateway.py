@@ -25,7 +25,7 @@ from chain_client.rpc_client import HttpChain
 from gateway.codec import Layout, plan_range
 from gateway.devnet import stop_process
 from gateway.native_auth import sign_headers
-from tests.e2e.gateway_network import MINERS, PARAMS, USER, Network, signed, start_gateway
+from tests.e2e.gateway_network import MINERS, PARAMS, USER, Network, active, signed, start_gateway
 from tests.e2e.test_miner import eventually, start_miner, wait_for_url
 
 pytestmark = pytest.mark.e2e
@@ -117,11 +117,7 @@ async def test_curl_upload_downloads_byte_identical(
         timeout=60,
     )
     assert target.read_bytes() == data
-    file = await eventually(
-        functools.partial(chain.query, "file_bank.file", fid=fid),
-        lambda f: f is not None and f["state"] == "active",
-        timeout=60,
-    )
+    file = await active(chain, fid, 60)
     assert {f["miner"] for s in file["segments"] for f in s["fragments"]}
     # The miners turned exactly the stored bytes from idle into service space.
     miners = await chain.query("sminer.miners")
@@ -460,11 +456,7 @@ async def test_a_corrupt_fragment_is_read_around_and_reported(
     network: Network, chain: HttpChain, state: dict[str, Any]
 ) -> None:
     fid, data = state["big"]
-    file = await eventually(
-        functools.partial(chain.query, "file_bank.file", fid=fid),
-        lambda f: f is not None and f["state"] == "active",
-        timeout=60,
-    )
+    file = await active(chain, fid, 60)
     victim = file["segments"][0]["fragments"][0]  # a systematic one: read first
     for directory, _, _ in network.miners:
         path = directory / "fragments" / victim["id"][:2] / victim["id"][2:4] / victim["id"]

@@ -35,6 +35,7 @@ from tests.e2e.gateway_network import (
     S3_TERRITORY,
     USER,
     Network,
+    active,
     running_network,
     signed,
     start_gateway,
@@ -170,11 +171,7 @@ async def test_objects_are_stored(
                 assert response.status == 200, answer
             stored[answer["data"]["fid"]] = data
     for fid in stored:
-        await eventually(
-            functools.partial(chain.query, "file_bank.file", fid=fid),
-            lambda f: f is not None and f["state"] == "active",
-            timeout=60,
-        )
+        await active(chain, fid, 60)
     await check_everything(network, chain, stored, distinct=True)
 
 
@@ -255,11 +252,7 @@ async def test_a_lost_gateway_index_is_recovered(
         names = {o["name"]: o["fid"] for o in (await response.json())["data"]}
     s3_fid = names["kept/dir/object.bin"]
     stored[s3_fid] = s3_data  # one more object every later check covers
-    await eventually(
-        functools.partial(chain.query, "file_bank.file", fid=s3_fid),
-        lambda f: f is not None and f["state"] == "active",
-        timeout=60,
-    )
+    await active(chain, s3_fid, 60)
     stop_process(network.gateway)
     keep = {"key.json", "master.key", "gateway.toml"}
     for path in network.gateway_dir.iterdir():
@@ -395,11 +388,7 @@ async def test_chain_and_gateway_restarts_mid_upload(
     stored[fid] = data
     fresh = HttpChain(network.chain.url)
     try:
-        await eventually(
-            functools.partial(fresh.query, "file_bank.file", fid=fid),
-            lambda f: f is not None and f["state"] == "active",
-            timeout=REPAIR_TIMEOUT,
-        )
+        await active(fresh, fid, REPAIR_TIMEOUT)
     finally:
         await fresh.close()
 
@@ -430,11 +419,7 @@ async def test_chain_and_gateway_restarts_mid_upload(
             answer = await retried.json()
             assert retried.status == 200, answer
     stored[answer["data"]["fid"]] = data
-    await eventually(
-        functools.partial(chain.query, "file_bank.file", fid=answer["data"]["fid"]),
-        lambda f: f is not None and f["state"] == "active",
-        timeout=60,
-    )
+    await active(chain, answer["data"]["fid"], 60)
 
 
 async def test_a_full_miner_is_written_around(
@@ -477,11 +462,7 @@ async def test_a_full_miner_is_written_around(
                 assert response.status == 200, answer
             fresh[answer["data"]["fid"]] = data
     for fid in fresh:
-        file = await eventually(
-            functools.partial(chain.query, "file_bank.file", fid=fid),
-            lambda f: f is not None and f["state"] == "active",
-            timeout=60,
-        )
+        file = await active(chain, fid, 60)
         assert full not in {f["miner"] for s in file["segments"] for f in s["fragments"]}
     stored.update(fresh)
     probe.write_text(str(1 << 40) + "\n")  # space again: the miner takes fragments anew
