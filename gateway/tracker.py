@@ -154,12 +154,14 @@ class DealTracker:
                 self._retry_at[entry.id] = time.monotonic() + min(2.0**tries, 300.0)
                 log.warning("deleting %s on chain: %s (try %d)", entry.fid, exc, tries)
                 return
-        await asyncio.to_thread(self.index.forget_entry, entry.id)
-        self._retry_at.pop(entry.id, None)
-        self._tries.pop(entry.id, None)
+        # Remembered before the entry is forgotten: a waiter polling the outbox may see
+        # it gone while this coroutine still waits for the thread.
         self._deleted[entry.fid] = block_hash
         while len(self._deleted) > DELETED_MEMORY:
             del self._deleted[next(iter(self._deleted))]
+        await asyncio.to_thread(self.index.forget_entry, entry.id)
+        self._retry_at.pop(entry.id, None)
+        self._tries.pop(entry.id, None)
 
     async def wait_deleted(self, fid: str, timeout: float) -> tuple[bool, str | None]:
         """(whether the chain dropped every deleted name of ``fid`` within ``timeout``,
