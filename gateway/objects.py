@@ -2,11 +2,11 @@
 the needed blocks, verify, decode, decrypt), shared by the native and S3 APIs.
 
 Upload (DESIGN.md §4): the body streams through a ``UnitEncoder`` in a worker thread a
-segment at a time; each segment's n fragments go to n distinct miners concurrently, a
-failed miner's fragment to another one; the answer comes only when every fragment has a
-signed receipt and the object and its declaration are committed in one index
-transaction. A client that goes away mid-upload leaves nothing visible; the fragments it
-had sent are orphans that miners drop after ``orphan_ttl``.
+segment at a time; each segment's n fragments go to n distinct miners concurrently (while
+the next segment is encoded), a failed miner's fragment to another one; the answer comes
+only when every fragment has a signed receipt and the object and its declaration are
+committed in one index transaction. A client that goes away mid-upload leaves nothing
+visible; the fragments it had sent are orphans that miners drop after ``orphan_ttl``.
 
 Read (DESIGN.md §5): systematic fragments first (decoding is then a pass-through), one
 ranged GET per fragment per segment; a block that fails its root is fetched from another
@@ -333,15 +333,33 @@ class ObjectService:
         fragments stay orphans on their miners until a commit names them."""
         encoder = UnitEncoder(layout)
         upload = _Upload(layout)
-        # Segments are popped, not iterated: a loop variable would keep the last stored
-        # segment (n fragments) alive while the next one is being encoded.
-        async for chunk in body:
-            done = await asyncio.to_thread(encoder.feed, chunk)
+        # One segment is stored while the next is read and encoded: the miners and the
+        # encoder work at once, for at most one more segment in memory. Segments are
+        # popped, not iterated: a loop variable would keep a stored segment alive.
+        storing: asyncio.Task[None] | None = None
+
+        async def store(segment: EncodedSegment) -> None:
+            nonlocal storing
+            if storing is not None:
+                await storing  # in order, and never two segments in flight
+            storing = asyncio.create_task(self._store_segment(upload, segment))
+
+        try:
+            async for chunk in body:
+                done = await asyncio.to_thread(encoder.feed, chunk)
+                while done:
+                    await store(done.pop(0))
+            done = await asyncio.to_thread(encoder.finish)
             while done:
-                await self._store_segment(upload, done.pop(0))
-        done = await asyncio.to_thread(encoder.finish)
-        while done:
-            await self._store_segment(upload, done.pop(0))
+                await store(done.pop(0))
+            if storing is not None:
+                await storing
+        finally:
+            # The body broke, or a store failed: the one in flight stops too (its
+            # fragments are orphans), and its outcome is collected.
+            if storing is not None:
+                storing.cancel()
+                await asyncio.gather(storing, return_exceptions=True)
         if isinstance(secret, bytes):
             wrapped = wrap_with_customer_key(encoder.dek, encoder.unit_id, secret)
         elif secret is not None:

@@ -1,7 +1,10 @@
 """The object service's upload checks against a chain whose answers the test sets:
 territories missing, frozen, full (counting this gateway's own promises), the chain away,
-and copies beyond the network's miners."""
+and copies beyond the network's miners; and its upload pipeline against miners the test
+plays: a segment is stored while the next is read, in order, one at a time."""
 
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +14,10 @@ from chain_client.account import ChainAccount
 from chain_client.errors import ChainUnavailable
 from chain_client.keys import dev_keypair
 from chain_client.params import dev_params
-from gateway.codec import Layout
+from gateway.codec import Buffer, Layout
 from gateway.index import MetadataIndex
 from gateway.objects import ObjectError, ObjectService
-from gateway.transfer import MinerClient, MinerDirectory
+from gateway.transfer import MinerClient, MinerDirectory, MinerInfo, TransferError
 
 PARAMS = dev_params(data_shards=2, total_shards=4)
 OWNER = dev_keypair("Alice").address
@@ -51,17 +54,20 @@ def chain() -> ScriptedChain:
     return ScriptedChain()
 
 
-@pytest.fixture
-def service(chain: ScriptedChain, tmp_path: Path) -> ObjectService:
-    keypair = dev_keypair("Dave")
+def make_service(chain: ScriptedChain, path: Path, client: MinerClient) -> ObjectService:
     return ObjectService(
         params=PARAMS,
-        index=MetadataIndex(tmp_path / "index.db"),
+        index=MetadataIndex(path / "index.db"),
         directory=MinerDirectory(chain),  # type: ignore[arg-type]
-        client=MinerClient(keypair),
-        account=ChainAccount(chain, keypair),  # type: ignore[arg-type]
+        client=client,
+        account=ChainAccount(chain, client.keypair),  # type: ignore[arg-type]
         master_key=bytes(32),
     )
+
+
+@pytest.fixture
+def service(chain: ScriptedChain, tmp_path: Path) -> ObjectService:
+    return make_service(chain, tmp_path, MinerClient(dev_keypair("Dave")))
 
 
 async def refused(service: ObjectService, size: int, copies: int | None = None) -> ObjectError:
@@ -135,3 +141,100 @@ async def test_an_object_beyond_the_chain_limit_is_413(service: ObjectService) -
     assert limit == PARAMS.max_segments_per_file * layout.stripes_per_segment * layout.chunk_plain
     error = await refused(service, limit + 1)
     assert (error.status, error.code) == (413, "ObjectTooLarge")
+
+
+class PlayedMiners(MinerClient):
+    """Takes fragments without a network; each PUT first waits for ``gate`` (if any) and
+    then fails if ``failing``. Counts the PUTs in flight."""
+
+    def __init__(self) -> None:
+        super().__init__(dev_keypair("Dave"))
+        self.gate: asyncio.Event | None = None
+        self.failing = False
+        self.stored: list[str] = []
+        self.in_flight = self.most_in_flight = self.cancelled = 0
+
+    async def put(
+        self, miner: MinerInfo, fragment_id: str, pieces: Sequence[Buffer]
+    ) -> dict[str, Any]:
+        return await self.put_small(miner, fragment_id, b"".join(pieces))
+
+    async def put_small(self, miner: MinerInfo, fragment_id: str, data: bytes) -> dict[str, Any]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.gate is not None:
+                await asyncio.wait_for(self.gate.wait(), 10)
+            if self.failing:
+                raise TransferError(miner.account, "refused")
+            self.stored.append(fragment_id)
+            return {}
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+
+async def segments_of(count: int, asked: list[int]) -> AsyncIterator[bytes]:
+    """``count`` segments' worth of plaintext, a segment per chunk; ``asked`` records
+    each chunk as it is asked for."""
+    layout = Layout.from_params(PARAMS)
+    for number in range(count):
+        asked.append(number)
+        yield bytes([number]) * (layout.stripes_per_segment * layout.chunk_plain)
+
+
+async def test_a_segment_is_stored_while_the_next_is_read(
+    chain: ScriptedChain, tmp_path: Path
+) -> None:
+    miners = PlayedMiners()
+    service = make_service(chain, tmp_path, miners)
+    miners.gate = gate = asyncio.Event()
+    asked: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in segments_of(4, asked):
+            # Segment 0 is complete only once chunk 1 has arrived; its PUTs finish only
+            # once chunk 2 is asked for.
+            if len(asked) == 3:
+                gate.set()
+            yield chunk
+
+    record = await service.put(owner=OWNER, territory="home", name="a", body=body(), size_hint=None)
+    assert asked == [0, 1, 2, 3]
+    assert miners.most_in_flight == PARAMS.total_shards  # one segment at a time
+    placed = sorted(service.index.fragments(record.fid), key=lambda p: (p.seg_no, p.idx))
+    assert [p.fragment_id for p in placed] == miners.stored  # in order
+    assert len({p.seg_no for p in placed}) == 4
+
+
+async def test_a_failed_segment_fails_the_upload(chain: ScriptedChain, tmp_path: Path) -> None:
+    miners = PlayedMiners()
+    service = make_service(chain, tmp_path, miners)
+    miners.failing = True
+    with pytest.raises(ObjectError) as caught:
+        await service.put(
+            owner=OWNER, territory="home", name="a", body=segments_of(3, []), size_hint=None
+        )
+    assert (caught.value.status, caught.value.code) == (503, "MinersUnavailable")
+    assert service.index.find(OWNER, "a") is None
+
+
+async def test_a_body_that_breaks_stops_the_segment_in_flight(
+    chain: ScriptedChain, tmp_path: Path
+) -> None:
+    miners = PlayedMiners()
+    service = make_service(chain, tmp_path, miners)
+    miners.gate = asyncio.Event()  # never set: segment 0 stays in flight
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in segments_of(2, []):
+            yield chunk
+        await asyncio.sleep(0.1)  # the segment's PUTs are under way
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await service.put(owner=OWNER, territory="home", name="a", body=body(), size_hint=None)
+    assert miners.cancelled == PARAMS.total_shards and miners.in_flight == 0
+    assert service.index.find(OWNER, "a") is None
