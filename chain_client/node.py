@@ -46,6 +46,7 @@ __all__ = ["BlockResult", "LedgerNode", "NodeStats"]
 log = logging.getLogger(__name__)
 ZERO_HASH = "0x" + "00" * 32
 
+SCHEMA_VERSION = 1  # of every table below and the modules': raised when they change
 NODE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
@@ -130,13 +131,16 @@ class LedgerNode:
         self._listeners: list[Callable[[BlockResult], None]] = []
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = _connect(path)
+        self._check_schema_version()
         self._db.executescript(NODE_SCHEMA + "".join(self.runtime.schema()))
         stored = self._db.execute("SELECT value FROM chain_meta WHERE key = 'genesis'").fetchone()
         if stored is None:
             if genesis is None:
                 raise GenesisMismatch(f"{path} holds no chain and no genesis was given")
             self._write_genesis(genesis)
-        elif genesis is not None and json.loads(stored[0]) != genesis.to_json():
+        elif genesis is not None and json.loads(stored[0]) != json.loads(
+            json.dumps(genesis.to_json())  # as stored: tuples become lists
+        ):
             raise GenesisMismatch(f"{path} holds another chain than the given genesis")
         self.genesis = Genesis.from_json(json.loads(self._meta("genesis")), source=str(path))
         self.genesis_hash_hex = self._meta("genesis_hash")
@@ -144,6 +148,24 @@ class LedgerNode:
         self._reader = _connect(path)
 
     # -- set-up -----------------------------------------------------------------
+
+    def _check_schema_version(self) -> None:
+        """A database holding a chain must have been written by this version of the
+        ledger's tables: an older one would fail later, on some missing column."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if "chain_meta" not in tables:
+            return  # a new database
+        row = self._db.execute(
+            "SELECT value FROM chain_meta WHERE key = 'schema_version'"
+        ).fetchone()
+        has_chain = self._db.execute("SELECT 1 FROM chain_meta WHERE key = 'genesis'").fetchone()
+        found = None if row is None else int(row[0])
+        if has_chain and found != SCHEMA_VERSION:
+            raise GenesisMismatch(
+                f"{self.path} holds a chain of ledger schema {found or 'before 1'}; this node "
+                f"knows schema {SCHEMA_VERSION} only. Start a new chain in another directory "
+                "(for the devnet: remove .devnet)."
+            )
 
     def _meta(self, key: str) -> str:
         row = self._db.execute("SELECT value FROM chain_meta WHERE key = ?", (key,)).fetchone()
@@ -166,7 +188,11 @@ class LedgerNode:
             )
             self._db.executemany(
                 "INSERT INTO chain_meta (key, value) VALUES (?, ?)",
-                [("genesis", json.dumps(spec)), ("genesis_hash", block_hash)],
+                [
+                    ("genesis", json.dumps(spec)),
+                    ("genesis_hash", block_hash),
+                    ("schema_version", str(SCHEMA_VERSION)),
+                ],
             )
             self._db.execute("COMMIT")
         except BaseException:

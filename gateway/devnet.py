@@ -70,13 +70,29 @@ def chain_command(directory: Path, *args: str) -> list[str]:
     ]
 
 
-async def wait_for_url(url_file: Path, process: subprocess.Popen[bytes], timeout: float) -> str:
-    """Waits until the process has written its URL and that URL answers /health."""
+LOG_TAIL_LINES = 5
+
+
+def _log_tail(log: Path | None) -> str:
+    """The last lines of a process's log, to show why it stopped."""
+    if log is None or not log.exists():
+        return ""
+    lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    return "".join(f"\n  | {line}" for line in lines) + f"\n(the whole log: {log})"
+
+
+async def wait_for_url(
+    url_file: Path, process: subprocess.Popen[bytes], timeout: float, log: Path | None = None
+) -> str:
+    """Waits until the process has written its URL and that URL answers /health; if the
+    process exits first, the error ends with its last log lines."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise DevnetError(f"{process.args!r} exited with {process.returncode}")
+                raise DevnetError(
+                    f"{process.args!r} exited with {process.returncode}{_log_tail(log)}"
+                )
             if url_file.exists():
                 url = url_file.read_text().strip()
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
@@ -104,7 +120,7 @@ async def start_chain_process(
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
-        url = await wait_for_url(directory / "rpc.url", process, timeout=30)
+        url = await wait_for_url(directory / "rpc.url", process, timeout=30, log=log_file)
     except BaseException:
         stop_process(process)
         raise
@@ -189,7 +205,7 @@ async def start_miner_process(
             stderr=subprocess.STDOUT,
         )
     try:
-        url = await wait_for_url(directory / "miner.url", process, timeout=60)
+        url = await wait_for_url(directory / "miner.url", process, timeout=60, log=log_file)
     except BaseException:
         stop_process(process)
         raise
@@ -254,7 +270,7 @@ async def start_gateway_process(
             gateway_command(directory / "gateway.toml"), stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        url = await wait_for_url(directory / "native.url", process, timeout=60)
+        url = await wait_for_url(directory / "native.url", process, timeout=60, log=log_file)
     except BaseException:
         stop_process(process)
         raise

@@ -125,6 +125,20 @@ def test_another_genesis_is_refused(tmp_path: Path, params: NetworkParams) -> No
         LedgerNode(tmp_path / "empty.db")
 
 
+def test_a_chain_of_another_schema_is_refused_clearly(
+    tmp_path: Path, params: NetworkParams
+) -> None:
+    genesis = Genesis(params=params, dev=True)
+    LedgerNode(tmp_path / "c.db", genesis).close()
+    with sqlite3.connect(tmp_path / "c.db") as db:  # as a node before versioning left it
+        db.execute("DELETE FROM chain_meta WHERE key = 'schema_version'")
+    db.close()
+    with pytest.raises(GenesisMismatch, match="ledger schema before 1; this node knows"):
+        LedgerNode(tmp_path / "c.db", genesis)
+    LedgerNode(tmp_path / "new.db", genesis).close()
+    LedgerNode(tmp_path / "new.db", genesis).close()  # its own schema reopens
+
+
 def test_replayed_extrinsic_is_refused(node: LedgerNode, alice: Keypair) -> None:
     extrinsic = signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=1)
     node.submit(extrinsic)
