@@ -65,6 +65,9 @@ Secret: TypeAlias = str | bytes | None
 PUT_ATTEMPTS = 4
 FETCH_STRIPES = 8  # stripes fetched per ranged GET: 2 MiB per fragment at the defaults
 ARGON2_CONCURRENCY = 4  # Cipher derivations at once (64 MiB each)
+# Stripes this small are decoded and decrypted on the event loop: a trip to a worker
+# thread costs more than the work (tens of microseconds).
+INLINE_BYTES = 64 * 1024
 HEDGE_FACTOR = 4.0  # a fetch this many times slower than usual gets a hedge
 HEDGE_DELAY = (0.2, 5.0)  # bounds of the hedge delay, seconds
 
@@ -572,7 +575,7 @@ class ObjectService:
 
     async def _unit_key(self, unit: UnitRecord, secret: Secret) -> bytes:
         if not isinstance(secret, str):
-            return await asyncio.to_thread(self.data_key, unit, secret)
+            return self.data_key(unit, secret)  # one AEAD open of 32 bytes: microseconds
         async with self._argon2:  # 64 MiB of memory each
             return await asyncio.to_thread(self.data_key, unit, secret)
 
@@ -612,9 +615,11 @@ class ObjectService:
                 index += len(group)
                 stripes = await self._fetch_stripes(record, layout, group, unit.first_segment)
                 for piece, ciphertext in zip(group, stripes, strict=True):
-                    yield await asyncio.to_thread(
-                        codec.decrypt_stripe, algorithm, dek, unit_id, piece, ciphertext
-                    )
+                    args = (algorithm, dek, unit_id, piece, ciphertext)
+                    if len(ciphertext) <= INLINE_BYTES:
+                        yield codec.decrypt_stripe(*args)
+                    else:
+                        yield await asyncio.to_thread(codec.decrypt_stripe, *args)
 
     async def _fetch_stripes(
         self,
@@ -666,12 +671,11 @@ class ObjectService:
             await asyncio.gather(*running, return_exceptions=True)
         result = []
         for position, piece in enumerate(group):
-            stripe_blocks = {i: good[i][position] for i in good}
-            result.append(
-                await asyncio.to_thread(
-                    codec.decode_stripe, layout, stripe_blocks, piece.block_len, piece.cipher_len
-                )
-            )
+            args = (layout, {i: good[i][position] for i in good}, piece.block_len, piece.cipher_len)
+            if piece.cipher_len <= INLINE_BYTES:
+                result.append(codec.decode_stripe(*args))
+            else:
+                result.append(await asyncio.to_thread(codec.decode_stripe, *args))
         return result
 
     def _hedge_delay(self) -> float:

@@ -137,9 +137,10 @@ class MinerLoops:
 
     async def on_event(self, event: dict[str, Any]) -> None:
         me, name, data = self.node.address, event["name"], event["data"]
-        if name in ("UploadDeclaration", "AlreadyDeclared") or (
-            name == "FragmentReassigned" and data.get("miner") == me
-        ):
+        if name in ("UploadDeclaration", "AlreadyDeclared"):
+            if me in data.get("miners", (me,)):  # only the deal's miners look at the file
+                await self.check_deal(data["fid"])
+        elif name == "FragmentReassigned" and data.get("miner") == me:
             await self.check_deal(data["fid"])
         elif name == "StorageCompleted":
             held = [record.id for record in self.store.fragments_of(data["fid"])]

@@ -445,6 +445,14 @@ class MinerStore:
             raise StoreError(404, "NoSuchFragment", fragment_id)
         checks = self._checks_of("fragments", "id", fragment_id)
         pieces = self._read_verified(self.fragment_path(fragment_id), checks, start, end)
+        if end - start <= _CHUNK:  # one read: one trip to a worker thread, not two
+            try:
+                small = await asyncio.to_thread(list, pieces)
+            except FileNotFoundError:
+                raise StoreError(500, "FragmentCorrupt", f"{fragment_id} is missing") from None
+            for data in small:
+                yield data
+            return
         sentinel: list[bytes] = []
         while True:
             try:

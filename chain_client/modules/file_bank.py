@@ -328,7 +328,14 @@ def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
         "SELECT fid FROM fb_refs WHERE owner = ? AND key = ?", (decl.owner, decl.key)
     ).fetchone()
     if current is not None and current[0] == decl.fid:
-        ctx.emit(NAME, "AlreadyDeclared", fid=decl.fid, owner=decl.owner, key=decl.key)
+        ctx.emit(
+            NAME,
+            "AlreadyDeclared",
+            fid=decl.fid,
+            owner=decl.owner,
+            key=decl.key,
+            miners=_miners_to_report(ctx.db, decl.fid),
+        )
         return
     if current is not None:
         _remove_ref(ctx, decl.owner, decl.key, reason="replaced")
@@ -348,7 +355,20 @@ def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
         territory=decl.territory,
         operator=ctx.caller,
         stored=file["stored"],
+        miners=_miners_to_report(ctx.db, decl.fid),
     )
+
+
+def _miners_to_report(db: sqlite3.Connection, fid: str) -> list[str]:
+    """The miners that still owe a transfer report for ``fid``: only they need to look at
+    the file when its declaration is announced."""
+    rows = db.execute(
+        "SELECT DISTINCT f.miner FROM fb_fragments f JOIN fb_files d ON d.fid = f.fid "
+        "WHERE f.fid = ? AND f.reported = 0 AND f.miner IS NOT NULL AND d.state = ? "
+        "ORDER BY f.miner",
+        (fid, DEAL),
+    )
+    return [row[0] for row in rows]
 
 
 def upload_declaration(ctx: CallContext, args: DeclarationArgs) -> None:

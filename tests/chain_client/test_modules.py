@@ -2,6 +2,7 @@
 space classes, deals, deletion, timeouts, challenges, penalties, rewards, restoral."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -103,6 +104,29 @@ def test_miner_space_classes_follow_a_deal(world: World) -> None:
         4 * params.territory_unit - stored,
     )
     world.check()
+
+
+def test_a_declaration_names_the_miners_that_owe_reports(world: World) -> None:
+    sim = world.sim
+    chosen = world.addresses[1:5]
+    spec = build_file(
+        sim.params, owner=world.owner.address, territory="home", key="obj", miners=chosen
+    )
+
+    def declare() -> dict[str, Any]:
+        result = sim.ok(world.gateway, "file_bank.upload_declaration", files=[spec.declaration])
+        (event,) = result.events_named("file_bank", "UploadDeclaration") or result.events_named(
+            "file_bank", "AlreadyDeclared"
+        )
+        return event
+
+    assert declare()["miners"] == sorted(chosen)  # not the two miners left out
+    sim.ok(world.miner(chosen[0]).keypair, "file_bank.transfer_report", fid=spec.fid)
+    assert declare()["miners"] == sorted(chosen[1:])  # a retried batch: who still owes
+    for address in chosen[1:]:
+        sim.ok(world.miner(address).keypair, "file_bank.transfer_report", fid=spec.fid)
+    assert sim.query("file_bank.file", fid=spec.fid)["state"] == "active"
+    assert declare()["miners"] == []  # nobody
 
 
 def test_idle_replacement_settles_owed_space(world: World) -> None:
