@@ -132,8 +132,8 @@ class LocalChain:
         """Query arguments from a URL are strings: let pydantic convert them."""
         return await asyncio.to_thread(self.node.query, name, args, strict=False)
 
-    async def block(self, height: int) -> dict[str, Any] | None:
-        return await asyncio.to_thread(self.node.block, height)
+    async def block(self, height: int, *, header_only: bool = False) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.node.block, height, header_only=header_only)
 
     async def events(
         self, from_height: int, *, timeout: float = 0.0, max_blocks: int = 100

@@ -46,6 +46,7 @@ __all__ = ["BlockResult", "LedgerNode", "NodeStats"]
 log = logging.getLogger(__name__)
 ZERO_HASH = "0x" + "00" * 32
 
+EVENT_PAGES_KEPT = 64
 SCHEMA_VERSION = 1  # of every table below and the modules': raised when they change
 NODE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -129,6 +130,10 @@ class LedgerNode:
         self._pool: OrderedDict[str, _Pending] = OrderedDict()
         self._pool_by_signer: dict[str, int] = {}
         self._listeners: list[Callable[[BlockResult], None]] = []
+        # Every miner follows the head, so most event pages are asked for once per
+        # follower: a page of committed blocks never changes, and is read once.
+        self._event_pages: OrderedDict[tuple[int, int], list[dict[str, Any]]] = OrderedDict()
+        self._pages_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = _connect(path)
         self._check_schema_version()
@@ -246,7 +251,9 @@ class LedgerNode:
         with self._pool_lock:
             return self.state_nonce(account) + self._pool_by_signer.get(account, 0)
 
-    def block(self, height: int) -> dict[str, Any] | None:
+    def block(self, height: int, *, header_only: bool = False) -> dict[str, Any] | None:
+        """The block at ``height``: its header, and unless ``header_only`` its extrinsics
+        (with their results) and events."""
         rows = self._read(
             "SELECT height, hash, parent_hash, timestamp, extrinsics_root, events_root, "
             "randomness, extrinsic_count FROM blocks WHERE height = ?",
@@ -265,6 +272,8 @@ class LedgerNode:
             "extrinsic_count",
         )
         block = dict(zip(keys, rows[0], strict=True))
+        if header_only:
+            return block
         block["extrinsics"] = [
             {"index": idx, "hash": tx_hash, "success": bool(ok), "error": error, **json.loads(body)}
             for idx, tx_hash, body, ok, error in self._read(
@@ -299,7 +308,14 @@ class LedgerNode:
         if height > best:
             return [], height
         last = min(best, height + max_blocks - 1)
-        return self._events(height, last), last + 1
+        # Under the lock while read: followers woken by one block all ask at once.
+        with self._pages_lock:
+            page = self._event_pages.get((height, last))
+            if page is None:
+                page = self._event_pages[height, last] = self._events(height, last)
+                while len(self._event_pages) > EVENT_PAGES_KEPT:
+                    self._event_pages.popitem(last=False)
+        return page, last + 1
 
     def receipt(self, tx_hash: str) -> ExtrinsicResult | None:
         rows = self._read(

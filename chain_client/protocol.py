@@ -98,7 +98,10 @@ class Chain(Protocol):
         """Runs a module query (``"module.name"``) on the last committed block."""
         ...
 
-    async def block(self, height: int) -> dict[str, Any] | None: ...
+    async def block(self, height: int, *, header_only: bool = False) -> dict[str, Any] | None:
+        """The block, or None before it exists; ``header_only`` leaves out its extrinsics
+        and events (what a caller wanting its hash or randomness needs)."""
+        ...
 
     async def events(
         self, from_height: int, *, timeout: float = 0.0, max_blocks: int = 100

@@ -114,9 +114,10 @@ class HttpChain:
             raise
         return body["result"]
 
-    async def block(self, height: int) -> dict[str, Any] | None:
+    async def block(self, height: int, *, header_only: bool = False) -> dict[str, Any] | None:
+        path = f"/block/{height}" + ("?header=1" if header_only else "")
         try:
-            _, body = await self._call("GET", f"/block/{height}")
+            _, body = await self._call("GET", path)
         except Rejected as exc:
             if exc.code == "NoSuchBlock":
                 return None

@@ -26,6 +26,8 @@ __all__ = ["CHAIN", "MAX_EVENT_WAIT", "MAX_SUBMIT_WAIT", "make_app"]
 CHAIN = web.AppKey("chain", LocalChain)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 REQUESTS = web.AppKey("requests", Counter)
+EVENT_BODIES = web.AppKey("event_bodies", dict)  # (from, next) -> the page's JSON
+EVENT_BODIES_KEPT = 64
 MAX_SUBMIT_WAIT = 120.0
 MAX_EVENT_WAIT = 60.0
 _REJECTION_STATUS = {"PoolFull": 503, "DevOnly": 403, "NotManual": 409}
@@ -159,7 +161,10 @@ async def block(request: web.Request) -> web.Response:
     chain = request.app[CHAIN]
     raw = request.match_info["height"]
     height = (await chain.head()).best_block if raw == "latest" else _height(raw)
-    found = await chain.block(height)
+    header = request.query.get("header", "0")
+    if header not in ("0", "1"):
+        return _error(400, "InvalidArguments", "header is 0 or 1")
+    found = await chain.block(height, header_only=header == "1")
     if found is None:
         return _error(404, "NoSuchBlock", f"no block {height} yet")
     return web.json_response(found)
@@ -170,7 +175,15 @@ async def events(request: web.Request) -> web.Response:
     timeout = _number(request, "timeout", 0.0, low=0.0, high=MAX_EVENT_WAIT)
     max_blocks = int(_number(request, "max_blocks", 100, low=1, high=1000))
     page = await request.app[CHAIN].events(start, timeout=timeout, max_blocks=max_blocks)
-    return web.json_response({"events": list(page.events), "next": page.next})
+    # Blocks from..next-1 are committed: their page is encoded once for all followers.
+    bodies: dict[tuple[int, int], bytes] = request.app[EVENT_BODIES]
+    body = bodies.get((start, page.next))
+    if body is None:
+        body = json.dumps({"events": list(page.events), "next": page.next}).encode()
+        bodies[start, page.next] = body
+        while len(bodies) > EVENT_BODIES_KEPT:
+            del bodies[next(iter(bodies))]
+    return web.Response(body=body, content_type="application/json")
 
 
 async def produce_block(request: web.Request) -> web.Response:
@@ -219,6 +232,7 @@ def make_app(chain: LocalChain) -> web.Application:
         middlewares=[_errors], client_max_size=params.max_extrinsic_bytes + 64 * 1024
     )
     app[CHAIN] = chain
+    app[EVENT_BODIES] = {}
     registry = CollectorRegistry(auto_describe=True)
     registry.register(_NodeCollector(chain))
     app[METRICS] = registry

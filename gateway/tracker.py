@@ -146,7 +146,7 @@ class DealTracker:
             result = await self.account.call(
                 "file_bank.delete_file", owner=entry.owner, key=entry.name, fid=entry.fid
             )
-            block = await self.chain.block(result.height)
+            block = await self.chain.block(result.height, header_only=True)
             block_hash = block["hash"] if block else None
         except ExtrinsicFailed as exc:
             if exc.error not in GONE_REASONS:

@@ -318,7 +318,7 @@ class MinerLoops:
     async def _unit(self, record: IdleRecord) -> IdleUnit:
         generated = self._units.get(record.unit_index)
         if generated is None:  # restarted since the commitment: the seed remakes it
-            anchor = await self.chain.block(record.anchor_height)
+            anchor = await self.chain.block(record.anchor_height, header_only=True)
             assert anchor is not None
             seed = idle_seed(
                 self.node.keypair.public_key, record.unit_index, bytes.fromhex(anchor["hash"][2:])
@@ -332,9 +332,13 @@ class MinerLoops:
         proven: list[int] = []
         units: list[dict[str, Any]] = []
         limit = 1 if self._isolate else self._batch_size()
+        beacons: dict[int, dict[str, Any] | None] = {}  # units committed together share one
         for record in self.store.idle_units("committed")[:limit]:
             assert record.committed_at is not None
-            beacon_block = await self.chain.block(record.committed_at + 1)
+            height = record.committed_at + 1
+            if height not in beacons:
+                beacons[height] = await self.chain.block(height, header_only=True)
+            beacon_block = beacons[height]
             if beacon_block is None:
                 continue
             generated = await self._unit(record)

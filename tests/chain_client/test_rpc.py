@@ -47,6 +47,7 @@ async def fetch(
         ("GET", "/events?from=abc", None, "Malformed"),
         ("GET", "/events?from=0&timeout=1e9", None, "Malformed"),
         ("GET", "/block/-1", None, "Malformed"),
+        ("GET", "/block/0?header=yes", None, "InvalidArguments"),
     ],
 )
 async def test_malformed_requests_get_400_with_the_reason(
@@ -123,6 +124,8 @@ async def test_restart_loses_no_committed_block_and_refuses_replays(tmp_path: Pa
         assert after.best_block >= head.best_block
         kept = await chain.block(head.best_block)
         assert kept is not None and kept["hash"] == head.best_hash
+        header = await chain.block(head.best_block, header_only=True)
+        assert header == {k: v for k, v in kept.items() if k not in ("extrinsics", "events")}
         for result in results:
             receipt = await chain.receipt(result.hash)
             assert receipt is not None and receipt.height == result.height

@@ -13,7 +13,7 @@ from tests.gateway.test_index import OWNER, upload
 
 
 class Chain:
-    async def block(self, height: int) -> dict[str, Any]:
+    async def block(self, height: int, *, header_only: bool = False) -> dict[str, Any]:
         return {"height": height, "hash": f"0x{height:064x}"}
 
 
