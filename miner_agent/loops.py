@@ -26,6 +26,7 @@ __all__ = ["ChainAdapter", "MinerLoops"]
 log = logging.getLogger("deoss-miner")
 T = TypeVar("T")
 MAX_BACKOFF = 10.0
+REPORT_DELAY = 0.3  # reports wait this long for others, to go in one extrinsic
 IDLE_MEMORY_BUDGET = 256 * 1024 * 1024  # bytes of idle layers held between commit and proof
 
 
@@ -73,6 +74,8 @@ class MinerLoops:
         self._last_heartbeat = -(10**9)
         self._isolate = False  # after a refused batch proof: one unit per proof
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._to_report: dict[str, None] = {}  # fids whose fragments are all here, in order
+        self._report_wake = asyncio.Event()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -104,7 +107,12 @@ class MinerLoops:
 
     async def run(self) -> None:
         try:
-            await asyncio.gather(self.follow_events(), self.manage_space(), self.tidy_forever())
+            await asyncio.gather(
+                self.follow_events(),
+                self.manage_space(),
+                self.tidy_forever(),
+                self.report_forever(),
+            )
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -184,7 +192,35 @@ class MinerLoops:
                 len(mine),
             )
             return
-        self._spawn(f"transfer_report {fid}", self._call("file_bank.transfer_report", fid=fid))
+        self._to_report[fid] = None
+        self._report_wake.set()
+
+    async def report_forever(self) -> None:
+        """Sends the deals ready to report, those of one moment in one extrinsic; a batch
+        the chain did not take is tried again later, a fid it refused is dropped."""
+        delay = REPORT_DELAY
+        while True:
+            await self._report_wake.wait()
+            await asyncio.sleep(delay)
+            self._report_wake.clear()
+            try:
+                while self._to_report:
+                    await self.report_batch()
+                delay = REPORT_DELAY
+            except (ChainError, OSError) as exc:
+                log.warning("transfer reports: %s; again in %.1f s", exc, delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+                self._report_wake.set()
+
+    async def report_batch(self) -> None:
+        fids = list(self._to_report)[: self.params.max_files_per_declaration]
+        result = await self._call("file_bank.transfer_reports", fids=fids)
+        for fid in fids:
+            self._to_report.pop(fid, None)
+        for event in result.events:
+            if event["name"] == "TransferReportRefused":
+                data = event["data"]
+                log.warning("transfer report of %s refused: %s", data["fid"], data["reason"])
 
     async def on_restored(self, data: dict[str, Any]) -> None:
         file = await self.chain.query("file_bank.file", fid=data["fid"])

@@ -420,6 +420,26 @@ def transfer_report(ctx: CallContext, args: FidArgs) -> None:
         _activate(ctx, args.fid)
 
 
+class FidsArgs(Args):
+    fids: list[Hash32]
+
+
+def transfer_reports(ctx: CallContext, args: FidsArgs) -> None:
+    """A miner's reports of several deals in one extrinsic. Each fid stands alone: a
+    refused one is announced with its reason and changes nothing; the others apply."""
+    limit = ctx.params.max_files_per_declaration
+    ensure(1 <= len(args.fids) <= limit, NAME, "BadBatch", f"1 to {limit} fids per call")
+    for fid in dict.fromkeys(args.fids):
+        ctx.db.execute("SAVEPOINT report")
+        try:
+            transfer_report(ctx, FidArgs(fid=fid))
+        except DispatchError as exc:
+            ctx.db.execute("ROLLBACK TO report")
+            ctx.emit(NAME, "TransferReportRefused", fid=fid, miner=ctx.caller, reason=exc.reason)
+        finally:
+            ctx.db.execute("RELEASE report")
+
+
 def _activate(ctx: CallContext, fid: str) -> None:
     per_miner: dict[str, int] = defaultdict(int)
     for fragment in _fragments(ctx.db, fid):
@@ -961,6 +981,7 @@ MODULE = ModuleSpec(
     calls=(
         CallSpec("upload_declaration", DeclarationArgs, upload_declaration),
         CallSpec("transfer_report", FidArgs, transfer_report),
+        CallSpec("transfer_reports", FidsArgs, transfer_reports),
         CallSpec("reassign_fragment", ReassignArgs, reassign_fragment),
         CallSpec("delete_file", DeleteArgs, delete_file),
         CallSpec("report_fragment", ReportArgs, report_fragment),

@@ -129,6 +129,26 @@ def test_a_declaration_names_the_miners_that_owe_reports(world: World) -> None:
     assert declare()["miners"] == []  # nobody
 
 
+def test_reports_in_one_extrinsic_stand_alone(world: World) -> None:
+    sim = world.sim
+    holders = world.addresses[: sim.params.total_shards]
+    first, second = world.declare("a", miners=holders), world.declare("b", miners=holders)
+    stranger = "ab" * 32
+    for address in holders:
+        held = [first.fid, stranger, second.fid, first.fid]  # a fid twice counts once
+        result = sim.ok(world.miner(address).keypair, "file_bank.transfer_reports", fids=held)
+        refused = result.events_named("file_bank", "TransferReportRefused")
+        assert [(e["fid"], e["reason"].split(":")[0]) for e in refused] == [
+            (stranger, "file_bank.NoSuchDeal")
+        ], refused
+    for spec in (first, second):
+        assert sim.query("file_bank.file", fid=spec.fid)["state"] == "active"
+    too_many = [first.fid] * (sim.params.max_files_per_declaration + 1)
+    miner = world.miner(world.addresses[0]).keypair
+    sim.fails(miner, "file_bank.transfer_reports", "file_bank.BadBatch", fids=too_many)
+    world.check()
+
+
 def test_idle_replacement_settles_owed_space(world: World) -> None:
     sim, params = world.sim, world.sim.params
     unit = params.idle_unit_size
