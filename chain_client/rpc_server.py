@@ -26,6 +26,7 @@ __all__ = ["CHAIN", "MAX_EVENT_WAIT", "MAX_SUBMIT_WAIT", "make_app"]
 CHAIN = web.AppKey("chain", LocalChain)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 REQUESTS = web.AppKey("requests", Counter)
+QUERIES = web.AppKey("queries", Counter)
 EVENT_BODIES = web.AppKey("event_bodies", dict)  # (from, next) -> the page's JSON
 EVENT_BODIES_KEPT = 64
 MAX_SUBMIT_WAIT = 120.0
@@ -149,11 +150,13 @@ async def query_post(request: web.Request) -> web.Response:
     if not isinstance(args, dict):
         raise Rejected("Malformed", "args must be an object")
     result = await request.app[CHAIN].query(body["name"], **args)
+    request.app[QUERIES].labels(name=body["name"]).inc()  # a known name: it answered
     return web.json_response({"result": result})
 
 
 async def query_get(request: web.Request) -> web.Response:
     result = await request.app[CHAIN].query_lax(request.match_info["name"], dict(request.query))
+    request.app[QUERIES].labels(name=request.match_info["name"]).inc()
     return web.json_response({"result": result})
 
 
@@ -238,6 +241,9 @@ def make_app(chain: LocalChain) -> web.Application:
     app[METRICS] = registry
     app[REQUESTS] = Counter(
         "deoss_chain_rpc_requests", "RPC requests by route", ["route"], registry=registry
+    )
+    app[QUERIES] = Counter(
+        "deoss_chain_queries", "Queries answered, by name", ["name"], registry=registry
     )
     Gauge("deoss_chain_dev", "1 on a dev network", registry=registry).set(int(chain.node.dev))
     app.router.add_get("/health", health)

@@ -14,6 +14,7 @@ CESS uses prefix 11330 (addresses start with "cX"); the generic Substrate prefix
 ("5...") is accepted on input because polkadot.js and subkey print it by default.
 """
 
+import functools
 import hashlib
 from typing import Final
 
@@ -37,6 +38,7 @@ PUBLIC_KEY_LENGTH: Final = 32
 # A 2-byte-prefix address is 36 bytes, at most 50 base58 characters; 64 leaves slack
 # while keeping the quadratic base58 decode cheap on hostile input.
 MAX_ADDRESS_LENGTH: Final = 64
+ADDRESS_CACHE: Final = 8192  # addresses remembered, encoded and canonicalised
 
 _CHECKSUM_LENGTH: Final = 2
 _CHECKSUM_CONTEXT: Final = b"SS58PRE"
@@ -65,7 +67,14 @@ class InvalidAddress(ValueError):
 def ss58_encode(public_key: bytes, prefix: int = CESS_SS58_PREFIX) -> str:
     if len(public_key) != PUBLIC_KEY_LENGTH:
         raise ValueError(f"public key must be {PUBLIC_KEY_LENGTH} bytes, got {len(public_key)}")
-    body = _encode_prefix(prefix) + bytes(public_key)
+    return _encoded(bytes(public_key), prefix)
+
+
+# Addresses are encoded and checked on every event, call and signed request, by the
+# same few accounts: base58 in Python costs tens of microseconds each time.
+@functools.lru_cache(maxsize=ADDRESS_CACHE)
+def _encoded(public_key: bytes, prefix: int) -> str:
+    body = _encode_prefix(prefix) + public_key
     return _base58_encode(body + _checksum(body))
 
 
@@ -116,6 +125,7 @@ def ss58_decode(address: str) -> tuple[bytes, int]:
     return body[prefix_length:], prefix
 
 
+@functools.lru_cache(maxsize=ADDRESS_CACHE)
 def canonical_address(address: str) -> str:
     public_key, _ = ss58_decode(address)
     return ss58_encode(public_key, CESS_SS58_PREFIX)

@@ -18,7 +18,7 @@ from chain_client.idle import IdleUnit, generate_unit, idle_seed
 from chain_client.idle_proofs import cert_challenges, prove_certification
 from miner_agent import prover
 from miner_agent.node import MinerNode
-from miner_agent.store import ACTIVE, DEAL, ORPHAN, IdleRecord
+from miner_agent.store import ACTIVE, ORPHAN, IdleRecord
 from miner_agent.tidy import tidy
 
 __all__ = ["ChainAdapter", "MinerLoops"]
@@ -76,6 +76,7 @@ class MinerLoops:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._to_report: dict[str, None] = {}  # fids whose fragments are all here, in order
         self._report_wake = asyncio.Event()
+        self._page_deals: list[tuple[str, list[str]]] = []  # declared in this event page
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -132,11 +133,19 @@ class MinerLoops:
             page = await self._chain(
                 "events", functools.partial(self.chain.events, following, timeout=5.0)
             )
+            self._page_deals = []
             for event in page.events:
                 try:
                     await self.on_event(event)
                 except ChainError as exc:
                     log.warning("event %s/%s: %s", event["module"], event["name"], exc)
+            if self._page_deals:  # a page's new deals, in one transaction
+                await self.take_deals(self._page_deals)
+            # The commonest event, so a page's completions go in one transaction, after
+            # the page's other events (a deal declared and completed within it included).
+            completed = [e["data"]["fid"] for e in page.events if e["name"] == "StorageCompleted"]
+            if completed:
+                await asyncio.to_thread(self.store.activate_files, completed)
             if page.next > following:
                 following = page.next
                 self.node.best_block = following - 1
@@ -146,14 +155,13 @@ class MinerLoops:
     async def on_event(self, event: dict[str, Any]) -> None:
         me, name, data = self.node.address, event["name"], event["data"]
         if name in ("UploadDeclaration", "AlreadyDeclared"):
-            if me in data.get("miners", (me,)):  # only the deal's miners look at the file
+            owed = data.get("miners")  # only the deal's miners look at it, without asking
+            if owed is None:
                 await self.check_deal(data["fid"])
+            elif owed.get(me):
+                self._page_deals.append((data["fid"], owed[me]))
         elif name == "FragmentReassigned" and data.get("miner") == me:
             await self.check_deal(data["fid"])
-        elif name == "StorageCompleted":
-            held = [record.id for record in self.store.fragments_of(data["fid"])]
-            if held:
-                await asyncio.to_thread(self.store.set_fragment_states, held, ACTIVE)
         elif name == "FileRemoved" and me in data.get("miners", ()):
             for record in self.store.fragments_of(data["fid"]):
                 self.store.delete_fragment(record.id)
@@ -167,33 +175,35 @@ class MinerLoops:
         elif name == "ChallengeStarted" and data["miner"] == me:
             self._spawn(f"challenge {data['id']}", self.answer_challenge(int(data["id"])))
 
-    async def check_deal(self, fid: str) -> None:
-        file = await self.chain.query("file_bank.file", fid=fid)
-        if file is None or file["state"] != "deal":
-            return
-        mine = [
-            f
-            for s in file["segments"]
-            for f in s["fragments"]
-            if f["miner"] == self.node.address and not f["reported"]
-        ]
-        if not mine:
-            return
-        held = [f for f in mine if self.store.fragment(f["id"]) is not None]
-        if held:
-            await asyncio.to_thread(
-                self.store.set_fragment_states, [f["id"] for f in held], DEAL, fid
-            )
-        if len(held) < len(mine):
-            log.warning(
-                "deal %s: %d of my %d fragments never arrived",
-                fid,
-                len(mine) - len(held),
-                len(mine),
-            )
-            return
-        self._to_report[fid] = None
-        self._report_wake.set()
+    async def check_deal(self, fid: str, mine: list[str] | None = None) -> None:
+        """Reports the deal once every fragment of it owed by this miner (``mine``, or
+        else as the chain says) is held here."""
+        if mine is None:
+            file = await self.chain.query("file_bank.file", fid=fid)
+            if file is None or file["state"] != "deal":
+                return
+            mine = [
+                f["id"]
+                for s in file["segments"]
+                for f in s["fragments"]
+                if f["miner"] == self.node.address and not f["reported"]
+            ]
+        if mine:
+            await self.take_deals([(fid, mine)])
+
+    async def take_deals(self, deals: list[tuple[str, list[str]]]) -> None:
+        """Marks the fragments of these deals (fid, the fragments this miner owes) held,
+        in one transaction, and queues for reporting each deal whose fragments are all
+        here."""
+        taken = await asyncio.to_thread(self.store.take_deals, deals)
+        for (fid, mine), held in zip(deals, taken, strict=True):
+            if held < len(mine):
+                log.warning(
+                    "deal %s: %d of my %d fragments never arrived", fid, len(mine) - held, len(mine)
+                )
+            else:
+                self._to_report[fid] = None
+                self._report_wake.set()
 
     async def report_forever(self) -> None:
         """Sends the deals ready to report, those of one moment in one extrinsic; a batch

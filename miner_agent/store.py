@@ -259,6 +259,25 @@ class MinerStore:
             [(state, fid, fragment_id) for fragment_id in fragment_ids],
         )
 
+    def take_deals(self, deals: Sequence[tuple[str, Sequence[str]]]) -> list[int]:
+        """Each deal's fragments (fid, fragment ids) that are held here pass to state
+        ``deal`` under their fid, all in one transaction; returns how many each had."""
+        counts, rows = [], []
+        for fid, fragment_ids in deals:
+            held = [f for f in fragment_ids if self.fragment(f) is not None]
+            counts.append(len(held))
+            rows += [(DEAL, fid, fragment_id) for fragment_id in held]
+        if rows:
+            self._many("UPDATE fragments SET state = ?, fid = ? WHERE id = ?", rows)
+        return counts
+
+    def activate_files(self, fids: Sequence[str]) -> None:
+        """The fragments held of these files are in Active deals; one transaction."""
+        self._many(
+            "UPDATE fragments SET state = ? WHERE fid = ? AND state != ?",
+            [(ACTIVE, fid, ACTIVE) for fid in fids],
+        )
+
     def make_orphan(self, fragment_id: str, height: int) -> None:
         """No deal holds it now; the orphan clock starts again from ``height``."""
         self._sql(

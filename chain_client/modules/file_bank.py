@@ -359,16 +359,19 @@ def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
     )
 
 
-def _miners_to_report(db: sqlite3.Connection, fid: str) -> list[str]:
-    """The miners that still owe a transfer report for ``fid``: only they need to look at
-    the file when its declaration is announced."""
-    rows = db.execute(
-        "SELECT DISTINCT f.miner FROM fb_fragments f JOIN fb_files d ON d.fid = f.fid "
+def _miners_to_report(db: sqlite3.Connection, fid: str) -> dict[str, list[str]]:
+    """The miners that still owe a transfer report for ``fid``, each with the fragments it
+    must hold: only they look at the deal when its declaration is announced, and they
+    need not ask the chain which fragments are theirs."""
+    owed: dict[str, list[str]] = {}
+    for miner, fragment_id in db.execute(
+        "SELECT f.miner, f.fragment_id FROM fb_fragments f JOIN fb_files d ON d.fid = f.fid "
         "WHERE f.fid = ? AND f.reported = 0 AND f.miner IS NOT NULL AND d.state = ? "
-        "ORDER BY f.miner",
+        "ORDER BY f.miner, f.segment, f.idx",
         (fid, DEAL),
-    )
-    return [row[0] for row in rows]
+    ):
+        owed.setdefault(miner, []).append(fragment_id)
+    return owed
 
 
 def upload_declaration(ctx: CallContext, args: DeclarationArgs) -> None:
