@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 __all__ = [
     "ACTIVE",
@@ -38,6 +38,7 @@ __all__ = [
     "PartRecord",
     "SegmentRecord",
     "UnitRecord",
+    "UploadCommit",
     "UploadRecord",
 ]
 
@@ -278,6 +279,16 @@ class OutboxEntry:
     last_error: str | None
 
 
+# commit_upload's arguments: the file's record, units, segments, fragments, declaration.
+UploadCommit: TypeAlias = tuple[
+    ObjectRecord,
+    Sequence[UnitRecord],
+    Sequence[SegmentRecord],
+    Sequence[FragmentPlacement],
+    dict[str, Any],
+]
+
+
 class MetadataIndex:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -329,51 +340,81 @@ class MetadataIndex:
         """A new file, its name and its declaration, in one transaction: the outbox
         survives a restart, and nothing is half-recorded."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO files (fid, size, etag, data_shards, total_shards, stored, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._commit_upload(db, record, units, segments, fragments, declaration)
+
+    def commit_uploads(self, uploads: Sequence[UploadCommit]) -> list[Exception | None]:
+        """Several uploads (``commit_upload``'s arguments each) in one transaction: one
+        sync of the database for all. Each stands alone: one that fails is rolled back
+        and its error returned in its place; the others are committed."""
+        outcomes: list[Exception | None] = []
+        with self._transaction() as db:
+            for upload in uploads:
+                db.execute("SAVEPOINT upload")
+                try:
+                    self._commit_upload(db, *upload)
+                except (sqlite3.IntegrityError, ValueError) as exc:
+                    db.execute("ROLLBACK TO upload")
+                    outcomes.append(exc)
+                else:
+                    outcomes.append(None)
+                finally:
+                    db.execute("RELEASE upload")
+        return outcomes
+
+    def _commit_upload(
+        self,
+        db: sqlite3.Connection,
+        record: ObjectRecord,
+        units: Sequence[UnitRecord],
+        segments: Sequence[SegmentRecord],
+        fragments: Sequence[FragmentPlacement],
+        declaration: dict[str, Any],
+    ) -> None:
+        db.execute(
+            "INSERT INTO files (fid, size, etag, data_shards, total_shards, stored, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.fid,
+                record.size,
+                record.etag,
+                record.data_shards,
+                record.total_shards,
+                record.stored,
+                record.created_at,
+            ),
+        )
+        db.executemany(
+            "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
                 (
-                    record.fid,
-                    record.size,
-                    record.etag,
-                    record.data_shards,
-                    record.total_shards,
-                    record.stored,
-                    record.created_at,
-                ),
-            )
-            db.executemany(
-                "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        u.fid,
-                        u.unit_no,
-                        u.unit_id,
-                        u.algorithm,
-                        u.plain_size,
-                        u.cipher_size,
-                        u.wrapped_key,
-                        u.first_segment,
-                        u.segment_count,
-                    )
-                    for u in units
-                ],
-            )
-            db.executemany(
-                "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (s.fid, s.seg_no, s.segment_id, s.stripe_count, s.cipher_size, s.fragment_size)
-                    for s in segments
-                ],
-            )
-            db.executemany(
-                "INSERT INTO fragments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (f.fid, f.seg_no, f.idx, f.fragment_id, f.miner, f.size, f.block_roots)
-                    for f in fragments
-                ],
-            )
-            self._name(db, record, declaration)
+                    u.fid,
+                    u.unit_no,
+                    u.unit_id,
+                    u.algorithm,
+                    u.plain_size,
+                    u.cipher_size,
+                    u.wrapped_key,
+                    u.first_segment,
+                    u.segment_count,
+                )
+                for u in units
+            ],
+        )
+        db.executemany(
+            "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (s.fid, s.seg_no, s.segment_id, s.stripe_count, s.cipher_size, s.fragment_size)
+                for s in segments
+            ],
+        )
+        db.executemany(
+            "INSERT INTO fragments VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (f.fid, f.seg_no, f.idx, f.fragment_id, f.miner, f.size, f.block_roots)
+                for f in fragments
+            ],
+        )
+        self._name(db, record, declaration)
 
     def add_name(self, record: ObjectRecord, declaration: dict[str, Any]) -> None:
         """Another name for a file the index holds (a copy: no data moves), declared to

@@ -38,6 +38,7 @@ from gateway.index import (
     ObjectRecord,
     SegmentRecord,
     UnitRecord,
+    UploadCommit,
 )
 from gateway.keywrap import (
     KeyRequired,
@@ -155,6 +156,41 @@ class _Upload:
     placements: list[FragmentPlacement] = field(default_factory=list)
 
 
+class GroupCommit:
+    """Uploads committed to the index together: those that finish while a commit is
+    under way go in the next one, one transaction (one sync of the database) for all.
+    Each still stands alone: one that fails gets its own error."""
+
+    def __init__(self, index: MetadataIndex) -> None:
+        self.index = index
+        self._waiting: list[tuple[UploadCommit, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def commit(self, upload: UploadCommit) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((upload, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                outcomes = await asyncio.to_thread(
+                    self.index.commit_uploads, [upload for upload, _ in batch]
+                )
+            except Exception as exc:  # the transaction itself: every upload in it failed
+                outcomes = [exc] * len(batch)
+            for (_, done), error in zip(batch, outcomes, strict=True):
+                if done.done():
+                    continue  # its request went away; the upload is committed all the same
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+
 class ObjectService:
     def __init__(
         self,
@@ -182,6 +218,7 @@ class ObjectService:
         self._fetch_per_byte = 0.0
         self._fetch_bytes = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._commits = GroupCommit(index)
 
     # -- upload ---------------------------------------------------------------------------
 
@@ -476,9 +513,7 @@ class ObjectService:
             ],
             "sealed_meta": base64.b64encode(seal_meta(self.master_key, sealed)).decode(),
         }
-        await asyncio.to_thread(
-            self.index.commit_upload, record, unit_records, segments, placements, declaration
-        )
+        await self._commits.commit((record, unit_records, segments, placements, declaration))
         if self.on_committed is not None:
             self.on_committed()
         return record

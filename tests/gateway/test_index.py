@@ -1,7 +1,10 @@
 """The metadata index: names and the files they share, the outbox of declarations and
 deletions, buckets, multipart uploads, and listing order."""
 
+import asyncio
+import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,10 @@ from gateway.index import (
     PartRecord,
     SegmentRecord,
     UnitRecord,
+    UploadCommit,
     UploadRecord,
 )
+from gateway.objects import GroupCommit
 
 OWNER = "cXowner"
 
@@ -31,14 +36,18 @@ def record(fid: str, name: str, owner: str = OWNER) -> ObjectRecord:
     )
 
 
-def upload(index: MetadataIndex, fid: str, name: str, owner: str = OWNER) -> None:
-    index.commit_upload(
+def upload_args(fid: str, name: str, owner: str = OWNER) -> UploadCommit:
+    return (
         record(fid, name, owner),
         [UnitRecord(fid, 0, "u" * 32, "aes256gcm", 10, 26, "{}", 0, 1)],
         [SegmentRecord(fid, 0, "s" * 64, 1, 26, 13)],
         [],
         {"fid": fid, "key": name},
     )
+
+
+def upload(index: MetadataIndex, fid: str, name: str, owner: str = OWNER) -> None:
+    index.commit_upload(*upload_args(fid, name, owner))
 
 
 @pytest.fixture
@@ -122,3 +131,37 @@ def test_names_list_in_utf8_byte_order(
         after = page[-1].name
     assert got == wanted
     index.close()
+
+
+def test_uploads_committed_together_stand_alone(index: MetadataIndex) -> None:
+    upload(index, "f0", "zero")
+    outcomes = index.commit_uploads(
+        [upload_args("f1", "one"), upload_args("f0", "again"), upload_args("f2", "two")]
+    )
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)  # f0 exists: only it fails
+    assert [index.find(OWNER, n) is not None for n in ("one", "again", "two")] == [
+        True,
+        False,
+        True,
+    ]
+
+
+async def test_concurrent_commits_share_a_transaction(index: MetadataIndex) -> None:
+    group = GroupCommit(index)
+    calls: list[int] = []
+    commit_uploads = index.commit_uploads
+
+    def counted(uploads: Sequence[UploadCommit]) -> list[Exception | None]:
+        calls.append(len(uploads))
+        return commit_uploads(uploads)
+
+    index.commit_uploads = counted  # type: ignore[method-assign]
+    upload(index, "f0", "zero")
+    results = await asyncio.gather(
+        *(group.commit(upload_args(f"f{n}", f"n{n}")) for n in range(1, 9)),
+        group.commit(upload_args("f0", "dup")),
+        return_exceptions=True,
+    )
+    assert results[:8] == [None] * 8 and isinstance(results[8], sqlite3.IntegrityError)
+    assert sum(calls) == 9 and len(calls) < 9  # grouped: fewer transactions than uploads
