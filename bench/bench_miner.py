@@ -280,7 +280,7 @@ async def _miner_round(
     for fragment in fragments:
         path = f"/fragment/{fragment.fragment_id}"
         started = time.perf_counter()
-        headers = sign_request(gateway, "PUT", path, miner, content_sha256=fragment.sha256)
+        headers = sign_request(gateway, "PUT", path, miner, content_sha256=fragment.fragment_id)
         headers["Content-Length"] = str(len(fragment.data))
         async with session.put(url + path, data=_chunks(fragment.data), headers=headers) as r:
             if r.status != 201:
