@@ -16,6 +16,8 @@ space accounting.
 import base64
 import sqlite3
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -377,24 +379,39 @@ def _miners_to_report(db: sqlite3.Connection, fid: str) -> dict[str, list[str]]:
 def upload_declaration(ctx: CallContext, args: DeclarationArgs) -> None:
     """Declares a batch of files. Each file stands alone: a refused file is reported with
     its reason and changes nothing, and the others still apply."""
-    limit = ctx.params.max_files_per_declaration
-    ensure(1 <= len(args.files) <= limit, NAME, "BadBatch", f"1 to {limit} files per call")
+    _check_batch(ctx, len(args.files))
     for decl in args.files:
-        ctx.db.execute("SAVEPOINT declaration")
-        try:
+        with _alone(ctx) as refused:
             _declare_one(ctx, decl)
-        except DispatchError as exc:
-            ctx.db.execute("ROLLBACK TO declaration")
+        if refused:
             ctx.emit(
                 NAME,
                 "DeclarationRefused",
                 fid=decl.fid,
                 owner=decl.owner,
                 key=decl.key,
-                reason=exc.reason,
+                reason=refused[0],
             )
-        finally:
-            ctx.db.execute("RELEASE declaration")
+
+
+def _check_batch(ctx: CallContext, size: int) -> None:
+    limit = ctx.params.max_files_per_declaration
+    ensure(1 <= size <= limit, NAME, "BadBatch", f"1 to {limit} files per call")
+
+
+@contextmanager
+def _alone(ctx: CallContext) -> Iterator[list[str]]:
+    """One item of a batch: if it fails, what it changed is undone and its reason is
+    put in the yielded list, and the batch goes on."""
+    reasons: list[str] = []
+    ctx.db.execute("SAVEPOINT item")
+    try:
+        yield reasons
+    except DispatchError as exc:
+        ctx.db.execute("ROLLBACK TO item")
+        reasons.append(exc.reason)
+    finally:
+        ctx.db.execute("RELEASE item")
 
 
 class FidArgs(Args):
@@ -430,17 +447,12 @@ class FidsArgs(Args):
 def transfer_reports(ctx: CallContext, args: FidsArgs) -> None:
     """A miner's reports of several deals in one extrinsic. Each fid stands alone: a
     refused one is announced with its reason and changes nothing; the others apply."""
-    limit = ctx.params.max_files_per_declaration
-    ensure(1 <= len(args.fids) <= limit, NAME, "BadBatch", f"1 to {limit} fids per call")
+    _check_batch(ctx, len(args.fids))
     for fid in dict.fromkeys(args.fids):
-        ctx.db.execute("SAVEPOINT report")
-        try:
+        with _alone(ctx) as refused:
             transfer_report(ctx, FidArgs(fid=fid))
-        except DispatchError as exc:
-            ctx.db.execute("ROLLBACK TO report")
-            ctx.emit(NAME, "TransferReportRefused", fid=fid, miner=ctx.caller, reason=exc.reason)
-        finally:
-            ctx.db.execute("RELEASE report")
+        if refused:
+            ctx.emit(NAME, "TransferReportRefused", fid=fid, miner=ctx.caller, reason=refused[0])
 
 
 def _activate(ctx: CallContext, fid: str) -> None:
