@@ -36,7 +36,8 @@ U128 = Annotated[int, Field(ge=0, le=2**128 - 1)]  # balances
 Address = Annotated[str, StringConstraints(max_length=64), AfterValidator(canonical_address)]
 Hash32 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9._-]+$")]
-ObjectKey = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+# A gateway's name (at most 1024 bytes), or a version's: the name, U+0000, a 32-character id.
+ObjectKey = Annotated[str, StringConstraints(min_length=1, max_length=1100)]
 Endpoint = Annotated[
     str,
     StringConstraints(max_length=100, pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?$"),

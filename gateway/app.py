@@ -111,7 +111,7 @@ async def _serve(config: GatewayConfig) -> int:
     mover = FragmentMover(
         params=genesis.params, index=index, directory=service.directory, client=client
     )
-    tracker = DealTracker(index, account, mover)
+    tracker = DealTracker(index, account, mover, busy=service.reading)
     repair = RepairWorker(index=index, mover=mover, account=account)
     scrubber = Scrubber(index=index, mover=mover, account=account)
     service.on_committed = tracker.wake

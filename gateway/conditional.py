@@ -15,6 +15,7 @@ from collections.abc import Mapping
 __all__ = [
     "NOT_MODIFIED",
     "PRECONDITION_FAILED",
+    "etag_matches",
     "http_date",
     "parse_byte_range",
     "precondition",
@@ -61,6 +62,11 @@ def _matches(header: str, etag: str, *, weak: bool) -> bool:
     if header.strip() == "*":
         return True
     return any(tag == etag and (weak or not is_weak) for tag, is_weak in _tags(header))
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """If-Match's strong comparison of ``header`` (tags, or ``*``) with a quoted ``etag``."""
+    return _matches(header, etag, weak=False)
 
 
 def precondition(

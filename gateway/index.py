@@ -1,38 +1,88 @@
-"""The gateway's metadata index (SQLite, WAL): files, the names that refer to them, their
-encoding units, segments and fragment placements, and the outbox of chain calls.
+"""The gateway's metadata index (SQLite, WAL): files, the versions of names that refer to
+them, their encoding units, segments and fragment placements, S3 buckets and multipart
+uploads, and the outbox of chain calls.
 
 - A *file* is stored content: its fid, layout, units, segments and fragments.
-- A *name* is an owner's reference to a file (the chain's reference per (owner, key)),
-  with the per-name facts: territory, content type, user metadata, time, state. Several
-  names may share a file (an S3 copy); a file goes when its last name goes.
-- The *outbox* holds what the chain has not applied yet: a declaration per new name, a
-  deletion per dropped one. The deal tracker drains it.
+- A *version* (a row of ``names``) is one object an owner's name holds: a version id
+  (``null`` unless the name's bucket has versioning), the file (none for a delete
+  marker), territory, content type, metadata, time, state. The newest version of a name
+  is its current one (``latest``). Each version with data is one chain reference, keyed
+  ``records.reference_key(name, version_id)``; several may share a file (a copy), and a
+  file goes when the last version naming it goes.
+- The *outbox* holds what the chain has not applied yet: a declaration per new version,
+  a deletion per dropped one. The deal tracker drains it.
 
-An upload is acknowledged only after its file, its name and its declaration are
-committed here in one transaction (DESIGN.md §4 step 4). Schema version 2.
+Every change of what a name holds is one transaction that leaves the old version or the
+new one, never neither (docs/s3.md §7). An upload is acknowledged only after its file,
+its version and its declaration are committed here together (DESIGN.md §4 step 4).
+Schema version 3 (version 2 databases are migrated when opened).
 """
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
+
+from gateway.conditional import etag_matches
+from gateway.records import (
+    ACTIVE,
+    DECLARE,
+    DECLARED,
+    DELETE,
+    ENABLED,
+    NULL_VERSION,
+    PENDING,
+    PLAIN_WRITE,
+    REFUSED,
+    SUSPENDED,
+    UNPAID,
+    UNVERSIONED,
+    BucketRecord,
+    DeleteOutcome,
+    FragmentPlacement,
+    IndexRefusal,
+    NameWrite,
+    NoSuchBucket,
+    NoSuchObject,
+    NoSuchUpload,
+    ObjectRecord,
+    OutboxEntry,
+    PartRecord,
+    PreconditionFailed,
+    SegmentRecord,
+    UnitRecord,
+    UploadCommit,
+    UploadCompleted,
+    UploadRecord,
+    WriteCondition,
+    prefix_end,
+)
 
 __all__ = [
     "ACTIVE",
     "DECLARE",
     "DECLARED",
     "DELETE",
+    "ENABLED",
+    "NULL_VERSION",
     "PENDING",
+    "PLAIN_WRITE",
     "REFUSED",
+    "SUSPENDED",
     "UNPAID",
+    "UNVERSIONED",
     "BucketRecord",
+    "DeleteOutcome",
     "FragmentPlacement",
+    "IndexRefusal",
     "MetadataIndex",
+    "NameWrite",
     "ObjectRecord",
     "OutboxEntry",
     "PartRecord",
@@ -40,12 +90,33 @@ __all__ = [
     "UnitRecord",
     "UploadCommit",
     "UploadRecord",
+    "WriteCondition",
 ]
 
-SCHEMA_VERSION = 2
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS files (
+SCHEMA_VERSION = 3
+_NAMES_TABLE = """
+CREATE TABLE names (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    latest INTEGER NOT NULL,
+    fid TEXT NOT NULL,
+    territory TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (owner, name, version_id)
+) WITHOUT ROWID;
+CREATE INDEX names_fid ON names (fid);
+CREATE UNIQUE INDEX names_versions ON names (owner, name, seq DESC);
+CREATE UNIQUE INDEX names_current ON names (owner, name) WHERE latest = 1;
+"""
+SCHEMA = (
+    """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE files (
     fid TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     etag TEXT NOT NULL,
@@ -55,19 +126,7 @@ CREATE TABLE IF NOT EXISTS files (
     active INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS names (
-    owner TEXT NOT NULL,
-    name TEXT NOT NULL,
-    fid TEXT NOT NULL,
-    territory TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    meta TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (owner, name)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS names_fid ON names (fid);
-CREATE TABLE IF NOT EXISTS units (
+CREATE TABLE units (
     fid TEXT NOT NULL,
     unit_no INTEGER NOT NULL,
     unit_id TEXT NOT NULL,
@@ -79,7 +138,7 @@ CREATE TABLE IF NOT EXISTS units (
     segment_count INTEGER NOT NULL,
     PRIMARY KEY (fid, unit_no)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS segments (
+CREATE TABLE segments (
     fid TEXT NOT NULL,
     seg_no INTEGER NOT NULL,
     segment_id TEXT NOT NULL,
@@ -88,7 +147,7 @@ CREATE TABLE IF NOT EXISTS segments (
     fragment_size INTEGER NOT NULL,
     PRIMARY KEY (fid, seg_no)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS fragments (
+CREATE TABLE fragments (
     fid TEXT NOT NULL,
     seg_no INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -98,8 +157,8 @@ CREATE TABLE IF NOT EXISTS fragments (
     block_roots BLOB NOT NULL,
     PRIMARY KEY (fid, seg_no, idx)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS fragments_miner ON fragments (miner);
-CREATE TABLE IF NOT EXISTS outbox (
+CREATE INDEX fragments_miner ON fragments (miner);
+CREATE TABLE outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     owner TEXT NOT NULL,
@@ -109,26 +168,33 @@ CREATE TABLE IF NOT EXISTS outbox (
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    version_id TEXT NOT NULL DEFAULT 'null',
+    replaces TEXT
 );
-CREATE TABLE IF NOT EXISTS buckets (
+CREATE INDEX outbox_state ON outbox (kind, state, updated_at);
+CREATE INDEX outbox_fid ON outbox (fid);
+CREATE TABLE buckets (
     bucket TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     territory TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    versioning TEXT NOT NULL DEFAULT '',
+    tags TEXT
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS buckets_owner ON buckets (owner, bucket);
-CREATE TABLE IF NOT EXISTS uploads (
+CREATE INDEX buckets_owner ON buckets (owner, bucket);
+CREATE TABLE uploads (
     upload_id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     name TEXT NOT NULL,
     territory TEXT NOT NULL,
     content_type TEXT NOT NULL,
     meta TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    completed TEXT
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS uploads_owner ON uploads (owner, name, upload_id);
-CREATE TABLE IF NOT EXISTS parts (
+CREATE INDEX uploads_owner ON uploads (owner, name, upload_id);
+CREATE TABLE parts (
     upload_id TEXT NOT NULL,
     part_no INTEGER NOT NULL,
     etag TEXT NOT NULL,
@@ -137,45 +203,43 @@ CREATE TABLE IF NOT EXISTS parts (
     created_at REAL NOT NULL,
     PRIMARY KEY (upload_id, part_no)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS outbox_state ON outbox (kind, state, updated_at);
-CREATE INDEX IF NOT EXISTS outbox_fid ON outbox (fid);
 """
-
-# Name (and declaration) states: pending (not yet on chain), declared (in a deal), active
-# (the chain has it), unpaid (refused for quota: kept, readable, retried), refused (a
-# permanent refusal). Outbox kinds: a declaration, or a deletion (state pending until the
-# chain drops the reference, then the row goes).
-PENDING, DECLARED, ACTIVE, UNPAID, REFUSED = "pending", "declared", "active", "unpaid", "refused"
-DECLARE, DELETE = "declare", "delete"
-
-_NAME_COLUMNS = (
-    "n.fid, n.owner, n.name, n.territory, f.size, n.content_type, f.etag, f.data_shards, "
-    "f.total_shards, f.stored, n.state, n.created_at, n.meta"
+    + _NAMES_TABLE
 )
-_NAMES = f"SELECT {_NAME_COLUMNS} FROM names n JOIN files f ON f.fid = n.fid"
+# Version 2 had one version per name, no bucket versioning, tags or completed uploads.
+_MIGRATE_2_TO_3 = (
+    "ALTER TABLE names RENAME TO names_v2;\n"
+    "DROP INDEX names_fid;\n"
+    + _NAMES_TABLE
+    + """
+INSERT INTO names SELECT owner, name, 'null',
+    ROW_NUMBER() OVER (ORDER BY created_at, owner, name), 1, fid, territory, content_type,
+    meta, state, created_at FROM names_v2;
+DROP TABLE names_v2;
+ALTER TABLE outbox ADD COLUMN version_id TEXT NOT NULL DEFAULT 'null';
+ALTER TABLE outbox ADD COLUMN replaces TEXT;
+ALTER TABLE buckets ADD COLUMN versioning TEXT NOT NULL DEFAULT '';
+ALTER TABLE buckets ADD COLUMN tags TEXT;
+ALTER TABLE uploads ADD COLUMN completed TEXT;
+UPDATE meta SET value = '3' WHERE key = 'schema_version';
+"""
+)
 
-
-@dataclass(frozen=True, slots=True)
-class ObjectRecord:
-    """A name and the file it refers to, as the APIs see them."""
-
-    fid: str
-    owner: str
-    name: str
-    territory: str
-    size: int
-    content_type: str
-    etag: str
-    data_shards: int
-    total_shards: int
-    stored: int
-    state: str
-    created_at: float
-    meta: dict[str, Any] = field(default_factory=dict)  # user metadata, content headers
+_VERSION_COLUMNS = (
+    "n.fid, n.owner, n.name, n.territory, COALESCE(f.size, 0), n.content_type, "
+    "COALESCE(f.etag, ''), COALESCE(f.data_shards, 0), COALESCE(f.total_shards, 0), "
+    "COALESCE(f.stored, 0), n.state, n.created_at, n.meta, n.version_id, n.latest, n.seq"
+)
+# Every version, delete markers included; current objects (latest, with a file) only.
+_VERSIONS = f"SELECT {_VERSION_COLUMNS} FROM names n LEFT JOIN files f ON f.fid = n.fid"
+_CURRENT = f"SELECT {_VERSION_COLUMNS} FROM names n JOIN files f ON f.fid = n.fid"
+_UPLOAD_COLUMNS = "upload_id, owner, name, territory, content_type, meta, created_at, completed"
+_BUCKET_COLUMNS = "bucket, owner, territory, created_at, versioning, tags"
 
 
 def _record(row: tuple[Any, ...]) -> ObjectRecord:
-    fid, owner, name, territory, size, content_type, etag, k, n, stored, state, at, meta = row
+    fid, owner, name, territory, size, content_type, etag, k, n, stored, state, at, *rest = row
+    meta, version_id, latest, seq = rest
     return ObjectRecord(
         fid,
         owner,
@@ -190,103 +254,33 @@ def _record(row: tuple[Any, ...]) -> ObjectRecord:
         state,
         at,
         json.loads(meta),
+        version_id,
+        bool(latest),
+        fid == "",
+        seq,
     )
 
 
-@dataclass(frozen=True, slots=True)
-class UnitRecord:
-    fid: str
-    unit_no: int
-    unit_id: str
-    algorithm: str
-    plain_size: int
-    cipher_size: int
-    wrapped_key: str
-    first_segment: int
-    segment_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentRecord:
-    fid: str
-    seg_no: int
-    segment_id: str
-    stripe_count: int
-    cipher_size: int
-    fragment_size: int
-
-
-@dataclass(frozen=True, slots=True)
-class FragmentPlacement:
-    fid: str
-    seg_no: int
-    idx: int
-    fragment_id: str
-    miner: str
-    size: int
-    block_roots: bytes
-
-    def block_root(self, block: int) -> bytes:
-        return self.block_roots[block * 32 : (block + 1) * 32]
-
-
-@dataclass(frozen=True, slots=True)
-class BucketRecord:
-    bucket: str
-    owner: str
-    territory: str
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class UploadRecord:
-    upload_id: str
-    owner: str
-    name: str
-    territory: str
-    content_type: str
-    meta: dict[str, Any]
-    created_at: float
-
-
-def _upload(row: tuple[Any, ...]) -> UploadRecord:
-    upload_id, owner, name, territory, content_type, meta, created_at = row
-    return UploadRecord(
-        upload_id, owner, name, territory, content_type, json.loads(meta), created_at
+def _bucket(row: tuple[Any, ...]) -> BucketRecord:
+    bucket, owner, territory, created_at, versioning, tags = row
+    return BucketRecord(
+        bucket, owner, territory, created_at, versioning, json.loads(tags) if tags else None
     )
 
 
-@dataclass(frozen=True, slots=True)
-class PartRecord:
-    upload_id: str
-    part_no: int
-    etag: str  # the part's MD5, hex
-    size: int
-    unit: dict[str, Any]  # objects.PlacedUnit.to_json()
-    created_at: float
+def _within(prefix: str, column: str = "n.name") -> tuple[str, list[Any]]:
+    """SQL (and its arguments) for "``column`` starts with ``prefix``", as a range the
+    index can walk."""
+    if not prefix:
+        return "1", []
+    end = prefix_end(prefix)
+    if end is None:
+        return f"{column} >= ?", [prefix]
+    return f"{column} >= ? AND {column} < ?", [prefix, end]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    id: int
-    kind: str
-    owner: str
-    name: str
-    fid: str
-    declaration: dict[str, Any]
-    state: str
-    attempts: int
-    last_error: str | None
-
-
-# commit_upload's arguments: the file's record, units, segments, fragments, declaration.
-UploadCommit: TypeAlias = tuple[
-    ObjectRecord,
-    Sequence[UnitRecord],
-    Sequence[SegmentRecord],
-    Sequence[FragmentPlacement],
-    dict[str, Any],
-]
+def new_version_id() -> str:
+    return secrets.token_urlsafe(24)  # 32 characters of A-Za-z0-9_-
 
 
 class MetadataIndex:
@@ -296,16 +290,36 @@ class MetadataIndex:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")  # an acknowledged upload survives a crash
-        self._db.executescript(SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        elif int(row[0]) != SCHEMA_VERSION:
+        self._open_schema(path)
+        (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM names").fetchone()
+        self._seq = int(last)
+
+    def _open_schema(self, path: Path) -> None:
+        known = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if known is None:
+            with self._transaction() as db:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            return
+        (version,) = self._db.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchone()
+        if version == "2":
+            with self._transaction() as db:
+                for statement in _MIGRATE_2_TO_3.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+        elif int(version) != SCHEMA_VERSION:
             raise RuntimeError(
-                f"{path}: index schema {row[0]}, this gateway knows {SCHEMA_VERSION} "
-                "(a development index: start the gateway with a fresh data directory)"
+                f"{path}: index schema {version}, this gateway knows {SCHEMA_VERSION} "
+                "(start the gateway with a fresh data directory, or a newer gateway)"
             )
 
     def close(self) -> None:
@@ -323,53 +337,49 @@ class MetadataIndex:
                 raise
             self._db.execute("COMMIT")
 
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            return self._db.execute(sql, tuple(args)).fetchall()
 
-    # -- writes ---------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
-    def commit_upload(
-        self,
-        record: ObjectRecord,
-        units: Sequence[UnitRecord],
-        segments: Sequence[SegmentRecord],
-        fragments: Sequence[FragmentPlacement],
-        declaration: dict[str, Any],
-    ) -> None:
-        """A new file, its name and its declaration, in one transaction: the outbox
-        survives a restart, and nothing is half-recorded."""
+    # -- writes of what a name holds ------------------------------------------------------
+
+    def commit_upload(self, commit: UploadCommit) -> ObjectRecord:
+        """A new file, the version naming it and its declaration, in one transaction: the
+        outbox survives a restart, and nothing is half-recorded."""
         with self._transaction() as db:
-            self._commit_upload(db, record, units, segments, fragments, declaration)
+            return self._commit_upload(db, commit)
 
-    def commit_uploads(self, uploads: Sequence[UploadCommit]) -> list[Exception | None]:
-        """Several uploads (``commit_upload``'s arguments each) in one transaction: one
-        sync of the database for all. Each stands alone: one that fails is rolled back
-        and its error returned in its place; the others are committed."""
-        outcomes: list[Exception | None] = []
+    def commit_uploads(self, commits: Sequence[UploadCommit]) -> list[ObjectRecord | Exception]:
+        """Several uploads in one transaction: one sync of the database for all. Each
+        stands alone: one that fails is rolled back and its error returned in its place;
+        the others are committed."""
+        outcomes: list[ObjectRecord | Exception] = []
         with self._transaction() as db:
-            for upload in uploads:
+            for commit in commits:
                 db.execute("SAVEPOINT upload")
                 try:
-                    self._commit_upload(db, *upload)
-                except (sqlite3.IntegrityError, ValueError) as exc:
+                    outcomes.append(self._commit_upload(db, commit))
+                except (sqlite3.IntegrityError, ValueError, IndexRefusal) as exc:
                     db.execute("ROLLBACK TO upload")
                     outcomes.append(exc)
-                else:
-                    outcomes.append(None)
                 finally:
                     db.execute("RELEASE upload")
         return outcomes
 
-    def _commit_upload(
-        self,
-        db: sqlite3.Connection,
-        record: ObjectRecord,
-        units: Sequence[UnitRecord],
-        segments: Sequence[SegmentRecord],
-        fragments: Sequence[FragmentPlacement],
-        declaration: dict[str, Any],
-    ) -> None:
+    def _commit_upload(self, db: sqlite3.Connection, commit: UploadCommit) -> ObjectRecord:
+        record = commit.record
+        # The same fid is the same content (it hashes every fragment): a completion
+        # retried while the first is committing finds its file already here.
+        if db.execute("SELECT 1 FROM files WHERE fid = ?", (record.fid,)).fetchone() is None:
+            self._insert_file(db, commit)
+        return self._write_version(db, record, commit.declaration, commit.write)
+
+    def _insert_file(self, db: sqlite3.Connection, commit: UploadCommit) -> None:
+        record = commit.record
         db.execute(
             "INSERT INTO files (fid, size, etag, data_shards, total_shards, stored, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -397,125 +407,347 @@ class MetadataIndex:
                     u.first_segment,
                     u.segment_count,
                 )
-                for u in units
+                for u in commit.units
             ],
         )
         db.executemany(
             "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?)",
             [
                 (s.fid, s.seg_no, s.segment_id, s.stripe_count, s.cipher_size, s.fragment_size)
-                for s in segments
+                for s in commit.segments
             ],
         )
         db.executemany(
             "INSERT INTO fragments VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (f.fid, f.seg_no, f.idx, f.fragment_id, f.miner, f.size, f.block_roots)
-                for f in fragments
+                for f in commit.fragments
             ],
         )
-        self._name(db, record, declaration)
 
-    def add_name(self, record: ObjectRecord, declaration: dict[str, Any]) -> None:
-        """Another name for a file the index holds (a copy: no data moves), declared to
-        the chain as a new reference."""
+    def add_name(
+        self, record: ObjectRecord, declaration: dict[str, Any], write: NameWrite = PLAIN_WRITE
+    ) -> ObjectRecord:
+        """Another version naming a file the index holds (a copy: no data moves),
+        declared to the chain as a new reference."""
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM files WHERE fid = ?", (record.fid,)).fetchone() is None:
-                raise KeyError(record.fid)
-            self._name(db, record, declaration)
+                raise NoSuchObject(record.name)
+            return self._write_version(db, record, declaration, write)
 
-    def _name(
-        self, db: sqlite3.Connection, record: ObjectRecord, declaration: dict[str, Any]
-    ) -> None:
-        # A name has one file: the new one replaces the old (the chain's declaration
-        # replaces the reference, so the old one needs no deletion of its own).
-        self._drop_name(db, record.owner, record.name, chain_delete=False)
+    def _write_version(
+        self,
+        db: sqlite3.Connection,
+        record: ObjectRecord,
+        declaration: dict[str, Any],
+        write: NameWrite,
+    ) -> ObjectRecord:
+        owner, name = record.owner, record.name
+        bucket = self._bucket_of(db, owner, name, write.bucket)
+        self._check(db, owner, name, write.condition)
+        if write.completes is not None:
+            self._open_upload(db, write.completes, owner, name)
+        versioning = bucket.versioning if bucket is not None else UNVERSIONED
+        version_id = new_version_id() if versioning == ENABLED else NULL_VERSION
+        state, replaced = PENDING, None
+        if version_id == NULL_VERSION:
+            # The new version replaces the null one; the chain's declaration replaces its
+            # reference, so it needs no deletion of its own.
+            replaced = self._remove_version(db, owner, name, NULL_VERSION, chain_delete=False)
+            if (
+                replaced is not None
+                and replaced.fid == record.fid
+                and replaced.state in (DECLARED, ACTIVE)
+            ):
+                state = replaced.state  # the same reference (a copy onto itself): on chain
+        written = replace(
+            record, version_id=version_id, state=state, latest=True, marker=False, seq=0
+        )
+        written = self._insert_version(db, written, latest=True)
+        replaces = None
+        if replaced is not None and not replaced.marker and replaced.fid != record.fid:
+            replaces = replaced.fid
+        self._declare(db, written, declaration, replaces)
+        if write.completes is not None:
+            db.execute(
+                "UPDATE uploads SET completed = ? WHERE upload_id = ?",
+                (json.dumps({"etag": record.etag, "version_id": version_id}), write.completes),
+            )
+            db.execute("DELETE FROM parts WHERE upload_id = ?", (write.completes,))
+        if replaced is not None:
+            self._collect(db, replaced.fid)  # after the new version: a copy onto itself
+        return written
+
+    def _insert_version(
+        self, db: sqlite3.Connection, record: ObjectRecord, *, latest: bool
+    ) -> ObjectRecord:
+        """Inserts a version; a current one takes ``latest`` from the name's others."""
+        if latest:
+            db.execute(
+                "UPDATE names SET latest = 0 WHERE owner = ? AND name = ? AND latest = 1",
+                (record.owner, record.name),
+            )
+        seq = record.seq or self._next_seq()
         db.execute(
-            "INSERT INTO names VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO names VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.owner,
                 record.name,
+                record.version_id,
+                seq,
+                int(latest),
                 record.fid,
                 record.territory,
                 record.content_type,
                 json.dumps(record.meta),
-                PENDING,
+                record.state,
                 record.created_at,
             ),
         )
+        return replace(record, latest=latest, seq=seq)
+
+    def _declare(
+        self,
+        db: sqlite3.Connection,
+        record: ObjectRecord,
+        declaration: dict[str, Any],
+        replaces: str | None = None,
+    ) -> None:
+        """A declaration for the chain; ``replaces`` is the file whose reference it
+        replaces on chain (the tracker holds it back while that file is being read)."""
         db.execute(
-            "INSERT INTO outbox (kind, owner, name, fid, declaration, state, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (kind, owner, name, version_id, fid, declaration, state, "
+            "updated_at, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 DECLARE,
                 record.owner,
                 record.name,
+                record.version_id,
                 record.fid,
-                json.dumps(declaration),
+                json.dumps({**declaration, "key": record.ref}),
                 PENDING,
                 time.time(),
+                replaces,
             ),
         )
 
-    def _drop_name(
-        self, db: sqlite3.Connection, owner: str, name: str, *, chain_delete: bool
-    ) -> str | None:
+    def _bucket_of(
+        self, db: sqlite3.Connection, owner: str, name: str, bucket: str | None
+    ) -> BucketRecord | None:
+        if bucket is None:  # a native name: the writer's bucket it starts with, if any
+            candidate, slash, _ = name.partition("/")
+            if not slash:
+                return None
+            row = db.execute(
+                f"SELECT {_BUCKET_COLUMNS} FROM buckets WHERE bucket = ? AND owner = ?",
+                (candidate, owner),
+            ).fetchone()
+            return _bucket(row) if row else None
         row = db.execute(
-            "SELECT fid FROM names WHERE owner = ? AND name = ?", (owner, name)
+            f"SELECT {_BUCKET_COLUMNS} FROM buckets WHERE bucket = ?", (bucket,)
         ).fetchone()
-        if row is None:
+        if row is None or row[1] != owner:
+            raise NoSuchBucket(bucket)
+        return _bucket(row)
+
+    def _check(
+        self, db: sqlite3.Connection, owner: str, name: str, condition: WriteCondition
+    ) -> None:
+        if condition.if_match is None and not condition.if_none_match:
+            return
+        current = self._current(db, owner, name)
+        live = current if current is not None and not current.marker else None
+        if condition.if_none_match and live is not None:
+            raise PreconditionFailed(name, "If-None-Match: *")
+        if condition.if_match is not None:
+            if live is None:
+                raise NoSuchObject(name)
+            if not etag_matches(condition.if_match, f'"{live.etag}"'):
+                raise PreconditionFailed(name, "If-Match")
+
+    def check_condition(self, owner: str, name: str, condition: WriteCondition) -> None:
+        """Raises as a write under ``condition`` would, now (a write checks again as it
+        commits: this only spares a doomed upload its body)."""
+        with self._lock:
+            self._check(self._db, owner, name, condition)
+
+    def _open_upload(self, db: sqlite3.Connection, upload_id: str, owner: str, name: str) -> None:
+        row = db.execute(
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = ?", (upload_id,)
+        ).fetchone()
+        if row is None or row[1] != owner or row[2] != name:
+            raise NoSuchUpload(upload_id)
+        found = UploadRecord.from_row(row)
+        if found.completed is not None:
+            raise UploadCompleted(upload_id, found.completed)
+
+    def _current(self, db: sqlite3.Connection, owner: str, name: str) -> ObjectRecord | None:
+        row = db.execute(
+            f"{_VERSIONS} WHERE n.owner = ? AND n.name = ? AND n.latest = 1", (owner, name)
+        ).fetchone()
+        return _record(row) if row else None
+
+    def _version(
+        self, db: sqlite3.Connection, owner: str, name: str, version_id: str
+    ) -> ObjectRecord | None:
+        row = db.execute(
+            f"{_VERSIONS} WHERE n.owner = ? AND n.name = ? AND n.version_id = ?",
+            (owner, name, version_id),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def _remove_version(
+        self, db: sqlite3.Connection, owner: str, name: str, version_id: str, *, chain_delete: bool
+    ) -> ObjectRecord | None:
+        """Removes one version (no promotion, no file collection: the caller's); its
+        declaration is no longer wanted, and with ``chain_delete`` the chain drops its
+        reference (a declaration in flight is undone by the deletion, applied after it)."""
+        found = self._version(db, owner, name, version_id)
+        if found is None:
             return None
-        fid: str = row[0]
-        db.execute("DELETE FROM names WHERE owner = ? AND name = ?", (owner, name))
-        # Its declaration is no longer wanted (if one is in flight, the deletion below,
-        # applied after it, undoes it on chain).
         db.execute(
-            "DELETE FROM outbox WHERE kind = ? AND owner = ? AND name = ? AND fid = ?",
-            (DECLARE, owner, name, fid),
+            "DELETE FROM names WHERE owner = ? AND name = ? AND version_id = ?",
+            (owner, name, version_id),
+        )
+        if found.marker:
+            return found
+        db.execute(
+            "DELETE FROM outbox WHERE kind = ? AND owner = ? AND name = ? AND version_id = ? "
+            "AND fid = ?",
+            (DECLARE, owner, name, version_id, found.fid),
         )
         if chain_delete:
             db.execute(
-                "INSERT INTO outbox (kind, owner, name, fid, declaration, state, updated_at) "
-                "VALUES (?, ?, ?, ?, '{}', ?, ?)",
-                (DELETE, owner, name, fid, PENDING, time.time()),
+                "INSERT INTO outbox (kind, owner, name, version_id, fid, declaration, state, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, '{}', ?, ?)",
+                (DELETE, owner, name, version_id, found.fid, PENDING, time.time()),
             )
-        if db.execute("SELECT 1 FROM names WHERE fid = ? LIMIT 1", (fid,)).fetchone() is None:
-            for table in ("files", "units", "segments", "fragments"):
-                db.execute(f"DELETE FROM {table} WHERE fid = ?", (fid,))
-            db.execute("DELETE FROM outbox WHERE kind = ? AND fid = ?", (DECLARE, fid))
-        return fid
+        return found
 
-    def delete_name(self, owner: str, name: str) -> str | None:
-        """Gone from the index at once (the file too, with its last name); the outbox
-        keeps a deletion for the chain, so a crash loses none. Returns the fid."""
+    def _promote(self, db: sqlite3.Connection, owner: str, name: str) -> None:
+        """The newest remaining version becomes current, when none is."""
+        if db.execute(
+            "SELECT 1 FROM names WHERE owner = ? AND name = ? AND latest = 1", (owner, name)
+        ).fetchone():
+            return
+        db.execute(
+            "UPDATE names SET latest = 1 WHERE owner = ? AND name = ? AND seq = "
+            "(SELECT MAX(seq) FROM names WHERE owner = ? AND name = ?)",
+            (owner, name, owner, name),
+        )
+
+    def _collect(self, db: sqlite3.Connection, fid: str) -> None:
+        """Drops a file no version names any more."""
+        if not fid or db.execute("SELECT 1 FROM names WHERE fid = ? LIMIT 1", (fid,)).fetchone():
+            return
+        for table in ("files", "units", "segments", "fragments"):
+            db.execute(f"DELETE FROM {table} WHERE fid = ?", (fid,))
+        db.execute("DELETE FROM outbox WHERE kind = ? AND fid = ?", (DECLARE, fid))
+
+    def delete_object(self, owner: str, name: str, bucket: str | None = None) -> DeleteOutcome:
+        """S3's DeleteObject without a version id: the object goes (unversioned), or a
+        delete marker becomes current (docs/s3.md §5)."""
         with self._transaction() as db:
-            return self._drop_name(db, owner, name, chain_delete=True)
+            found = self._bucket_of(db, owner, name, bucket)
+            versioning = found.versioning if found is not None else UNVERSIONED
+            if versioning == UNVERSIONED:
+                gone = self._remove_version(db, owner, name, NULL_VERSION, chain_delete=True)
+                self._promote(db, owner, name)
+                if gone is not None:
+                    self._collect(db, gone.fid)
+                return DeleteOutcome(None, False, gone.fid if gone else None)
+            version_id = new_version_id() if versioning == ENABLED else NULL_VERSION
+            gone = None
+            if version_id == NULL_VERSION:
+                gone = self._remove_version(db, owner, name, NULL_VERSION, chain_delete=True)
+            current = self._current(db, owner, name)
+            marker = ObjectRecord(
+                "",
+                owner,
+                name,
+                current.territory if current else (found.territory if found else ""),
+                0,
+                "",
+                "",
+                0,
+                0,
+                0,
+                ACTIVE,
+                time.time(),
+                {},
+                version_id,
+            )
+            self._insert_version(db, marker, latest=True)
+            if gone is not None:
+                self._collect(db, gone.fid)
+            return DeleteOutcome(version_id, True, gone.fid if gone and not gone.marker else None)
+
+    def delete_version(self, owner: str, name: str, version_id: str) -> DeleteOutcome | None:
+        """One version (or delete marker) gone for good; None when the name has no such
+        version. When it was current, the next newest becomes current."""
+        with self._transaction() as db:
+            gone = self._remove_version(db, owner, name, version_id, chain_delete=True)
+            if gone is None:
+                return None
+            self._promote(db, owner, name)
+            self._collect(db, gone.fid)
+            return DeleteOutcome(version_id, gone.marker, None if gone.marker else gone.fid)
+
+    def update_meta(
+        self, record: ObjectRecord, meta: dict[str, Any], declaration: dict[str, Any] | None
+    ) -> None:
+        """A version's metadata (tags) changed in place; ``declaration``, when given,
+        brings the chain's copy (``sealed_meta``) along: it replaces a declaration still
+        pending, or goes after the one the chain has."""
+        with self._transaction() as db:
+            key = (record.owner, record.name, record.version_id)
+            if not db.execute(
+                "UPDATE names SET meta = ? WHERE owner = ? AND name = ? AND version_id = ?",
+                (json.dumps(meta), *key),
+            ).rowcount:
+                raise NoSuchObject(record.name)
+            if declaration is None or record.marker:
+                return
+            db.execute(
+                "DELETE FROM outbox WHERE kind = ? AND owner = ? AND name = ? AND "
+                "version_id = ? AND fid = ? AND state = ?",
+                (DECLARE, *key, record.fid, PENDING),
+            )
+            self._declare(db, record, declaration)
+
+    # -- the chain's progress --------------------------------------------------------------
 
     def set_entry_states(
         self, entry_ids: Sequence[int], state: str, error: str | None = None
     ) -> None:
-        """Declarations' state, and their names', in one transaction."""
+        """Declarations' state, and their versions', in one transaction. A declaration
+        of a file the chain already completed (metadata brought along) is active."""
         now = time.time()
         with self._transaction() as db:
             for entry_id in entry_ids:
                 row = db.execute(
-                    "SELECT owner, name, fid FROM outbox WHERE id = ? AND kind = ?",
+                    "SELECT o.owner, o.name, o.version_id, o.fid, COALESCE(f.active, 0) "
+                    "FROM outbox o LEFT JOIN files f ON f.fid = o.fid "
+                    "WHERE o.id = ? AND o.kind = ?",
                     (entry_id, DECLARE),
                 ).fetchone()
                 if row is None:
                     continue  # deleted meanwhile
+                *version, active = row
+                entry_state = ACTIVE if state == DECLARED and active else state
                 db.execute(
                     "UPDATE outbox SET state = ?, last_error = ?, updated_at = ?, "
                     "attempts = attempts + (CASE WHEN ? IS NULL THEN 0 ELSE 1 END) WHERE id = ?",
-                    (state, error, now, error, entry_id),
+                    (entry_state, error, now, error, entry_id),
                 )
                 db.execute(
-                    "UPDATE names SET state = ? WHERE owner = ? AND name = ? AND fid = ?",
-                    (state, *row),
+                    "UPDATE names SET state = ? WHERE owner = ? AND name = ? AND version_id = ? "
+                    "AND fid = ?",
+                    (entry_state, *version),
                 )
 
     def files_active(self, fids: Sequence[str]) -> None:
-        """The chain completed these deals: every declared name of them is active."""
+        """The chain completed these deals: every declared version of them is active."""
         with self._transaction() as db:
             for fid in fids:
                 db.execute("UPDATE files SET active = 1 WHERE fid = ?", (fid,))
@@ -530,7 +762,7 @@ class MetadataIndex:
                 )
 
     def redeclare(self, fid: str) -> None:
-        """The chain cancelled the deal: declare the file's names again."""
+        """The chain cancelled the deal: declare the file's versions again."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE outbox SET state = ?, updated_at = ? WHERE kind = ? AND fid = ?",
@@ -565,36 +797,97 @@ class MetadataIndex:
                     (json.dumps(declaration), entry_id),
                 )
 
+    # -- recovery: versions as the chain holds them ----------------------------------------
+
+    def restore_version(
+        self, commit: UploadCommit, extra: Sequence[tuple[ObjectRecord, dict[str, Any]]] = ()
+    ) -> None:
+        """A file and the versions naming it, exactly as given (version ids and states
+        included), none current yet: ``settle_versions`` decides that once all are in."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM files WHERE fid = ?", (commit.record.fid,)).fetchone():
+                return
+            self._insert_file(db, commit)
+            for record, declaration in ((commit.record, commit.declaration), *extra):
+                self._insert_version(db, replace(record, seq=0), latest=False)
+                self._declare(db, record, declaration)
+                entry_state = record.state if record.state in (DECLARED, ACTIVE) else PENDING
+                db.execute(
+                    "UPDATE outbox SET state = ? WHERE id = last_insert_rowid()", (entry_state,)
+                )
+
+    def settle_versions(self) -> None:
+        """Orders every name's versions by their time and makes the newest current."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT owner, name, version_id FROM names ORDER BY owner, name, created_at, seq"
+            ).fetchall()
+            db.execute("UPDATE names SET latest = 0, seq = -seq")
+            for position, (owner, name, version_id) in enumerate(rows):
+                last = position + 1 == len(rows) or rows[position + 1][:2] != (owner, name)
+                db.execute(
+                    "UPDATE names SET seq = ?, latest = ? WHERE owner = ? AND name = ? "
+                    "AND version_id = ?",
+                    (self._next_seq(), int(last), owner, name, version_id),
+                )
+
     # -- S3 buckets: one namespace per gateway; a bucket's objects are its owner's names
     # "<bucket>/<key>" ------------------------------------------------------------------
 
-    def create_bucket(self, bucket: str, owner: str, territory: str) -> BucketRecord | None:
+    def create_bucket(
+        self, bucket: str, owner: str, territory: str, versioning: str = UNVERSIONED
+    ) -> BucketRecord | None:
         """The new bucket, or None when the name is taken (by anyone: see ``bucket``)."""
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM buckets WHERE bucket = ?", (bucket,)).fetchone():
                 return None
             now = time.time()
-            db.execute("INSERT INTO buckets VALUES (?, ?, ?, ?)", (bucket, owner, territory, now))
-        return BucketRecord(bucket, owner, territory, now)
+            db.execute(
+                f"INSERT INTO buckets ({_BUCKET_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL)",
+                (bucket, owner, territory, now, versioning),
+            )
+        return BucketRecord(bucket, owner, territory, now, versioning)
 
     def bucket(self, bucket: str) -> BucketRecord | None:
-        rows = self._rows("SELECT * FROM buckets WHERE bucket = ?", (bucket,))
-        return BucketRecord(*rows[0]) if rows else None
+        rows = self._rows(f"SELECT {_BUCKET_COLUMNS} FROM buckets WHERE bucket = ?", (bucket,))
+        return _bucket(rows[0]) if rows else None
 
     def buckets(self, owner: str) -> list[BucketRecord]:
-        rows = self._rows("SELECT * FROM buckets WHERE owner = ? ORDER BY bucket", (owner,))
-        return [BucketRecord(*row) for row in rows]
+        rows = self._rows(
+            f"SELECT {_BUCKET_COLUMNS} FROM buckets WHERE owner = ? ORDER BY bucket", (owner,)
+        )
+        return [_bucket(row) for row in rows]
+
+    def set_versioning(self, bucket: str, versioning: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE buckets SET versioning = ? WHERE bucket = ?", (versioning, bucket))
+
+    def set_bucket_tags(self, bucket: str, tags: list[list[str]] | None) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE buckets SET tags = ? WHERE bucket = ?",
+                (None if tags is None else json.dumps(tags), bucket),
+            )
 
     def delete_bucket(self, bucket: str, owner: str) -> bool:
-        """Drops an empty bucket; False when objects remain (the check and the delete in
-        one transaction, so no upload slips in between)."""
-        prefix = bucket + "/"
+        """Drops a bucket holding no version (delete markers included) and aborts its
+        unfinished uploads; False when versions remain (the check and the delete in one
+        transaction, so no upload slips in between)."""
+        where, args = _within(bucket + "/", "name")
         with self._transaction() as db:
             if db.execute(
-                "SELECT 1 FROM names WHERE owner = ? AND name >= ? AND name < ? LIMIT 1",
-                (owner, prefix, prefix + "\U0010ffff"),
+                f"SELECT 1 FROM names WHERE owner = ? AND {where} LIMIT 1", (owner, *args)
             ).fetchone():
                 return False
+            uploads = [
+                row[0]
+                for row in db.execute(
+                    f"SELECT upload_id FROM uploads WHERE owner = ? AND {where}", (owner, *args)
+                ).fetchall()
+            ]
+            for upload_id in uploads:
+                db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+                db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
             db.execute("DELETE FROM buckets WHERE bucket = ? AND owner = ?", (bucket, owner))
         return True
 
@@ -603,7 +896,7 @@ class MetadataIndex:
     def create_upload(self, upload: UploadRecord) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
                 (
                     upload.upload_id,
                     upload.owner,
@@ -616,25 +909,35 @@ class MetadataIndex:
             )
 
     def upload(self, upload_id: str) -> UploadRecord | None:
-        rows = self._rows("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,))
-        return _upload(rows[0]) if rows else None
+        rows = self._rows(
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = ?", (upload_id,)
+        )
+        return UploadRecord.from_row(rows[0]) if rows else None
 
     def uploads(
         self, owner: str, prefix: str, after_name: str, after_id: str, limit: int
     ) -> list[UploadRecord]:
-        """The owner's uploads of names with ``prefix``, in (name, upload id) order after
-        (``after_name``, ``after_id``)."""
+        """The owner's unfinished uploads of names with ``prefix``, in (name, upload id)
+        order after (``after_name``, ``after_id``)."""
+        where, args = _within(prefix, "name")
         rows = self._rows(
-            "SELECT * FROM uploads WHERE owner = ? AND name >= ? AND name < ? "
-            "AND (name > ? OR (name = ? AND upload_id > ?)) ORDER BY name, upload_id LIMIT ?",
-            (owner, prefix, prefix + "\U0010ffff", after_name, after_name, after_id, limit),
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE owner = ? AND {where} "
+            "AND completed IS NULL AND (name > ? OR (name = ? AND upload_id > ?)) "
+            "ORDER BY name, upload_id LIMIT ?",
+            (owner, *args, after_name, after_name, after_id, limit),
         )
-        return [_upload(row) for row in rows]
+        return [UploadRecord.from_row(row) for row in rows]
 
     def put_part(self, part: PartRecord) -> None:
-        """Records a part (a retry of its number replaces it; the old fragments are left
-        to their miners' orphan clean-up)."""
+        """Records a part (a retry of its number replaces it: the last to finish wins;
+        the old fragments are left to their miners' orphan clean-up). Raises
+        ``NoSuchUpload`` when the upload was completed or aborted meanwhile."""
         with self._transaction() as db:
+            found = db.execute(
+                "SELECT completed FROM uploads WHERE upload_id = ?", (part.upload_id,)
+            ).fetchone()
+            if found is None or found[0] is not None:
+                raise NoSuchUpload(part.upload_id)
             db.execute(
                 "INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -658,13 +961,18 @@ class MetadataIndex:
         ]
 
     def delete_upload(self, upload_id: str) -> bool:
+        """Aborts an unfinished upload; False when there is none (or it was completed)."""
         with self._transaction() as db:
-            found = db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,)).rowcount
-            db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+            found = db.execute(
+                "DELETE FROM uploads WHERE upload_id = ? AND completed IS NULL", (upload_id,)
+            ).rowcount
+            if found:
+                db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
         return bool(found)
 
     def expire_uploads(self, before: float) -> int:
-        """Drops uploads begun before ``before``; their fragments stay orphans."""
+        """Drops uploads begun before ``before`` (unfinished ones' fragments stay orphans;
+        completed ones' answers are no longer kept for retries)."""
         with self._transaction() as db:
             ids = [
                 row[0]
@@ -680,41 +988,89 @@ class MetadataIndex:
     # -- reads ----------------------------------------------------------------------------
 
     def object(self, fid: str, owner: str | None = None) -> ObjectRecord | None:
-        """A name of ``fid`` (the owner's first in name order, when an owner is given)."""
+        """A version naming ``fid`` (current ones first, then in name order; the owner's,
+        when an owner is given)."""
         if owner is None:
-            rows = self._rows(f"{_NAMES} WHERE n.fid = ? ORDER BY n.name LIMIT 1", (fid,))
+            rows = self._rows(
+                f"{_VERSIONS} WHERE n.fid = ? ORDER BY n.latest DESC, n.name LIMIT 1", (fid,)
+            )
         else:
             rows = self._rows(
-                f"{_NAMES} WHERE n.fid = ? AND n.owner = ? ORDER BY n.name LIMIT 1", (fid, owner)
+                f"{_VERSIONS} WHERE n.fid = ? AND n.owner = ? "
+                "ORDER BY n.latest DESC, n.name LIMIT 1",
+                (fid, owner),
             )
         return _record(rows[0]) if rows else None
 
     def names_of(self, fid: str, owner: str) -> list[ObjectRecord]:
-        rows = self._rows(f"{_NAMES} WHERE n.fid = ? AND n.owner = ? ORDER BY n.name", (fid, owner))
+        """Every version of the owner's naming ``fid``."""
+        rows = self._rows(
+            f"{_VERSIONS} WHERE n.fid = ? AND n.owner = ? ORDER BY n.name, n.seq DESC",
+            (fid, owner),
+        )
         return [_record(row) for row in rows]
 
     def find(self, owner: str, name: str) -> ObjectRecord | None:
-        rows = self._rows(f"{_NAMES} WHERE n.owner = ? AND n.name = ?", (owner, name))
+        """The name's current object; None when it has none (or a delete marker)."""
+        rows = self._rows(
+            f"{_CURRENT} WHERE n.owner = ? AND n.name = ? AND n.latest = 1", (owner, name)
+        )
         return _record(rows[0]) if rows else None
 
+    def current(self, owner: str, name: str) -> ObjectRecord | None:
+        """The name's newest version, a delete marker included."""
+        with self._lock:
+            return self._current(self._db, owner, name)
+
+    def version(self, owner: str, name: str, version_id: str) -> ObjectRecord | None:
+        with self._lock:
+            return self._version(self._db, owner, name, version_id)
+
     def objects_by_name(
-        self, owner: str, start_after: str, limit: int, *, prefix: str = ""
+        self, owner: str, after: str, limit: int, *, prefix: str = "", inclusive: bool = False
     ) -> list[ObjectRecord]:
-        """The owner's names after ``start_after`` beginning with ``prefix``, in UTF-8
-        byte order (SQLite compares TEXT bytewise: S3's order)."""
-        if prefix:
-            # A range the index can walk: every name with the prefix sorts below prefix +
-            # U+10FFFF (but those continuing with that noncharacter, which no key uses).
-            rows = self._rows(
-                f"{_NAMES} WHERE n.owner = ? AND n.name > ? AND n.name >= ? AND n.name < ? "
-                "ORDER BY n.name LIMIT ?",
-                (owner, start_after, prefix, prefix + "\U0010ffff", limit),
+        """The owner's current objects beginning with ``prefix``, after ``after`` (at or
+        after, with ``inclusive``), in UTF-8 byte order (SQLite compares TEXT bytewise:
+        S3's order)."""
+        where, args = _within(prefix)
+        rows = self._rows(
+            f"{_CURRENT} WHERE n.owner = ? AND n.latest = 1 AND {where} "
+            f"AND n.name {'>=' if inclusive else '>'} ? ORDER BY n.name LIMIT ?",
+            (owner, *args, after, limit),
+        )
+        return [_record(row) for row in rows]
+
+    def versions_by_name(
+        self,
+        owner: str,
+        after: str,
+        limit: int,
+        *,
+        prefix: str = "",
+        inclusive: bool = False,
+        older_than: int | None = None,
+    ) -> list[ObjectRecord]:
+        """Every version (delete markers included) of the owner's names beginning with
+        ``prefix``, in name order and newest first, starting after name ``after`` (at it,
+        with ``inclusive``), or with ``older_than``, after the version of ``after`` with
+        that seq."""
+        where, args = _within(prefix)
+        if older_than is not None:
+            position, position_args = (
+                "(n.name > ? OR (n.name = ? AND n.seq < ?))",
+                [
+                    after,
+                    after,
+                    older_than,
+                ],
             )
         else:
-            rows = self._rows(
-                f"{_NAMES} WHERE n.owner = ? AND n.name > ? ORDER BY n.name LIMIT ?",
-                (owner, start_after, limit),
-            )
+            position, position_args = f"n.name {'>=' if inclusive else '>'} ?", [after]
+        rows = self._rows(
+            f"{_VERSIONS} WHERE n.owner = ? AND {where} AND {position} "
+            "ORDER BY n.name, n.seq DESC LIMIT ?",
+            (owner, *args, *position_args, limit),
+        )
         return [_record(row) for row in rows]
 
     def file_ids(self, after: str, limit: int) -> list[str]:
@@ -728,7 +1084,7 @@ class MetadataIndex:
         return bool(rows and rows[0][0])
 
     def declaration_of(self, fid: str) -> dict[str, Any] | None:
-        """A declaration of the file (any name's), the template of a copy's."""
+        """A declaration of the file (any version's), the template of a copy's."""
         rows = self._rows(
             "SELECT declaration FROM outbox WHERE kind = ? AND fid = ? ORDER BY id LIMIT 1",
             (DECLARE, fid),
@@ -743,24 +1099,30 @@ class MetadataIndex:
         rows = self._rows("SELECT * FROM segments WHERE fid = ? ORDER BY seg_no", (fid,))
         return [SegmentRecord(*row) for row in rows]
 
-    def fragments(self, fid: str, seg_no: int | None = None) -> list[FragmentPlacement]:
+    def fragments(
+        self, fid: str, seg_no: int | None = None, last_segment: int | None = None
+    ) -> list[FragmentPlacement]:
+        """A file's placements: all, one segment's, or segments ``seg_no..last_segment``."""
         if seg_no is None:
             rows = self._rows("SELECT * FROM fragments WHERE fid = ? ORDER BY seg_no, idx", (fid,))
         else:
             rows = self._rows(
-                "SELECT * FROM fragments WHERE fid = ? AND seg_no = ? ORDER BY idx", (fid, seg_no)
+                "SELECT * FROM fragments WHERE fid = ? AND seg_no BETWEEN ? AND ? "
+                "ORDER BY seg_no, idx",
+                (fid, seg_no, seg_no if last_segment is None else last_segment),
             )
         return [FragmentPlacement(*row) for row in rows]
 
     def outbox(self, kind: str, state: str, limit: int = 256) -> list[OutboxEntry]:
         rows = self._rows(
-            "SELECT id, kind, owner, name, fid, declaration, state, attempts, last_error "
-            "FROM outbox WHERE kind = ? AND state = ? ORDER BY updated_at, id LIMIT ?",
+            "SELECT id, kind, owner, name, fid, declaration, state, attempts, last_error, "
+            "version_id, replaces FROM outbox WHERE kind = ? AND state = ? "
+            "ORDER BY updated_at, id LIMIT ?",
             (kind, state, limit),
         )
         return [
-            OutboxEntry(i, k, o, n, f, json.loads(decl), st, attempts, error)
-            for i, k, o, n, f, decl, st, attempts, error in rows
+            OutboxEntry(i, k, o, n, f, json.loads(decl), st, attempts, error, version, replaces)
+            for i, k, o, n, f, decl, st, attempts, error, version, replaces in rows
         ]
 
     def deletions_pending(self, fid: str) -> int:
@@ -768,7 +1130,7 @@ class MetadataIndex:
         return int(rows[0][0])
 
     def count_names(self, state: str) -> int:
-        rows = self._rows("SELECT COUNT(*) FROM names WHERE state = ?", (state,))
+        rows = self._rows("SELECT COUNT(*) FROM names WHERE state = ? AND fid != ''", (state,))
         return int(rows[0][0])
 
     def pending_bytes(self, owner: str, territory: str) -> int:

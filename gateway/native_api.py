@@ -30,6 +30,7 @@ from gateway.native_files import (
 from gateway.native_keys import create_key, list_keys, revoke_key
 from gateway.native_resume import delete_resume, get_resume, put_resume
 from gateway.objects import ObjectError
+from gateway.records import IndexRefusal, PreconditionFailed
 from gateway.resume import ResumeError
 
 __all__ = ["NATIVE", "NativeContext", "make_native_app"]
@@ -73,6 +74,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except (ObjectError, ResumeError) as exc:
         busy = {"Retry-After": "5"} if exc.status in (429, 503) else {}
         return envelope(exc.status, {"error": exc.code}, exc.message, headers=busy)
+    except PreconditionFailed as exc:
+        return envelope(412, {"error": "PreconditionFailed"}, str(exc))
+    except IndexRefusal as exc:
+        return envelope(409, {"error": type(exc).__name__}, str(exc))
     except ChainError as exc:
         return envelope(503, {"error": "ChainUnavailable"}, str(exc), headers={"Retry-After": "2"})
     except web.HTTPException as exc:

@@ -31,7 +31,8 @@ from gateway.native_common import (
     territory_of,
     uploaded,
 )
-from gateway.objects import ObjectError
+from gateway.records import NameWrite, WriteCondition
+from gateway.streaming import stream_pieces
 
 __all__ = [
     "DELETE_WAIT",
@@ -54,7 +55,8 @@ async def _store(
     ctx = request.app[NATIVE]
     territory, copies, cipher = territory_of(request), copies_of(request), cipher_of(request)
     existing = ctx.service.index.find(owner, name)
-    if request.headers.get("If-None-Match") == "*" and existing is not None:
+    create_only = request.headers.get("If-None-Match") == "*"
+    if create_only and existing is not None:
         raise NativeError(412, "PreconditionFailed", f"{name!r} exists", fid=existing.fid)
     with ctx.upload_slot(owner):
         record = await ctx.service.put(
@@ -66,6 +68,7 @@ async def _store(
             copies=copies,
             secret=cipher,
             content_type=TYPES.guess_type(name)[0] or "application/octet-stream",
+            write=NameWrite(condition=WriteCondition(if_none_match=create_only)),
         )
     layout = await ctx.service.layout_for(copies)
     return uploaded(request, record, layout.n // layout.k)
@@ -172,25 +175,14 @@ async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse
         return web.Response(status=status, headers={**headers, "Content-Length": str(end - start)})
     if end == start:
         return web.Response(status=status, body=b"", headers=headers)
-    pieces = ctx.service.read(record, start, end, cipher)
-    first = await anext(pieces)  # a wrong Cipher or no fragments: a clean error, not bytes
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = end - start
-    await response.prepare(request)
-    await response.write(first)
-    sent = ctx.metrics.download_bytes
-    sent.inc(len(first))
-    try:
-        async for piece in pieces:
-            await response.write(piece)
-            sent.inc(len(piece))
-    except ObjectError:
-        # Bytes are out already: close short so the client sees a truncated body.
-        if request.transport is not None:
-            request.transport.close()
-        return response
-    await response.write_eof()
-    return response
+    return await stream_pieces(
+        request,
+        ctx.service.read(record, start, end, cipher),
+        status=status,
+        headers=headers,
+        length=end - start,
+        sent=ctx.metrics.download_bytes.inc,
+    )
 
 
 async def download(request: web.Request) -> web.StreamResponse:

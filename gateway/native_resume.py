@@ -16,6 +16,7 @@ from gateway.native_common import (
     territory_of,
     uploaded,
 )
+from gateway.records import NameWrite, WriteCondition
 from gateway.resume import ResumeSession, parse_content_range
 
 __all__ = [
@@ -96,6 +97,7 @@ async def put_resume(request: web.Request) -> web.Response:
                 copies=session.copies,
                 secret=cipher_of(request),
                 content_type=TYPES.guess_type(name)[0] or "application/octet-stream",
+                write=NameWrite(condition=WriteCondition(if_none_match=session.create_only)),
             )
             ctx.resume.complete(session, record.fid)
             layout = await ctx.service.layout_for(session.copies)

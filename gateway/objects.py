@@ -15,12 +15,13 @@ fragment and reported to the chain.
 
 import asyncio
 import base64
+import collections
 import dataclasses
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -33,8 +34,11 @@ from gateway import codec
 from gateway.codec import EncodedSegment, Layout, UnitEncoder
 from gateway.index import (
     PENDING,
+    PLAIN_WRITE,
+    DeleteOutcome,
     FragmentPlacement,
     MetadataIndex,
+    NameWrite,
     ObjectRecord,
     SegmentRecord,
     UnitRecord,
@@ -163,15 +167,16 @@ class GroupCommit:
 
     def __init__(self, index: MetadataIndex) -> None:
         self.index = index
-        self._waiting: list[tuple[UploadCommit, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[UploadCommit, asyncio.Future[ObjectRecord]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def commit(self, upload: UploadCommit) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def commit(self, upload: UploadCommit) -> ObjectRecord:
+        """The version as written (its version id decided inside the transaction)."""
+        done: asyncio.Future[ObjectRecord] = asyncio.get_running_loop().create_future()
         self._waiting.append((upload, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
-        await done
+        return await done
 
     async def _write(self) -> None:
         while self._waiting:
@@ -182,13 +187,13 @@ class GroupCommit:
                 )
             except Exception as exc:  # the transaction itself: every upload in it failed
                 outcomes = [exc] * len(batch)
-            for (_, done), error in zip(batch, outcomes, strict=True):
+            for (_, done), outcome in zip(batch, outcomes, strict=True):
                 if done.done():
                     continue  # its request went away; the upload is committed all the same
-                if error is None:
-                    done.set_result(None)
+                if isinstance(outcome, Exception):
+                    done.set_exception(outcome)
                 else:
-                    done.set_exception(error)
+                    done.set_result(outcome)
 
 
 class ObjectService:
@@ -219,6 +224,16 @@ class ObjectService:
         self._fetch_bytes = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commits = GroupCommit(index)
+        # Files being read now: the tracker holds back the chain calls that would make
+        # their miners drop them until the reads end (docs/s3.md §7).
+        self._reading: collections.Counter[str] = collections.Counter()
+
+    def reading(self, fid: str) -> bool:
+        return self._reading[fid] > 0
+
+    def _committed(self) -> None:
+        if self.on_committed is not None:
+            self.on_committed()
 
     # -- upload ---------------------------------------------------------------------------
 
@@ -280,6 +295,14 @@ class ObjectService:
         self._check_size(layout, size)
         await self._check_territory(owner, territory, layout.stored_size(size))
 
+    async def check_unit(
+        self, owner: str, territory: str, layout: Layout, unit: "PlacedUnit"
+    ) -> None:
+        """The upload checks, once a body of unknown length has been placed."""
+        self._check_size(layout, unit.plain_size)
+        stored = sum(s.fragment_size for s in unit.segments) * layout.n
+        await self._check_territory(owner, territory, stored)
+
     async def put(
         self,
         *,
@@ -292,9 +315,12 @@ class ObjectService:
         copies: int | None = None,
         secret: Secret = None,
         meta: dict[str, Any] | None = None,
+        write: NameWrite = PLAIN_WRITE,
     ) -> ObjectRecord:
-        """Stores an object under ``name`` (replacing what the name held); ``meta`` is
-        kept with the name (user metadata, content headers)."""
+        """Stores an object under ``name`` (a new version of it: replacing the null one
+        unless the name's bucket has versioning); ``meta`` is kept with the version (user
+        metadata, content headers). ``size_hint`` None is a body of unknown length: the
+        territory is checked again once its stored size is known."""
         layout = await self.layout_for(copies)
         self._check_size(layout, size_hint or 0)
         estimate = layout.stored_size(size_hint or 0)
@@ -302,8 +328,19 @@ class ObjectService:
         key = (owner, territory)
         self._reserved[key] = self._reserved.get(key, 0) + estimate
         try:
-            return await self._put(
-                owner, territory, name, body, layout, content_type, secret, meta or {}
+            unit = await self.encode_unit(body, layout, secret)
+            if size_hint is None:
+                await self.check_unit(owner, territory, layout, unit)
+            return await self.commit(
+                owner=owner,
+                territory=territory,
+                name=name,
+                layout=layout,
+                units=[unit],
+                content_type=content_type,
+                meta=meta or {},
+                etag=unit.md5,
+                write=write,
             )
         finally:
             self._reserved[key] -= estimate
@@ -319,14 +356,14 @@ class ObjectService:
         name: str,
         content_type: str,
         meta: dict[str, Any],
+        write: NameWrite = PLAIN_WRITE,
     ) -> ObjectRecord:
-        """Another name for ``source``'s stored file: no data moves. The chain adds a
-        reference to the file and charges ``territory`` its stored bytes."""
+        """Another version naming ``source``'s stored file: no data moves. The chain adds
+        a reference to the file and charges ``territory`` its stored bytes."""
         await self._check_territory(owner, territory, source.stored)
         template = self.index.declaration_of(source.fid)
         if template is None:
             raise ObjectError(404, "NoSuchKey", f"no stored file {source.fid}")
-        declaration = {**template, "owner": owner, "territory": territory, "key": name}
         record = dataclasses.replace(
             source,
             owner=owner,
@@ -337,33 +374,50 @@ class ObjectService:
             state=PENDING,
             created_at=time.time(),
         )
-        await asyncio.to_thread(self.index.add_name, record, declaration)
-        if self.on_committed is not None:
-            self.on_committed()
-        return record
+        declaration = {
+            **template,
+            "owner": owner,
+            "territory": territory,
+            "sealed_meta": self._sealed(record, self.index.units(source.fid)),
+        }
+        written = await asyncio.to_thread(self.index.add_name, record, declaration, write)
+        self._committed()
+        return written
 
-    async def _put(
-        self,
-        owner: str,
-        territory: str,
-        name: str,
-        body: AsyncIterable[bytes],
-        layout: Layout,
-        content_type: str,
-        secret: Secret,
-        meta: dict[str, Any],
-    ) -> ObjectRecord:
-        unit = await self.encode_unit(body, layout, secret)
-        return await self.commit(
-            owner=owner,
-            territory=territory,
-            name=name,
-            layout=layout,
-            units=[unit],
-            content_type=content_type,
-            meta=meta,
-            etag=unit.md5,
-        )
+    async def set_meta(self, record: ObjectRecord, meta: dict[str, Any]) -> None:
+        """A version's metadata changed in place (its tags), the chain's sealed copy too."""
+        template = self.index.declaration_of(record.fid) if not record.marker else None
+        declaration = None
+        if template is not None:
+            changed = dataclasses.replace(record, meta=meta)
+            declaration = {
+                **template,
+                "owner": record.owner,
+                "territory": record.territory,
+                "sealed_meta": self._sealed(changed, self.index.units(record.fid)),
+            }
+        await asyncio.to_thread(self.index.update_meta, record, meta, declaration)
+        self._committed()
+
+    def _sealed(self, record: ObjectRecord, units: Sequence[UnitRecord]) -> str:
+        """A version's ``sealed_meta``: what ``deoss recover`` needs to name it again."""
+        sealed = {
+            "name": record.name,
+            "content_type": record.content_type,
+            "etag": record.etag,
+            "size": record.size,
+            "meta": record.meta,  # the version's metadata: S3 headers, user metadata, tags
+            "units": [
+                {
+                    "unit_id": u.unit_id,
+                    "algorithm": u.algorithm,
+                    "plain_size": u.plain_size,
+                    "wrapped_key": json.loads(u.wrapped_key),
+                }
+                for u in units
+            ],
+        }
+        return base64.b64encode(seal_meta(self.master_key, sealed)).decode()
 
     async def encode_unit(
         self, body: AsyncIterable[bytes], layout: Layout, secret: Secret = None
@@ -431,9 +485,11 @@ class ObjectService:
         content_type: str,
         meta: dict[str, Any],
         etag: str,
+        write: NameWrite = PLAIN_WRITE,
     ) -> ObjectRecord:
-        """Records placed units, in order, as one object under ``name``: file, name and
-        declaration in one index transaction. No data moves."""
+        """Records placed units, in order, as one object under ``name``: file, version
+        and declaration in one index transaction. No data moves. Returns the version as
+        written."""
         unit_records: list[UnitRecord] = []
         segments: list[SegmentRecord] = []
         placements: list[FragmentPlacement] = []
@@ -455,8 +511,6 @@ class ObjectService:
             segments += [dataclasses.replace(s, seg_no=base + s.seg_no) for s in unit.segments]
             placements += [dataclasses.replace(p, seg_no=base + p.seg_no) for p in unit.placements]
         fid = codec.fid_of([s.segment_id for s in segments])
-        if self.index.units(fid):
-            raise ObjectError(409, "Exists", fid)  # random keys make this practically impossible
         # The fid is known only now: the records made while placing get it here.
         unit_records = [dataclasses.replace(u, fid=fid) for u in unit_records]
         segments = [dataclasses.replace(s, fid=fid) for s in segments]
@@ -477,22 +531,6 @@ class ObjectService:
             time.time(),
             meta,
         )
-        sealed = {
-            "name": name,
-            "content_type": content_type,
-            "etag": etag,
-            "size": size,
-            "meta": meta,  # the name's metadata: S3 headers, user metadata, checksum
-            "units": [
-                {
-                    "unit_id": u.unit_id,
-                    "algorithm": u.algorithm,
-                    "plain_size": u.plain_size,
-                    "wrapped_key": json.loads(u.wrapped_key),
-                }
-                for u in unit_records
-            ],
-        }
         declaration = {
             "owner": owner,
             "territory": territory,
@@ -511,12 +549,13 @@ class ObjectService:
                 }
                 for s in segments
             ],
-            "sealed_meta": base64.b64encode(seal_meta(self.master_key, sealed)).decode(),
+            "sealed_meta": self._sealed(record, unit_records),
         }
-        await self._commits.commit((record, unit_records, segments, placements, declaration))
-        if self.on_committed is not None:
-            self.on_committed()
-        return record
+        written = await self._commits.commit(
+            UploadCommit(record, unit_records, segments, placements, declaration, write)
+        )
+        self._committed()
+        return written
 
     async def _store_segment(self, upload: _Upload, segment: EncodedSegment) -> None:
         layout = upload.layout
@@ -621,52 +660,92 @@ class ObjectService:
 
     async def read(
         self, record: ObjectRecord, start: int, end: int, secret: Secret
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Plaintext bytes ``start..end`` (exclusive), streamed in order, across the
         object's units (one per part of a multipart upload). A unit's key is opened
-        before any of its bytes: a wrong Cipher is an error, never garbage."""
+        before any of its bytes: a wrong Cipher is an error, never garbage.
+
+        The placements it needs are read from the index at once, before the first byte,
+        and the file counts as being read until the stream ends: an overwrite or delete
+        meanwhile changes neither what this read fetches nor, until it ends, what the
+        miners keep (the tracker holds the chain call back)."""
         layout = Layout.from_params(self.params, total_shards=record.total_shards)
+        plans: list[tuple[UnitRecord, list[codec.StripeSlice]]] = []
         offset = 0
-        for unit in self.index.units(record.fid):
+        units = self.index.units(record.fid)
+        for unit in units:
             low, high = offset, offset + unit.plain_size
             offset = high
             if high <= start or low >= end:
                 continue
-            dek = await self._unit_key(unit, secret)
             plan = codec.plan_range(
                 layout, unit.plain_size, max(start, low) - low, min(end, high) - low
             )
-            algorithm = codec.algorithm_named(unit.algorithm)
-            unit_id = bytes.fromhex(unit.unit_id)
-            index = 0
-            while index < len(plan):
-                group = [plan[index]]
-                while (
-                    index + len(group) < len(plan)
-                    and len(group) < FETCH_STRIPES
-                    and plan[index + len(group)].segment == group[0].segment
-                ):
-                    group.append(plan[index + len(group)])
-                index += len(group)
-                stripes = await self._fetch_stripes(record, layout, group, unit.first_segment)
-                for piece, ciphertext in zip(group, stripes, strict=True):
-                    args = (algorithm, dek, unit_id, piece, ciphertext)
-                    if len(ciphertext) <= INLINE_BYTES:
-                        yield codec.decrypt_stripe(*args)
-                    else:
-                        yield await asyncio.to_thread(codec.decrypt_stripe, *args)
+            if plan:
+                plans.append((unit, plan))
+        placements: dict[int, list[FragmentPlacement]] = {}
+        if plans:
+            first = plans[0][0].first_segment + plans[0][1][0].segment
+            last = plans[-1][0].first_segment + plans[-1][1][-1].segment
+            for placement in self.index.fragments(record.fid, first, last):
+                placements.setdefault(placement.seg_no, []).append(placement)
+        if not units or any(
+            unit.first_segment + piece.segment not in placements
+            for unit, plan in plans
+            for piece in plan
+        ):
+            raise ObjectError(404, "NoSuchKey", f"{record.name!r} was replaced meanwhile")
+        self._reading[record.fid] += 1
+        try:
+            for unit, plan in plans:
+                async for piece in self._read_unit(record, layout, unit, plan, placements, secret):
+                    yield piece
+        finally:
+            self._reading[record.fid] -= 1
+            if not self._reading[record.fid]:
+                del self._reading[record.fid]
+
+    async def _read_unit(
+        self,
+        record: ObjectRecord,
+        layout: Layout,
+        unit: UnitRecord,
+        plan: list[codec.StripeSlice],
+        placements: dict[int, list[FragmentPlacement]],
+        secret: Secret,
+    ) -> AsyncIterator[bytes]:
+        dek = await self._unit_key(unit, secret)
+        algorithm = codec.algorithm_named(unit.algorithm)
+        unit_id = bytes.fromhex(unit.unit_id)
+        index = 0
+        while index < len(plan):
+            group = [plan[index]]
+            while (
+                index + len(group) < len(plan)
+                and len(group) < FETCH_STRIPES
+                and plan[index + len(group)].segment == group[0].segment
+            ):
+                group.append(plan[index + len(group)])
+            index += len(group)
+            seg_no = unit.first_segment + group[0].segment  # the unit's, in the object
+            stripes = await self._fetch_stripes(record, layout, group, seg_no, placements[seg_no])
+            for piece, ciphertext in zip(group, stripes, strict=True):
+                args = (algorithm, dek, unit_id, piece, ciphertext)
+                if len(ciphertext) <= INLINE_BYTES:
+                    yield codec.decrypt_stripe(*args)
+                else:
+                    yield await asyncio.to_thread(codec.decrypt_stripe, *args)
 
     async def _fetch_stripes(
         self,
         record: ObjectRecord,
         layout: Layout,
         group: list[codec.StripeSlice],
-        first_segment: int,
+        seg_no: int,
+        placements: list[FragmentPlacement],
     ) -> list[bytes]:
         """The ciphertext of consecutive stripes of one segment, from k verified blocks
         each; systematic fragments first, others when a fetch fails or lies."""
-        seg_no = first_segment + group[0].segment  # the unit's segment, in the object
-        placements = self.index.fragments(record.fid, seg_no)
         first, last = group[0], group[-1]
         start, end = first.block_offset, last.block_offset + last.block_len
         unused = list(range(layout.n))  # 0..k-1 first: decoding is then a copy
@@ -782,9 +861,20 @@ class ObjectService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def delete(self, record: ObjectRecord) -> None:
-        """The name gone from the index at once (the file with its last name); the deal
-        tracker drops the reference on chain."""
-        await asyncio.to_thread(self.index.delete_name, record.owner, record.name)
-        if self.on_committed is not None:
-            self.on_committed()
+    async def delete(self, record: ObjectRecord) -> DeleteOutcome | None:
+        """That version gone from the index at once, for good (the file with the last
+        version naming it); the deal tracker drops the reference on chain."""
+        return await self.delete_version(record.owner, record.name, record.version_id)
+
+    async def delete_version(self, owner: str, name: str, version_id: str) -> DeleteOutcome | None:
+        outcome = await asyncio.to_thread(self.index.delete_version, owner, name, version_id)
+        self._committed()
+        return outcome
+
+    async def delete_object(
+        self, owner: str, name: str, bucket: str | None = None
+    ) -> DeleteOutcome:
+        """S3's DeleteObject: the object goes, or a delete marker hides it (versioning)."""
+        outcome = await asyncio.to_thread(self.index.delete_object, owner, name, bucket)
+        self._committed()
+        return outcome

@@ -6,8 +6,11 @@ account declared (``file_bank.files_declared_by``), each reference's ``sealed_me
 opened with the master key, gives the name, content type, metadata and the units' wrapped
 data keys; the chain gives the layout, segment ids and fragment placements; the miners
 give the fragments, from which the block roots reads verify against are re-derived (a
-fragment a miner lost is rebuilt from k siblings first). Buckets come back from the names
-``<bucket>/<key>``. Access keys and unfinished uploads do not: they were never on chain.
+fragment a miner lost is rebuilt from k siblings first). A reference's key gives its
+name and version id (``records.split_reference``); every name's newest version becomes
+current. Buckets come back from the names ``<bucket>/<key>``, versioning Enabled where
+they held versions. Access keys, unfinished uploads and delete markers do not: they were
+never on chain.
 """
 
 import asyncio
@@ -27,15 +30,19 @@ from gateway.codec import Layout
 from gateway.config import GatewayConfig
 from gateway.index import (
     ACTIVE,
-    DECLARE,
     DECLARED,
+    ENABLED,
+    NULL_VERSION,
+    UNVERSIONED,
     FragmentPlacement,
     MetadataIndex,
     ObjectRecord,
     SegmentRecord,
     UnitRecord,
+    UploadCommit,
 )
 from gateway.objects import ObjectError
+from gateway.records import split_reference
 from gateway.repair import FragmentMover
 from gateway.s3.context import check_bucket_name
 from gateway.s3.xml import S3Error
@@ -87,6 +94,7 @@ async def recover(config: GatewayConfig) -> RecoverReport:
             for file in files:
                 await _recover_file(file, genesis.params, index, mover, master_key, report)
             after = files[-1]["fid"]
+        index.settle_versions()  # every name's newest version, across files, is current
     finally:
         await client.close()
         await chain.close()
@@ -158,11 +166,44 @@ async def _recover_file(
                         b"",  # filled below, from the fragment's bytes
                     )
                 )
-    ref, sealed = refs[0]
-    record = ObjectRecord(
-        fid,
+    state = ACTIVE if file["state"] == "active" else DECLARED
+    versions = [
+        (_version_record(file, ref, sealed, state), _declaration(file, ref)) for ref, sealed in refs
+    ]
+    (record, declaration), *others = versions
+    # The index first (placements without roots cannot serve reads yet), then the roots.
+    index.restore_version(
+        UploadCommit(record, units, segments, placements, declaration), extra=others
+    )
+    await _fill_block_roots(fid, segments, layout, index, mover, report)
+    if state == ACTIVE:
+        index.files_active([fid])
+    report.files += 1
+    for version, _ in versions:
+        report.names += 1
+        bucket, slash, _ = version.name.partition("/")
+        if not slash:
+            continue
+        try:
+            check_bucket_name(bucket)
+        except S3Error:
+            continue
+        # A bucket that held versions had versioning on: it comes back Enabled.
+        versioning = ENABLED if version.version_id != NULL_VERSION else UNVERSIONED
+        if index.create_bucket(bucket, version.owner, version.territory, versioning):
+            report.buckets += 1
+        elif versioning == ENABLED:
+            index.set_versioning(bucket, ENABLED)
+
+
+def _version_record(
+    file: dict[str, Any], ref: dict[str, Any], sealed: dict[str, Any], state: str
+) -> ObjectRecord:
+    name, version_id = split_reference(ref["key"])
+    return ObjectRecord(
+        file["fid"],
         ref["owner"],
-        sealed["name"],
+        name,
         ref["territory"],
         sealed["size"],
         sealed["content_type"],
@@ -170,49 +211,12 @@ async def _recover_file(
         file["data_shards"],
         file["total_shards"],
         file["stored"],
-        ACTIVE if file["state"] == "active" else DECLARED,
+        state,
         float(ref["created_at"]),
         sealed.get("meta") or {},
+        version_id,
+        latest=False,
     )
-    # The index first (placements without roots cannot serve reads yet), then the roots.
-    index.commit_upload(record, units, segments, placements, _declaration(file, ref))
-    await _fill_block_roots(fid, segments, layout, index, mover, report)
-    for extra_ref, extra_sealed in refs[1:]:
-        index.add_name(
-            ObjectRecord(
-                fid,
-                extra_ref["owner"],
-                extra_ref["key"],
-                extra_ref["territory"],
-                record.size,
-                extra_sealed["content_type"],
-                record.etag,
-                record.data_shards,
-                record.total_shards,
-                record.stored,
-                record.state,
-                float(extra_ref["created_at"]),
-                extra_sealed.get("meta") or {},
-            ),
-            _declaration(file, extra_ref),
-        )
-    # What the chain already holds is not declared again.
-    state = ACTIVE if file["state"] == "active" else DECLARED
-    entries = [e.id for e in index.outbox(DECLARE, "pending", limit=10_000) if e.fid == fid]
-    index.set_entry_states(entries, state)
-    if state == ACTIVE:
-        index.files_active([fid])
-    report.files += 1
-    for each_ref, _ in refs:
-        report.names += 1
-        bucket, slash, _ = each_ref["key"].partition("/")
-        if slash:
-            try:
-                check_bucket_name(bucket)
-            except S3Error:
-                continue
-            if index.create_bucket(bucket, each_ref["owner"], each_ref["territory"]):
-                report.buckets += 1
 
 
 def _declaration(file: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:

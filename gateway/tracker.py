@@ -10,12 +10,15 @@ until every declared file is Active (DESIGN.md §4 steps 5-6).
   fragment reassigned, again.
 - ``DealCancelled``: declared again. The outbox is on disk, so all of this survives a
   restart of the gateway.
+- A deletion, or a declaration that replaces another file's reference, waits while that
+  file is being read (``busy``): the chain would have its miners drop it mid-read.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from chain_client.account import ChainAccount
@@ -60,6 +63,7 @@ class DealTracker:
         batch: int = 256,
         interval: float = 0.5,
         unpaid_retry: float = 30.0,
+        busy: Callable[[str], bool] = lambda fid: False,
     ) -> None:
         self.index = index
         self.account = account
@@ -68,6 +72,7 @@ class DealTracker:
         self.batch = batch
         self.interval = interval
         self.unpaid_retry = unpaid_retry
+        self.busy = busy
         self._retry_at: dict[int, float] = {}  # deletions refused lately: not before
         self._tries: dict[int, int] = {}
         self._deleted: dict[str, str | None] = {}  # recent deletions: their block hash
@@ -98,7 +103,11 @@ class DealTracker:
 
     async def declare_pending(self) -> int:
         """One batch; returns how many declarations it carried."""
-        entries = self.index.outbox(DECLARE, PENDING, limit=self.batch)
+        entries = [
+            e
+            for e in self.index.outbox(DECLARE, PENDING, limit=self.batch)
+            if e.replaces is None or not self.busy(e.replaces)
+        ]
         if not entries:
             return 0
         try:
@@ -111,7 +120,7 @@ class DealTracker:
                 self.index.set_entry_states, [e.id for e in entries], PENDING, str(exc)
             )
             return 0
-        by_reference = {(e.fid, e.owner, e.name): e for e in entries}
+        by_reference = {(e.fid, e.owner, e.ref): e for e in entries}
 
         def entry_of(event: dict[str, Any]) -> OutboxEntry | None:
             data = event["data"]
@@ -136,7 +145,7 @@ class DealTracker:
         entries = [
             e
             for e in self.index.outbox(DELETE, PENDING, limit=self.batch)
-            if self._retry_at.get(e.id, 0) <= now
+            if self._retry_at.get(e.id, 0) <= now and not self.busy(e.fid)
         ]
         await asyncio.gather(*(self._delete(entry) for entry in entries))
 
@@ -144,7 +153,7 @@ class DealTracker:
         block_hash = None
         try:
             result = await self.account.call(
-                "file_bank.delete_file", owner=entry.owner, key=entry.name, fid=entry.fid
+                "file_bank.delete_file", owner=entry.owner, key=entry.ref, fid=entry.fid
             )
             block = await self.chain.block(result.height, header_only=True)
             block_hash = block["hash"] if block else None

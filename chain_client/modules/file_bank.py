@@ -330,6 +330,12 @@ def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
         "SELECT fid FROM fb_refs WHERE owner = ? AND key = ?", (decl.owner, decl.key)
     ).fetchone()
     if current is not None and current[0] == decl.fid:
+        # The same reference again: a retried batch, or the key's metadata changed (a
+        # copy onto itself, new tags), which its sealed copy follows.
+        ctx.db.execute(
+            "UPDATE fb_refs SET sealed_meta = ? WHERE owner = ? AND key = ?",
+            (decl.sealed_meta, decl.owner, decl.key),
+        )
         ctx.emit(
             NAME,
             "AlreadyDeclared",

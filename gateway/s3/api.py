@@ -1,19 +1,30 @@
 """The S3 HTTP front (docs/s3.md): one catch-all route that authenticates the request,
 parses its target, and dispatches on method, bucket, key and sub-resource.
 
-Errors of every layer become S3 XML here and nowhere else.
+Errors of every layer become S3 XML here and nowhere else; anything unforeseen is a
+500 ``InternalError`` with the request id, logged with its traceback.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from chain_client.errors import ChainError
 from gateway.expect import close_if_unasked, defer_continue
 from gateway.objects import ObjectError
-from gateway.s3 import buckets_api, multipart_api, objects_api
+from gateway.records import (
+    IndexRefusal,
+    NoSuchBucket,
+    NoSuchObject,
+    NoSuchUpload,
+    PreconditionFailed,
+    UploadCompleted,
+)
+from gateway.s3 import acl_api, buckets_api, listing, multipart_api, objects_api, tagging_api
 from gateway.s3.access_keys import AccessKeyError
 from gateway.s3.checksums import ChecksumError
 from gateway.s3.chunked import ChunkedError
@@ -26,10 +37,9 @@ __all__ = ["make_s3_app"]
 log = logging.getLogger("deoss.s3")
 Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
 
-# Sub-resources S3 has that this gateway does not serve (docs/s3.md §8).
+# Sub-resources S3 has that this gateway does not serve (docs/s3.md §4).
 UNSUPPORTED = frozenset(
     {
-        "acl",
         "analytics",
         "accelerate",
         "cors",
@@ -51,7 +61,6 @@ UNSUPPORTED = frozenset(
         "restore",
         "retention",
         "select",
-        "tagging",
         "torrent",
         "website",
         "attributes",
@@ -67,27 +76,43 @@ def _route(request: S3Request) -> Handler:
         raise S3Error(405, "MethodNotAllowed", f"{method} is not allowed on the service")
     if UNSUPPORTED.intersection(query):
         raise S3Error(501, "NotImplemented", "this sub-resource is not implemented")
+    table: dict[str, Handler]
     if not request.key:
-        table: dict[str, Handler] = {}
         if "location" in query:
             table = {"GET": buckets_api.location}
         elif "versioning" in query:
-            table = {"GET": buckets_api.versioning}
+            table = {"GET": buckets_api.get_versioning, "PUT": buckets_api.put_versioning}
         elif "versions" in query:
-            table = {"GET": buckets_api.list_versions}
+            table = {"GET": listing.list_versions}
         elif "uploads" in query:
             table = {"GET": multipart_api.list_uploads}
         elif "delete" in query:
             table = {"POST": objects_api.delete_objects}
+        elif "tagging" in query:
+            table = {
+                "GET": tagging_api.get_bucket_tagging,
+                "PUT": tagging_api.put_bucket_tagging,
+                "DELETE": tagging_api.delete_bucket_tagging,
+            }
+        elif "acl" in query:
+            table = {"GET": acl_api.get_acl, "PUT": acl_api.put_acl}
         elif query.get("list-type") == "2":
-            table = {"GET": buckets_api.list_v2}
+            table = {"GET": listing.list_v2}
         else:
             table = {
-                "GET": buckets_api.list_v1,
+                "GET": listing.list_v1,
                 "PUT": buckets_api.create_bucket,
                 "HEAD": buckets_api.head_bucket,
                 "DELETE": buckets_api.delete_bucket,
             }
+    elif "tagging" in query:
+        table = {
+            "GET": tagging_api.get_object_tagging,
+            "PUT": tagging_api.put_object_tagging,
+            "DELETE": tagging_api.delete_object_tagging,
+        }
+    elif "acl" in query:
+        table = {"GET": acl_api.get_acl, "PUT": acl_api.put_acl}
     elif "uploads" in query:
         table = {"POST": multipart_api.create_upload}
     elif "uploadId" in query:
@@ -106,8 +131,26 @@ def _route(request: S3Request) -> Handler:
         }
     handler = table.get(method)
     if handler is None:
-        raise S3Error(405, "MethodNotAllowed", f"{method} is not allowed on this resource")
+        raise S3Error(
+            405,
+            "MethodNotAllowed",
+            f"{method} is not allowed on this resource",
+            headers={"Allow": ", ".join(table)},
+        )
     return handler
+
+
+def _refusal(exc: IndexRefusal) -> S3Error:
+    """What the index refused, as S3 says it."""
+    if isinstance(exc, NoSuchBucket):
+        return S3Error(404, "NoSuchBucket", "the bucket does not exist", BucketName=exc.bucket)
+    if isinstance(exc, NoSuchObject):
+        return S3Error(404, "NoSuchKey", "the key does not exist")
+    if isinstance(exc, PreconditionFailed):
+        return S3Error(412, "PreconditionFailed", f"{exc.condition} does not hold")
+    if isinstance(exc, NoSuchUpload | UploadCompleted):
+        return S3Error(404, "NoSuchUpload", "the upload does not exist", UploadId=exc.upload_id)
+    return S3Error(409, "OperationAborted", str(exc))
 
 
 async def _authenticate(
@@ -160,13 +203,29 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     except S3Error as exc:
         response = error_response(exc, resource, target.request_id)
     except S3AuthError as exc:
-        error = S3Error(exc.status, exc.code, exc.message, **exc.details)
+        error = S3Error(exc.status, exc.code, exc.message)
+        error.extra.update(exc.details)
         response = error_response(error, resource, target.request_id)
     except (ObjectError, AccessKeyError, ChecksumError, ChunkedError) as exc:
         error = S3Error(exc.status, exc.code, exc.message)
         response = error_response(error, resource, target.request_id)
+    except IndexRefusal as exc:
+        response = error_response(_refusal(exc), resource, target.request_id)
     except ChainError as exc:
         error = S3Error(503, "ServiceUnavailable", f"the chain is unreachable: {exc}")
+        response = error_response(error, resource, target.request_id)
+    except (ConnectionError, asyncio.IncompleteReadError, BadHttpMessage) as exc:
+        # The client went away or broke its own framing mid-body: nothing was stored.
+        log.info("%s %s: the body broke off: %r", request.method, request.path, exc)
+        error = S3Error(400, "IncompleteBody", "the request body terminated unexpectedly")
+        response = error_response(error, resource, target.request_id)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception(
+            "internal error %s %s (request %s)", request.method, request.path, target.request_id
+        )
+        error = S3Error(500, "InternalError", "We encountered an internal error. Please retry.")
         response = error_response(error, resource, target.request_id)
     if not response.prepared:
         response.headers["x-amz-request-id"] = target.request_id

@@ -2,6 +2,11 @@
 counted, and checked against everything the client vouched for, the signed SHA-256, a
 ``Content-MD5``, an ``x-amz-checksum-*`` header or trailer, before the last byte is
 handed over. A mismatch raises then, so the object service never commits the object.
+
+Framing (docs/s3.md §2): only a ``STREAMING-*`` payload hash makes the body aws-chunked
+(``aws-chunked`` in ``Content-Encoding`` alone does not); a plain body has a
+``Content-Length`` or arrives with ``Transfer-Encoding: chunked``, its length then known
+only at its end.
 """
 
 import asyncio
@@ -28,28 +33,34 @@ class UploadBody:
     """The decoded body (``chunks``), its length, and once it has been read, the checksum
     the client sent (header or trailer), verified."""
 
-    length: int
+    length: int | None  # None: chunked transfer encoding, known at the end
     chunks: AsyncIterator[bytes] = field(repr=False)
     checksum: tuple[Algorithm, str] | None = None  # (algorithm, base64 value)
 
 
-def upload_body(req: S3Request, meta: dict[str, Any]) -> UploadBody:
-    """The request body of a PutObject or UploadPart. Raises for a missing length. Once
-    the body checks out, a client-sent checksum is put in ``meta["checksum"]`` as
-    ``[algorithm, base64]``, before the last piece is handed over."""
+def upload_body(req: S3Request, meta: dict[str, Any], max_length: int) -> UploadBody:
+    """The request body of a PutObject or UploadPart. Raises for a missing length, or a
+    body longer than ``max_length``. Once the body checks out, a client-sent checksum is
+    put in ``meta["checksum"]`` as ``[algorithm, base64]``, before the last piece is
+    handed over."""
     request = req.web
     auth = request[AUTH]
     headers = request.headers
-    streaming = auth.payload in _STREAMING or "aws-chunked" in headers.get("Content-Encoding", "")
+    streaming = auth.payload in _STREAMING
+    length: int | None
     if streaming:
-        raw = headers.get("x-amz-decoded-content-length")
-        if raw is None or not raw.isdigit():
+        raw = headers.get("x-amz-decoded-content-length", "")
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
             raise S3Error(411, "MissingContentLength", "x-amz-decoded-content-length is required")
+        length = int(raw)
+    elif request.content_length is not None:
+        length = request.content_length
+    elif "chunked" in headers.get("Transfer-Encoding", "").lower():
+        length = None
     else:
-        raw = str(request.content_length) if request.content_length is not None else None
-        if raw is None:
-            raise S3Error(411, "MissingContentLength", "Content-Length is required")
-    length = int(raw)
+        raise S3Error(411, "MissingContentLength", "Content-Length is required")
+    if length is not None and length > max_length:
+        raise S3Error(400, "EntityTooLarge", f"an object is at most {max_length} bytes")
     announced = [
         name.strip().lower() for name in headers.get("x-amz-trailer", "").split(",") if name.strip()
     ]
@@ -82,13 +93,15 @@ def upload_body(req: S3Request, meta: dict[str, Any]) -> UploadBody:
         received, held = 0, b""
         async for piece in source:
             received += len(piece)
-            if received > length:
+            if length is None and received > max_length:
+                raise S3Error(400, "EntityTooLarge", f"an object is at most {max_length} bytes")
+            if length is not None and received > length:
                 raise S3Error(400, "IncompleteBody", "the body is longer than its length")
             await asyncio.to_thread(_update, piece, md5, sha256, summer)
             if held:
                 yield held
             held = piece  # the last piece goes only once everything matched
-        if received != length:
+        if length is not None and received != length:
             raise S3Error(400, "IncompleteBody", f"got {received} of {length} bytes")
         if sha256 is not None:
             auth.check_payload_sha256(sha256.hexdigest())

@@ -11,11 +11,21 @@ from aiohttp import web
 
 from gateway.index import BucketRecord, MetadataIndex
 from gateway.objects import ObjectService
+from gateway.records import is_version_id
 from gateway.s3.access_keys import AccessKeyStore
 from gateway.s3.sigv4 import AuthResult
 from gateway.s3.xml import S3Error
 
-__all__ = ["AUTH", "S3", "S3Context", "S3Request", "check_bucket_name", "object_name"]
+__all__ = [
+    "AUTH",
+    "S3",
+    "CopySource",
+    "S3Context",
+    "S3Request",
+    "check_bucket_name",
+    "copy_source",
+    "object_name",
+]
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
@@ -64,16 +74,63 @@ class S3Request:
 
     def own_bucket(self) -> BucketRecord:
         """The bucket, which must exist and be the caller's."""
-        found = self.ctx.index.bucket(self.bucket)
-        if found is None:
-            raise S3Error(404, "NoSuchBucket", "the bucket does not exist", BucketName=self.bucket)
-        if found.owner != self.owner:
-            raise S3Error(403, "AccessDenied", "the bucket belongs to another account")
-        return found
+        return own_bucket(self, self.bucket)
+
+    def version_id(self) -> str | None:
+        """The request's ``versionId``, checked for form (None when it has none)."""
+        raw = self.web.query.get("versionId")
+        if raw is None:
+            return None
+        if not is_version_id(raw):
+            raise S3Error(400, "InvalidArgument", "Invalid version id specified")
+        return raw
+
+
+def own_bucket(req: S3Request, bucket: str) -> BucketRecord:
+    found = req.ctx.index.bucket(bucket)
+    if found is None:
+        raise S3Error(404, "NoSuchBucket", "the bucket does not exist", BucketName=bucket)
+    if found.owner != req.owner:
+        raise S3Error(403, "AccessDenied", "the bucket belongs to another account")
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class CopySource:
+    bucket: str
+    key: str
+    version_id: str | None  # None: the current version
+
+    @property
+    def name(self) -> str:
+        return object_name(self.bucket, self.key)
+
+
+def copy_source(req: S3Request) -> CopySource:
+    """``x-amz-copy-source``: ``[/]<bucket>/<percent-encoded key>[?versionId=<id>]``. The
+    query is split off before the key is decoded, so a key with an encoded ``?`` (or
+    anything else) survives, as every SDK sends it."""
+    raw = req.web.headers["x-amz-copy-source"]
+    path, _, query = raw.partition("?")
+    bucket, _, key = urllib.parse.unquote(path).lstrip("/").partition("/")
+    if not bucket or not key:
+        raise S3Error(400, "InvalidArgument", "x-amz-copy-source is /bucket/key")
+    version_id = None
+    if query:
+        params = urllib.parse.parse_qs(query, keep_blank_values=True)
+        if set(params) != {"versionId"} or len(params["versionId"]) != 1:
+            raise S3Error(400, "InvalidArgument", "x-amz-copy-source takes only ?versionId=")
+        version_id = params["versionId"][0]
+        if not is_version_id(version_id):
+            raise S3Error(400, "InvalidArgument", "Invalid version id specified")
+    own_bucket(req, bucket)
+    return CopySource(bucket, key, version_id)
 
 
 def object_name(bucket: str, key: str) -> str:
     name = f"{bucket}/{key}"
+    if "\x00" in key:  # SECURITY: a version's chain key is its name, U+0000 and its id
+        raise S3Error(400, "InvalidArgument", "keys cannot contain U+0000")
     if len(name.encode()) > MAX_NAME_BYTES:
         raise S3Error(
             400,

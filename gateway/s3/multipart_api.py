@@ -2,27 +2,44 @@
 
 Each part is its own encoding unit: encrypted under a fresh data key, encoded and placed
 on miners as it arrives, and recorded (with its placements) against the upload. Complete
-names the chosen parts' units, in order, as one object: no data moves. Parts nobody
-completes stay orphans on their miners, which drop them after ``orphan_ttl``; uploads
-expire after ``multipart_ttl`` (shorter) so a completion never names dropped fragments.
+names the chosen parts' units, in order, as one object: no data moves; the object and the
+upload's completion are one index transaction, and the completion's answer is kept so a
+retried Complete gets it again. Parts nobody completes stay orphans on their miners,
+which drop them after ``orphan_ttl``; uploads expire after ``multipart_ttl`` (shorter)
+so a completion never names dropped fragments.
 """
 
 import hashlib
+import re
 import secrets
 import time
 import urllib.parse
+from typing import Any
 
 from aiohttp import web
 
-from gateway.conditional import parse_byte_range
-from gateway.index import PartRecord, UploadRecord
+from gateway.index import NameWrite, PartRecord, UploadRecord
 from gateway.objects import PlacedUnit
+from gateway.records import UploadCompleted
 from gateway.s3 import checksums, sse
+from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.body import upload_body
-from gateway.s3.buckets_api import owner_element
-from gateway.s3.context import S3Request, object_name
-from gateway.s3.objects_api import sse_c_key, stored_meta
-from gateway.s3.xml import S3Error, element, iso_time, leaves, parse_xml, xml_response
+from gateway.s3.context import S3Request, copy_source
+from gateway.s3.objects_api import (
+    source_version,
+    sse_c_key,
+    stored_meta,
+    write_condition,
+)
+from gateway.s3.xml import (
+    S3Error,
+    element,
+    iso_time,
+    leaves,
+    owner_element,
+    parse_xml,
+    xml_response,
+)
 
 __all__ = [
     "abort_upload",
@@ -36,13 +53,19 @@ __all__ = [
 MAX_PARTS = 10_000
 MAX_LISTED = 1000
 MAX_COMPLETE_BODY = 2 * 1024 * 1024
+_COPY_RANGE = re.compile(r"bytes=([0-9]{1,20})-([0-9]{1,20})")
 
 
 def _sweep(req: S3Request) -> None:
     req.ctx.index.expire_uploads(time.time() - req.ctx.multipart_ttl)
 
 
-def _upload(req: S3Request) -> UploadRecord:
+def _no_upload(upload_id: str) -> S3Error:
+    return S3Error(404, "NoSuchUpload", "the upload does not exist", UploadId=upload_id)
+
+
+def _upload(req: S3Request, *, completed: bool = False) -> UploadRecord:
+    """The request's upload, unfinished (or, with ``completed``, also a completed one)."""
     upload_id = req.web.query["uploadId"]
     found = req.ctx.index.upload(upload_id)
     if (
@@ -50,13 +73,15 @@ def _upload(req: S3Request) -> UploadRecord:
         or found.owner != req.owner
         or found.name != req.name
         or found.created_at < time.time() - req.ctx.multipart_ttl
+        or (found.completed is not None and not completed)
     ):
-        raise S3Error(404, "NoSuchUpload", "the upload does not exist", UploadId=upload_id)
+        raise _no_upload(upload_id)
     return found
 
 
 async def create_upload(req: S3Request) -> web.StreamResponse:
     bucket = req.own_bucket()
+    check_acl_headers(req.web.headers)
     _sweep(req)
     upload = UploadRecord(
         upload_id=secrets.token_urlsafe(32),
@@ -80,7 +105,7 @@ async def create_upload(req: S3Request) -> web.StreamResponse:
 
 def _part_number(req: S3Request) -> int:
     raw = req.web.query.get("partNumber", "")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw[:6]) <= MAX_PARTS):
         raise S3Error(400, "InvalidArgument", f"partNumber is 1 to {MAX_PARTS}")
     return int(raw)
 
@@ -94,9 +119,11 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
         return await _upload_part_copy(req, upload, number)
     meta: dict[str, object] = {}
     key = _part_key(req, upload)
-    body = upload_body(req, meta)
-    await service.check_upload(req.owner, upload.territory, body.length, None)
+    body = upload_body(req, meta, service.max_object_size(layout))
+    await service.check_upload(req.owner, upload.territory, body.length or 0, None)
     unit = await service.encode_unit(body.chunks, layout, key)
+    if body.length is None:
+        await service.check_unit(req.owner, upload.territory, layout, unit)
     _record_part(req, upload, number, unit)
     headers = {
         "ETag": f'"{unit.md5}"',
@@ -131,31 +158,31 @@ async def _upload_part_copy(
 ) -> web.StreamResponse:
     """A part made of a range of an object the caller owns: read and encoded again
     (a part needs its own data key), never through the client."""
-    raw = urllib.parse.unquote(req.web.headers["x-amz-copy-source"]).lstrip("/")
-    bucket, _, key = raw.partition("?")[0].partition("/")
-    source_bucket = req.ctx.index.bucket(bucket)
-    if source_bucket is None or source_bucket.owner != req.owner:
-        raise S3Error(404, "NoSuchBucket", "the source bucket does not exist")
-    source = req.ctx.index.find(req.owner, object_name(bucket, key))
-    if source is None:
-        raise S3Error(404, "NoSuchKey", "the source key does not exist", Key=key)
+    source = source_version(req, copy_source(req))
     span = (0, source.size)
     wanted = req.web.headers.get("x-amz-copy-source-range")
     if wanted is not None:
-        try:
-            parsed = parse_byte_range(wanted, source.size)
-        except ValueError:
-            parsed = None
-        if parsed is None or wanted.startswith("bytes=-"):
+        match = _COPY_RANGE.fullmatch(wanted.strip())
+        if match is None or int(match[1]) > int(match[2]):
             raise S3Error(400, "InvalidArgument", "x-amz-copy-source-range is bytes=first-last")
-        span = parsed
+        first, last = int(match[1]), int(match[2])
+        if last >= source.size:
+            raise S3Error(
+                400,
+                "InvalidRange",
+                f"the range {wanted} is not inside the source's {source.size} bytes",
+            )
+        span = (first, last + 1)
     service = req.ctx.service
     source_sse = sse_c_key(req.web.headers, source, sse.COPY_SOURCE)
     part_sse = _part_key(req, upload)
     await service.check_upload(req.owner, upload.territory, span[1] - span[0], None)
     layout = await service.layout_for(None)
     plaintext = service.read(source, span[0], span[1], source_sse)
-    unit = await service.encode_unit(plaintext, layout, part_sse)
+    try:
+        unit = await service.encode_unit(plaintext, layout, part_sse)
+    finally:
+        await plaintext.aclose()
     _record_part(req, upload, number, unit)
     root = element(
         "CopyPartResult",
@@ -164,28 +191,68 @@ async def _upload_part_copy(
     return xml_response(root)
 
 
-async def complete_upload(req: S3Request) -> web.StreamResponse:
-    upload = _upload(req)
-    raw = await req.web.content.read(MAX_COMPLETE_BODY + 1)
-    if len(raw) > MAX_COMPLETE_BODY:
-        raise S3Error(400, "MaxMessageLengthExceeded", "the part list is too long")
+def _listed_parts(raw: bytes) -> list[tuple[int, str]]:
+    """The Complete body's (part number, ETag) list: non-decreasing numbers, a number
+    listed more than once counting once with its last entry (the part uploaded again
+    last wins, as on AWS)."""
     root = parse_xml(raw)
     listed: list[tuple[int, str]] = []
     for node in root.findall("Part"):
         text, etag = node.findtext("PartNumber"), node.findtext("ETag")
-        if text is None or not text.strip().isdigit() or etag is None:
+        number = (text or "").strip()
+        if not (number.isascii() and number.isdigit() and len(number) <= 6) or etag is None:
             raise S3Error(400, "MalformedXML", "each Part has a PartNumber and an ETag")
-        listed.append((int(text), etag.strip().strip('"')))
+        listed.append((int(number), etag.strip().strip('"')))
     if not listed:
         raise S3Error(400, "MalformedXML", "the part list is empty")
     numbers = [number for number, _ in listed]
-    if numbers != sorted(set(numbers)):
+    if numbers != sorted(numbers):
         raise S3Error(400, "InvalidPartOrder", "parts must be listed in ascending order")
+    last = dict(listed)
+    return [(number, last[number]) for number in sorted(last)]
+
+
+def _multipart_etag(etags: list[str]) -> str:
+    digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in etags), usedforsecurity=False)
+    return f"{digest.hexdigest()}-{len(etags)}"
+
+
+def _completed(req: S3Request, result: dict[str, Any], etag: str) -> web.StreamResponse:
+    """The answer to a completion: the first one's, for a retry with the same parts."""
+    if result["etag"] != etag:
+        raise _no_upload(req.web.query["uploadId"])  # completed, with other parts
+    bucket = req.own_bucket()
+    root = element(
+        "CompleteMultipartUploadResult",
+        *leaves(
+            {
+                "Location": f"/{req.bucket}/{urllib.parse.quote(req.key)}",
+                "Bucket": req.bucket,
+                "Key": req.key,
+                "ETag": f'"{etag}"',
+            }
+        ),
+    )
+    headers = {"x-amz-version-id": result["version_id"]} if bucket.versioning else {}
+    return xml_response(root, headers=headers)
+
+
+async def complete_upload(req: S3Request) -> web.StreamResponse:
+    upload = _upload(req, completed=True)
+    raw = await req.web.content.read(MAX_COMPLETE_BODY + 1)
+    if len(raw) > MAX_COMPLETE_BODY:
+        raise S3Error(400, "MaxMessageLengthExceeded", "the part list is too long")
+    listed = _listed_parts(raw)
+    etag = _multipart_etag([part_etag for _, part_etag in listed])
+    if upload.completed is not None:
+        return _completed(req, upload.completed, etag)
+    bucket = req.own_bucket()
+    condition = write_condition(req.web.headers)
     stored = {part.part_no: part for part in req.ctx.index.parts(upload.upload_id)}
     chosen: list[PartRecord] = []
-    for position, (number, etag) in enumerate(listed):
+    for position, (number, part_etag) in enumerate(listed):
         part = stored.get(number)
-        if part is None or part.etag != etag:
+        if part is None or part.etag != part_etag:
             raise S3Error(400, "InvalidPart", f"part {number} was not uploaded or its ETag differs")
         if position < len(listed) - 1 and part.size < req.ctx.min_part_size:
             raise S3Error(
@@ -195,51 +262,42 @@ async def complete_upload(req: S3Request) -> web.StreamResponse:
                 f"{req.ctx.min_part_size}",
             )
         chosen.append(part)
-    digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in chosen), usedforsecurity=False)
-    etag = f"{digest.hexdigest()}-{len(chosen)}"
     service = req.ctx.service
-    record = await service.commit(
-        owner=req.owner,
-        territory=upload.territory,
-        name=upload.name,
-        layout=await service.layout_for(None),
-        units=[PlacedUnit.from_json(p.unit) for p in chosen],
-        content_type=upload.content_type,
-        meta={**upload.meta, "parts": [p.size for p in chosen]},
-        etag=etag,
-    )
-    req.ctx.index.delete_upload(upload.upload_id)
-    root = element(
-        "CompleteMultipartUploadResult",
-        *leaves(
-            {
-                "Location": f"/{req.bucket}/{urllib.parse.quote(req.key)}",
-                "Bucket": req.bucket,
-                "Key": req.key,
-                "ETag": f'"{record.etag}"',
-            }
-        ),
-    )
-    return xml_response(root)
+    try:
+        record = await service.commit(
+            owner=req.owner,
+            territory=upload.territory,
+            name=upload.name,
+            layout=await service.layout_for(None),
+            units=[PlacedUnit.from_json(p.unit) for p in chosen],
+            content_type=upload.content_type,
+            meta={**upload.meta, "parts": [p.size for p in chosen]},
+            etag=etag,
+            write=NameWrite(bucket=bucket.bucket, condition=condition, completes=upload.upload_id),
+        )
+    except UploadCompleted as done:  # a retry that raced the first completion
+        return _completed(req, done.result, etag)
+    return _completed(req, {"etag": record.etag, "version_id": record.version_id}, etag)
 
 
 async def abort_upload(req: S3Request) -> web.StreamResponse:
     upload = _upload(req)
-    req.ctx.index.delete_upload(upload.upload_id)
+    if not req.ctx.index.delete_upload(upload.upload_id):
+        raise _no_upload(upload.upload_id)
     return web.Response(status=204, headers={"x-amz-request-id": req.request_id})
 
 
 def _limit(req: S3Request, name: str) -> int:
     raw = req.web.query.get(name, str(MAX_LISTED))
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise S3Error(400, "InvalidArgument", f"{name} is a non-negative integer")
-    return min(int(raw), MAX_LISTED)
+    return min(int(raw[:9]), MAX_LISTED)
 
 
 async def list_parts(req: S3Request) -> web.StreamResponse:
     upload = _upload(req)
     marker = req.web.query.get("part-number-marker", "0")
-    if not marker.isdigit():
+    if not (marker.isascii() and marker.isdigit() and len(marker) <= 6):
         raise S3Error(400, "InvalidArgument", "part-number-marker is an integer")
     limit = _limit(req, "max-parts")
     parts = req.ctx.index.parts(upload.upload_id, int(marker), limit + 1)
@@ -289,7 +347,8 @@ async def list_uploads(req: S3Request) -> web.StreamResponse:
     base = req.bucket + "/"
     after_name = base + key_marker if key_marker else ""
     if key_marker and not id_marker:
-        after_name, id_marker = base + key_marker, "\U0010ffff"  # past every upload of it
+        # Upload ids are ASCII: U+10FFFF sorts past every upload of the key marker.
+        after_name, id_marker = base + key_marker, "\U0010ffff"
     uploads = req.ctx.index.uploads(req.owner, base + prefix, after_name, id_marker, limit + 1)
     truncated = len(uploads) > limit
     uploads = uploads[:limit]

@@ -1,22 +1,26 @@
-"""Object operations (docs/s3.md §4): put, copy, get, head, delete, multi-delete.
+"""Object operations (docs/s3.md §4, §5): put, copy, get, head, delete, multi-delete.
 
-An S3 object is its owner's name ``<bucket>/<key>``; its content headers, user metadata
-and checksum live in the name's ``meta`` (``{"headers": …, "user": …, "checksum": …}``).
+An S3 object is a version of its owner's name ``<bucket>/<key>``; its content headers,
+user metadata, tags and checksum live in the version's ``meta`` (``{"headers": …,
+"user": …, "tags": …, "checksum": …}``). Writes carry their bucket and conditions into the
+index, which checks them in the transaction that writes the version.
 """
 
 import hashlib
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from gateway.conditional import http_date, parse_byte_range, precondition, range_applies
-from gateway.index import ObjectRecord
+from gateway.index import BucketRecord, NameWrite, ObjectRecord, WriteCondition
 from gateway.objects import ObjectError
+from gateway.records import is_version_id
 from gateway.s3 import checksums, sse
+from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.body import upload_body
-from gateway.s3.context import S3Request, object_name
+from gateway.s3.context import CopySource, S3Request, copy_source, object_name
+from gateway.s3.tagging_api import tags_from_header
 from gateway.s3.xml import (
     S3Error,
     children_text,
@@ -26,6 +30,7 @@ from gateway.s3.xml import (
     parse_xml,
     xml_response,
 )
+from gateway.streaming import stream_pieces
 
 __all__ = [
     "delete_object",
@@ -34,7 +39,11 @@ __all__ = [
     "head_object",
     "object_headers",
     "put_object",
+    "source_version",
+    "sse_c_key",
     "stored_meta",
+    "version_headers",
+    "write_condition",
 ]
 
 CONTENT_HEADERS = (
@@ -55,6 +64,8 @@ RESPONSE_OVERRIDES = {
     "response-content-disposition": "Content-Disposition",
     "response-content-encoding": "Content-Encoding",
 }
+# What a version keeps from its source whatever the metadata directive: its bytes' facts.
+_CONTENT_FACTS = ("checksum", "sse_c", "parts")
 
 
 def stored_meta(headers: Mapping[str, str]) -> dict[str, Any]:
@@ -69,7 +80,27 @@ def stored_meta(headers: Mapping[str, str]) -> dict[str, Any]:
             400, "MetadataTooLarge", f"user metadata is at most {MAX_USER_METADATA} bytes"
         )
     kept = {name: headers[name] for name in CONTENT_HEADERS if name in headers}
-    return {"headers": kept, "user": user}
+    if "Content-Encoding" in kept:
+        # aws-chunked says how this request's body was framed, not what the object is.
+        codings = [
+            coding.strip()
+            for coding in kept["Content-Encoding"].split(",")
+            if coding.strip() and coding.strip().lower() != "aws-chunked"
+        ]
+        if codings:
+            kept["Content-Encoding"] = ", ".join(codings)
+        else:
+            del kept["Content-Encoding"]
+    meta: dict[str, Any] = {"headers": kept, "user": user}
+    tags = tags_from_header(headers.get("x-amz-tagging"))
+    if tags:
+        meta["tags"] = tags
+    return meta
+
+
+def version_headers(bucket: BucketRecord, record: ObjectRecord) -> dict[str, str]:
+    """``x-amz-version-id``, which a bucket that has had versioning always answers."""
+    return {"x-amz-version-id": record.version_id} if bucket.versioning else {}
 
 
 def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> dict[str, str]:
@@ -82,18 +113,80 @@ def object_headers(record: ObjectRecord, *, checksum_mode: bool) -> dict[str, st
     }
     for name, value in record.meta.get("user", {}).items():
         headers[f"x-amz-meta-{name}"] = value
+    if record.meta.get("tags"):
+        headers["x-amz-tagging-count"] = str(len(record.meta["tags"]))
     checksum = record.meta.get("checksum")
     if checksum_mode and checksum:
         headers[checksums.header_name(checksum[0])] = checksum[1]
     return headers
 
 
-def _find(req: S3Request) -> ObjectRecord:
-    req.own_bucket()
-    record = req.ctx.index.find(req.owner, req.name)
-    if record is None:
+def write_condition(headers: Mapping[str, str]) -> WriteCondition:
+    """A write's ``If-Match`` / ``If-None-Match: *`` (S3 takes no other If-None-Match)."""
+    if_none_match = headers.get("If-None-Match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise S3Error(501, "NotImplemented", "a write takes only If-None-Match: *")
+    return WriteCondition(headers.get("If-Match"), if_none_match is not None)
+
+
+def _deleted(record: ObjectRecord, headers: dict[str, str]) -> S3Error:
+    return S3Error(
+        404,
+        "NoSuchKey",
+        "the key does not exist",
+        headers={**headers, "x-amz-delete-marker": "true"},
+    )
+
+
+def _marker_named(record: ObjectRecord) -> S3Error:
+    return S3Error(
+        405,
+        "MethodNotAllowed",
+        "the version is a delete marker",
+        headers={
+            "x-amz-delete-marker": "true",
+            "x-amz-version-id": record.version_id,
+            "Allow": "DELETE",
+        },
+    )
+
+
+def _object(req: S3Request, bucket: BucketRecord) -> ObjectRecord:
+    """The version a GET or HEAD reads: ``versionId``'s, or the current one."""
+    version_id = req.version_id()
+    if version_id is not None:
+        found = req.ctx.index.version(req.owner, req.name, version_id)
+        if found is None:
+            raise S3Error(404, "NoSuchVersion", "the version does not exist", Key=req.key)
+        if found.marker:
+            raise _marker_named(found)
+        return found
+    current = req.ctx.index.current(req.owner, req.name)
+    if current is None:
         raise S3Error(404, "NoSuchKey", "the key does not exist", Key=req.key)
-    return record
+    if current.marker:
+        raise _deleted(current, version_headers(bucket, current))
+    return current
+
+
+def source_version(req: S3Request, source: CopySource) -> ObjectRecord:
+    """The version a copy reads (CopyObject, UploadPartCopy)."""
+    index = req.ctx.index
+    if source.version_id is None:
+        found = index.find(req.owner, source.name)
+        if found is None:
+            raise S3Error(404, "NoSuchKey", "the source key does not exist", Key=source.key)
+        return found
+    version = index.version(req.owner, source.name, source.version_id)
+    if version is None:
+        raise S3Error(404, "NoSuchVersion", "the source version does not exist", Key=source.key)
+    if version.marker:
+        raise S3Error(
+            400,
+            "InvalidRequest",
+            "The source of a copy request may not specifically refer to a delete marker",
+        )
+    return version
 
 
 async def put_object(req: S3Request) -> web.StreamResponse:
@@ -102,15 +195,17 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     bucket = req.own_bucket()
     name = req.name
     headers = req.web.headers
-    if headers.get("If-None-Match") == "*" and req.ctx.index.find(req.owner, name):
-        raise S3Error(412, "PreconditionFailed", "the key exists (If-None-Match: *)")
+    check_acl_headers(headers)
+    condition = write_condition(headers)
+    req.ctx.index.check_condition(req.owner, name, condition)  # before the body is read
     meta = stored_meta(headers)
     key = sse.customer_key(headers)
     if key is not None:
         meta["sse_c"] = sse.key_md5(key)
-    body = upload_body(req, meta)
-    await req.ctx.service.check_upload(req.owner, bucket.territory, body.length, None)
-    record = await req.ctx.service.put(
+    service = req.ctx.service
+    body = upload_body(req, meta, service.max_object_size(await service.layout_for(None)))
+    await service.check_upload(req.owner, bucket.territory, body.length or 0, None)
+    record = await service.put(
         secret=key,
         owner=req.owner,
         territory=bucket.territory,
@@ -119,11 +214,13 @@ async def put_object(req: S3Request) -> web.StreamResponse:
         size_hint=body.length,
         content_type=headers.get("Content-Type") or "binary/octet-stream",
         meta=meta,  # the body adds the verified checksum as it ends
+        write=NameWrite(bucket=bucket.bucket, condition=condition),
     )
     answer = {
         "ETag": f'"{record.etag}"',
         "x-amz-request-id": req.request_id,
         **sse.response_headers(meta.get("sse_c")),
+        **version_headers(bucket, record),
     }
     if meta.get("checksum"):
         algorithm, value = meta["checksum"]
@@ -131,79 +228,77 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     return web.Response(status=200, headers=answer)
 
 
-def _copy_source(req: S3Request) -> tuple[str, str]:
-    raw = urllib.parse.unquote(req.web.headers["x-amz-copy-source"]).lstrip("/")
-    source, _, version = raw.partition("?versionId=")
-    bucket, _, key = source.partition("/")
-    if not bucket or not key:
-        raise S3Error(400, "InvalidArgument", "x-amz-copy-source is /bucket/key")
-    if version and version != "null":
-        raise S3Error(400, "InvalidArgument", "this gateway keeps no versions")
-    return bucket, key
-
-
-async def copy_object(req: S3Request) -> web.StreamResponse:
-    """A new name for the same stored file: no data moves (the chain adds a reference
-    and charges the destination's territory)."""
-    bucket = req.own_bucket()
-    source_bucket, source_key = _copy_source(req)
-    found = req.ctx.index.bucket(source_bucket)
-    if found is None or found.owner != req.owner:
-        raise S3Error(404, "NoSuchBucket", "the source bucket does not exist")
-    source = req.ctx.index.find(req.owner, object_name(source_bucket, source_key))
-    if source is None:
-        raise S3Error(404, "NoSuchKey", "the source key does not exist", Key=source_key)
+def _copy_conditions(req: S3Request, source: ObjectRecord) -> None:
     conditions = {
-        name[len("x-amz-copy-source-") :]: value
+        {
+            "if-match": "If-Match",
+            "if-none-match": "If-None-Match",
+            "if-modified-since": "If-Modified-Since",
+            "if-unmodified-since": "If-Unmodified-Since",
+        }.get(name.lower()[len("x-amz-copy-source-") :], name): value
         for name, value in req.web.headers.items()
         if name.lower().startswith("x-amz-copy-source-if-")
     }
-    if conditions:
-        normalized = {
-            {
-                "if-match": "If-Match",
-                "if-none-match": "If-None-Match",
-                "if-modified-since": "If-Modified-Since",
-                "if-unmodified-since": "If-Unmodified-Since",
-            }.get(k.lower(), k): v
-            for k, v in conditions.items()
-        }
-        if (
-            precondition(
-                normalized, etag=f'"{source.etag}"', last_modified=source.created_at, method="PUT"
-            )
-            is not None
-        ):
-            raise S3Error(412, "PreconditionFailed", "a copy-source condition does not hold")
+    if conditions and (
+        precondition(conditions, etag=f'"{source.etag}"', last_modified=source.created_at)
+        is not None
+    ):
+        raise S3Error(412, "PreconditionFailed", "a copy-source condition does not hold")
+
+
+def _directive(req: S3Request, header: str) -> str:
+    directive = req.web.headers.get(header, "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error(400, "InvalidArgument", f"{header} is COPY or REPLACE")
+    return directive
+
+
+async def copy_object(req: S3Request) -> web.StreamResponse:
+    """A new version naming the same stored file: no data moves (the chain adds a
+    reference and charges the destination's territory)."""
+    bucket = req.own_bucket()
+    headers = req.web.headers
+    check_acl_headers(headers)
+    named = copy_source(req)
+    source = source_version(req, named)
+    _copy_conditions(req, source)
     # The copy shares the source's wrapped data keys, so it is readable with the same
     # SSE-C key (or none) only: no re-keying of shared units.
-    source_sse = sse_c_key(req.web.headers, source, sse.COPY_SOURCE)
+    source_sse = sse_c_key(headers, source, sse.COPY_SOURCE)
     if source_sse is not None:
         await req.ctx.service.check_secret(source, source_sse)
-    if sse.customer_key(req.web.headers) != source_sse:
+    if sse.customer_key(headers) != source_sse:
         raise S3Error(
             400,
             "InvalidRequest",
             "a copy keeps the source's encryption: give it the source's SSE-C key, or none",
         )
-    directive = req.web.headers.get("x-amz-metadata-directive", "COPY").upper()
-    if directive not in ("COPY", "REPLACE"):
-        raise S3Error(400, "InvalidArgument", "x-amz-metadata-directive is COPY or REPLACE")
-    if directive == "COPY" and source.name == req.name:
+    metadata, tagging = (
+        _directive(req, "x-amz-metadata-directive"),
+        _directive(req, "x-amz-tagging-directive"),
+    )
+    onto_itself = source.name == req.name and source.latest
+    if onto_itself and metadata == "COPY" and tagging == "COPY":
         raise S3Error(
             400,
             "InvalidRequest",
-            "copying an object to itself needs new metadata (x-amz-metadata-directive: REPLACE)",
+            "This copy request is illegal because it is trying to copy an object to itself "
+            "without changing the object's metadata (x-amz-metadata-directive: REPLACE)",
         )
-    if directive == "REPLACE":
-        meta = {
-            **stored_meta(req.web.headers),
-            "checksum": source.meta.get("checksum"),
-            "sse_c": source.meta.get("sse_c"),
-        }
-        content_type = req.web.headers.get("Content-Type") or source.content_type
+    facts = {name: source.meta[name] for name in _CONTENT_FACTS if name in source.meta}
+    if metadata == "REPLACE":
+        meta = {**stored_meta(headers), **facts}
+        content_type = headers.get("Content-Type") or source.content_type
     else:
-        meta, content_type = source.meta, source.content_type
+        meta = {name: value for name, value in source.meta.items() if name != "tags"}
+        content_type = source.content_type
+    tags = tags_from_header(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
+    if tagging == "COPY":
+        tags = source.meta.get("tags")
+    meta.pop("tags", None)
+    if tags:
+        meta["tags"] = tags
+    condition = write_condition(headers)
     record = await req.ctx.service.copy(
         source,
         owner=req.owner,
@@ -211,12 +306,17 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
         name=req.name,
         content_type=content_type,
         meta=meta,
+        write=NameWrite(bucket=bucket.bucket, condition=condition),
     )
+    answer = version_headers(bucket, record)
+    source_bucket = req.ctx.index.bucket(named.bucket)
+    if named.version_id is not None or (source_bucket is not None and source_bucket.versioning):
+        answer["x-amz-copy-source-version-id"] = source.version_id
     root = element(
         "CopyObjectResult",
         *leaves({"LastModified": iso_time(record.created_at), "ETag": f'"{record.etag}"'}),
     )
-    return xml_response(root)
+    return xml_response(root, headers=answer)
 
 
 def _conditions(req: S3Request, record: ObjectRecord) -> None:
@@ -243,7 +343,7 @@ def _span(req: S3Request, record: ObjectRecord) -> tuple[int, int, bool]:
     part = req.web.query.get("partNumber")
     if part is not None:
         parts = record.meta.get("parts") or [record.size]
-        if not part.isdigit() or not 1 <= int(part) <= len(parts):
+        if not (part.isascii() and part.isdigit() and 1 <= int(part[:6]) <= len(parts)):
             raise S3Error(416, "InvalidPartNumber", "the part number is out of range")
         start = sum(parts[: int(part) - 1])
         return start, start + parts[int(part) - 1], len(parts) > 1
@@ -264,14 +364,23 @@ def _span(req: S3Request, record: ObjectRecord) -> tuple[int, int, bool]:
 
 
 async def _read(req: S3Request, *, body: bool) -> web.StreamResponse:
-    record = _find(req)
+    bucket = req.own_bucket()
+    record = _object(req, bucket)
     checksum_mode = req.web.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     headers = object_headers(record, checksum_mode=checksum_mode)
+    headers.update(version_headers(bucket, record))
     headers["x-amz-request-id"] = req.request_id
     try:
         _conditions(req, record)
     except _NotModified:
-        keep = ("ETag", "Last-Modified", "Cache-Control", "Expires", "x-amz-request-id")
+        keep = (
+            "ETag",
+            "Last-Modified",
+            "Cache-Control",
+            "Expires",
+            "x-amz-request-id",
+            "x-amz-version-id",
+        )
         return web.Response(status=304, headers={k: headers[k] for k in keep if k in headers})
     key = sse_c_key(req.web.headers, record)
     if key is not None:
@@ -292,20 +401,7 @@ async def _read(req: S3Request, *, body: bool) -> web.StreamResponse:
         headers["Content-Length"] = str(end - start)
         return web.Response(status=status, headers=headers)
     pieces = req.ctx.service.read(record, start, end, key)
-    first = await anext(pieces)
-    response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = end - start
-    await response.prepare(req.web)
-    await response.write(first)
-    try:
-        async for piece in pieces:
-            await response.write(piece)
-    except ObjectError:
-        if req.web.transport is not None:
-            req.web.transport.close()  # bytes are out: a short body tells the client
-        return response
-    await response.write_eof()
-    return response
+    return await stream_pieces(req.web, pieces, status=status, headers=headers, length=end - start)
 
 
 def sse_c_key(
@@ -335,16 +431,33 @@ async def head_object(req: S3Request) -> web.StreamResponse:
     return await _read(req, body=False)
 
 
+async def _delete(
+    req: S3Request, bucket: BucketRecord, key: str, version_id: str | None
+) -> dict[str, str]:
+    """Deletes ``key`` (or its ``version_id``); the delete-marker facts S3 answers."""
+    name = object_name(bucket.bucket, key)
+    service = req.ctx.service
+    if version_id is None:
+        outcome = await service.delete_object(req.owner, name, bucket.bucket)
+    else:
+        gone = await service.delete_version(req.owner, name, version_id)
+        return {"x-amz-version-id": version_id} | (
+            {"x-amz-delete-marker": "true"} if gone is not None and gone.marker else {}
+        )
+    if outcome.marker and outcome.version_id is not None:
+        return {"x-amz-delete-marker": "true", "x-amz-version-id": outcome.version_id}
+    return {}
+
+
 async def delete_object(req: S3Request) -> web.StreamResponse:
-    req.own_bucket()
-    record = req.ctx.index.find(req.owner, req.name)
-    if record is not None:
-        await req.ctx.service.delete(record)
-    return web.Response(status=204, headers={"x-amz-request-id": req.request_id})
+    bucket = req.own_bucket()
+    object_name(bucket.bucket, req.key)
+    facts = await _delete(req, bucket, req.key, req.version_id())
+    return web.Response(status=204, headers={"x-amz-request-id": req.request_id, **facts})
 
 
 async def delete_objects(req: S3Request) -> web.StreamResponse:
-    req.own_bucket()
+    bucket = req.own_bucket()
     raw = await req.web.content.read(MAX_XML_BODY + 1)
     if len(raw) > MAX_XML_BODY:
         raise S3Error(400, "MaxMessageLengthExceeded", "the request is too long")
@@ -367,15 +480,30 @@ async def delete_objects(req: S3Request) -> web.StreamResponse:
     results = []
     for item in objects:
         key = next(iter(children_text(item, "Key")), "")
+        version_id = item.findtext("VersionId")
         try:
-            record = req.ctx.index.find(req.owner, object_name(req.bucket, key))
-            if record is not None:
-                await req.ctx.service.delete(record)
+            if version_id is not None and not is_version_id(version_id):
+                raise S3Error(400, "InvalidArgument", "Invalid version id specified")
+            facts = await _delete(req, bucket, key, version_id)
         except (S3Error, ObjectError) as exc:
-            results.append(
-                element("Error", *leaves({"Key": key, "Code": exc.code, "Message": exc.message}))
-            )
+            failed = {"Key": key, "VersionId": version_id, "Code": exc.code, "Message": exc.message}
+            results.append(element("Error", *leaves(failed)))
             continue
         if not quiet:
-            results.append(element("Deleted", element("Key", text=key)))
+            marker = facts.get("x-amz-delete-marker") == "true"
+            results.append(
+                element(
+                    "Deleted",
+                    *leaves(
+                        {
+                            "Key": key,
+                            "VersionId": version_id,
+                            "DeleteMarker": "true" if marker else None,
+                            "DeleteMarkerVersionId": (
+                                facts.get("x-amz-version-id") if marker else None
+                            ),
+                        }
+                    ),
+                )
+            )
     return xml_response(element("DeleteResult", *results))

@@ -32,7 +32,6 @@ from urllib.parse import quote
 
 from gateway.s3.signing import (
     CONTENT_SHA256,
-    DIGITS,
     EMPTY_SHA256,
     MAX_SKEW_SECONDS,
     AuthResult,
@@ -73,6 +72,7 @@ __all__ = [
 ]
 
 MAX_PRESIGNED_EXPIRES: Final = 7 * 24 * 3600
+_EXPIRES: Final = re.compile(r"-?[0-9]{1,12}")
 
 _V4_ALGORITHM: Final = "AWS4-HMAC-SHA256"
 _TERMINAL: Final = "aws4_request"
@@ -215,12 +215,14 @@ def _v4_query_claim(request: ParsedRequest, max_skew: float) -> _V4Claim:
     if timestamp is None:
         raise _query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     expires_text = values["X-Amz-Expires"]
-    if not DIGITS.fullmatch(expires_text):
+    if not _EXPIRES.fullmatch(expires_text):
         raise _query_error("X-Amz-Expires should be a number")
     expires = int(expires_text)
     if not 1 <= expires <= MAX_PRESIGNED_EXPIRES:
-        raise _query_error(
-            "X-Amz-Expires must be at least 1 and less than a week (in seconds) that is 604800"
+        # AWS: an URL that can never be valid is refused as an expired one is.
+        raise denied(
+            "X-Amz-Expires must be at least 1 and less than a week (in seconds) that is 604800",
+            {"X-Amz-Expires": expires_text},
         )
     signed_at = timestamp.timestamp()
     if request.now > signed_at + expires:

@@ -21,6 +21,7 @@ __all__ = [
     "error_response",
     "iso_time",
     "leaves",
+    "owner_element",
     "parse_xml",
     "xml_response",
 ]
@@ -32,12 +33,21 @@ _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 class S3Error(Exception):
     """A refused S3 request: its HTTP status, S3 error code and message."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: str,
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.extra = extra  # more elements of the Error document (e.g. BucketName)
+        self.headers = dict(headers or {})  # response headers (Allow, x-amz-delete-marker)
 
 
 def iso_time(timestamp: float) -> str:
@@ -54,28 +64,45 @@ def element(tag: str, *children: ET.Element | None, text: Any = None) -> ET.Elem
     return node
 
 
+def owner_element(owner: str) -> ET.Element:
+    return element("Owner", element("ID", text=owner), element("DisplayName", text=owner))
+
+
 def leaves(fields: Mapping[str, Any]) -> list[ET.Element]:
     """``<Name>value</Name>`` for each field whose value is not None."""
     return [element(name, text=value) for name, value in fields.items() if value is not None]
+
+
+def _serialize(root: ET.Element) -> bytes:
+    # An XML parser turns a literal CR into LF (XML 1.0 §2.11): a key holding one comes
+    # back exactly only as a character reference, as S3 writes it.
+    text: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return _DECLARATION + text.replace(b"\r", b"&#13;")
 
 
 def xml_response(
     root: ET.Element, *, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     root.set("xmlns", S3_NAMESPACE)
-    body = _DECLARATION + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    body = _serialize(root)
     return web.Response(body=body, status=status, content_type="application/xml", headers=headers)
 
 
-def error_response(error: S3Error, resource: str, request_id: str) -> web.Response:
+def error_response(
+    error: S3Error, resource: str, request_id: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
     root = element(
         "Error",
         *leaves({"Code": error.code, "Message": error.message, **error.extra}),
         element("Resource", text=resource),
         element("RequestId", text=request_id),
     )
-    body = _DECLARATION + ET.tostring(root, encoding="utf-8", xml_declaration=False)
-    return web.Response(body=body, status=error.status, content_type="application/xml")
+    return web.Response(
+        body=_serialize(root),
+        status=error.status,
+        content_type="application/xml",
+        headers={**error.headers, **(headers or {})},
+    )
 
 
 def parse_xml(body: bytes) -> ET.Element:

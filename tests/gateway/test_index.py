@@ -2,7 +2,6 @@
 deletions, buckets, multipart uploads, and listing order."""
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,18 +15,24 @@ from gateway.index import (
     DECLARE,
     DECLARED,
     DELETE,
+    NULL_VERSION,
     PENDING,
+    PLAIN_WRITE,
     MetadataIndex,
+    NameWrite,
     ObjectRecord,
     PartRecord,
     SegmentRecord,
     UnitRecord,
     UploadCommit,
     UploadRecord,
+    WriteCondition,
 )
 from gateway.objects import GroupCommit
+from gateway.records import NoSuchBucket, NoSuchObject, PreconditionFailed
 
 OWNER = "cXowner"
+NONE_MATCH = WriteCondition(if_none_match=True)
 
 
 def record(fid: str, name: str, owner: str = OWNER) -> ObjectRecord:
@@ -36,18 +41,23 @@ def record(fid: str, name: str, owner: str = OWNER) -> ObjectRecord:
     )
 
 
-def upload_args(fid: str, name: str, owner: str = OWNER) -> UploadCommit:
-    return (
+def upload_args(
+    fid: str, name: str, owner: str = OWNER, write: NameWrite = PLAIN_WRITE
+) -> UploadCommit:
+    return UploadCommit(
         record(fid, name, owner),
         [UnitRecord(fid, 0, "u" * 32, "aes256gcm", 10, 26, "{}", 0, 1)],
         [SegmentRecord(fid, 0, "s" * 64, 1, 26, 13)],
         [],
         {"fid": fid, "key": name},
+        write,
     )
 
 
-def upload(index: MetadataIndex, fid: str, name: str, owner: str = OWNER) -> None:
-    index.commit_upload(*upload_args(fid, name, owner))
+def upload(
+    index: MetadataIndex, fid: str, name: str, owner: str = OWNER, write: NameWrite = PLAIN_WRITE
+) -> ObjectRecord:
+    return index.commit_upload(upload_args(fid, name, owner, write))
 
 
 @pytest.fixture
@@ -60,14 +70,15 @@ def test_a_file_lives_while_a_name_refers_to_it(index: MetadataIndex) -> None:
     copy = record("f1", "b")
     index.add_name(copy, {"fid": "f1", "key": "b"})
     assert [r.name for r in index.names_of("f1", OWNER)] == ["a", "b"]
-    assert index.delete_name(OWNER, "a") == "f1"
+    gone = index.delete_version(OWNER, "a", NULL_VERSION)
+    assert gone is not None and gone.fid == "f1"
     assert index.units("f1") and index.find(OWNER, "b") is not None
-    index.delete_name(OWNER, "b")
+    index.delete_object(OWNER, "b")
     assert index.units("f1") == [] and index.object("f1") is None
     deletions = index.outbox(DELETE, PENDING)
     assert [(d.name, d.fid) for d in deletions] == [("a", "f1"), ("b", "f1")]
     assert index.outbox(DECLARE, PENDING) == []  # never declared, never will be
-    with pytest.raises(KeyError):
+    with pytest.raises(NoSuchObject):
         index.add_name(record("gone", "c"), {})
 
 
@@ -95,7 +106,7 @@ def test_buckets(index: MetadataIndex) -> None:
     assert index.create_bucket("photos", "someone", "t") is None
     upload(index, "f1", "photos/cat")
     assert not index.delete_bucket("photos", OWNER)
-    index.delete_name(OWNER, "photos/cat")
+    index.delete_object(OWNER, "photos/cat")
     assert index.delete_bucket("photos", OWNER)
     assert index.bucket("photos") is None
 
@@ -134,17 +145,21 @@ def test_names_list_in_utf8_byte_order(
 
 
 def test_uploads_committed_together_stand_alone(index: MetadataIndex) -> None:
-    upload(index, "f0", "zero")
     outcomes = index.commit_uploads(
-        [upload_args("f1", "one"), upload_args("f0", "again"), upload_args("f2", "two")]
+        [
+            upload_args("f1", "one"),
+            upload_args("f0", "b/again", write=NameWrite(bucket="b")),  # no such bucket
+            upload_args("f2", "two"),
+        ]
     )
-    assert outcomes[0] is None and outcomes[2] is None
-    assert isinstance(outcomes[1], sqlite3.IntegrityError)  # f0 exists: only it fails
-    assert [index.find(OWNER, n) is not None for n in ("one", "again", "two")] == [
+    assert isinstance(outcomes[0], ObjectRecord) and isinstance(outcomes[2], ObjectRecord)
+    assert isinstance(outcomes[1], NoSuchBucket)  # only it fails
+    assert [index.find(OWNER, n) is not None for n in ("one", "b/again", "two")] == [
         True,
         False,
         True,
     ]
+    assert index.units("f0") == []  # its file went with it
 
 
 async def test_concurrent_commits_share_a_transaction(index: MetadataIndex) -> None:
@@ -152,16 +167,17 @@ async def test_concurrent_commits_share_a_transaction(index: MetadataIndex) -> N
     calls: list[int] = []
     commit_uploads = index.commit_uploads
 
-    def counted(uploads: Sequence[UploadCommit]) -> list[Exception | None]:
-        calls.append(len(uploads))
-        return commit_uploads(uploads)
+    def counted(commits: Sequence[UploadCommit]) -> list[ObjectRecord | Exception]:
+        calls.append(len(commits))
+        return commit_uploads(commits)
 
     index.commit_uploads = counted  # type: ignore[method-assign]
     upload(index, "f0", "zero")
     results = await asyncio.gather(
         *(group.commit(upload_args(f"f{n}", f"n{n}")) for n in range(1, 9)),
-        group.commit(upload_args("f0", "dup")),
+        group.commit(upload_args("f0", "zero", write=NameWrite(condition=NONE_MATCH))),
         return_exceptions=True,
     )
-    assert results[:8] == [None] * 8 and isinstance(results[8], sqlite3.IntegrityError)
+    assert all(isinstance(r, ObjectRecord) for r in results[:8])
+    assert isinstance(results[8], PreconditionFailed)
     assert sum(calls) == 9 and len(calls) < 9  # grouped: fewer transactions than uploads

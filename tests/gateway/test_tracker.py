@@ -1,4 +1,5 @@
-"""The deal tracker's deletions: a caller waiting on one learns the block that dropped it."""
+"""The deal tracker's deletions: a caller waiting on one learns the block that dropped it;
+a version's is sent with its reference key; one of a file being read waits for the read."""
 
 import asyncio
 import time
@@ -7,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from chain_client.account import ChainAccount
-from gateway.index import MetadataIndex
+from gateway.index import DELETE, PENDING, MetadataIndex
 from gateway.tracker import DealTracker, Relocator
 from tests.gateway.test_index import OWNER, upload
 
@@ -40,10 +41,36 @@ class SlowToForget(MetadataIndex):
 async def test_a_waiter_gets_the_block_hash_of_its_deletion(tmp_path: Path) -> None:
     index = SlowToForget(tmp_path / "index.db")
     upload(index, "f1", "a")
-    index.delete_name(OWNER, "a")
+    index.delete_version(OWNER, "a", "null")
     account = Account()
     tracker = DealTracker(index, cast(ChainAccount, account), cast(Relocator, None))
     waiting = asyncio.create_task(tracker.wait_deleted("f1", timeout=5))
     await tracker.delete_pending()
     assert await waiting == (True, f"0x{7:064x}")
     assert account.calls == [("file_bank.delete_file", {"owner": OWNER, "key": "a", "fid": "f1"})]
+
+
+async def test_a_deletion_waits_while_its_file_is_read(tmp_path: Path) -> None:
+    index = MetadataIndex(tmp_path / "index.db")
+    upload(index, "f1", "a")
+    index.delete_version(OWNER, "a", "null")
+    account, reading = Account(), {"f1"}
+    tracker = DealTracker(
+        index, cast(ChainAccount, account), cast(Relocator, None), busy=reading.__contains__
+    )
+    await tracker.delete_pending()
+    assert account.calls == [] and len(index.outbox(DELETE, PENDING)) == 1
+    reading.clear()  # the read ended
+    await tracker.delete_pending()
+    assert [name for name, _ in account.calls] == ["file_bank.delete_file"]
+
+
+async def test_a_version_is_deleted_by_its_reference_key(tmp_path: Path) -> None:
+    index = MetadataIndex(tmp_path / "index.db")
+    index.create_bucket("b", OWNER, "home", "Enabled")
+    written = upload(index, "f1", "b/k")
+    index.delete_version(OWNER, "b/k", written.version_id)
+    account = Account()
+    tracker = DealTracker(index, cast(ChainAccount, account), cast(Relocator, None))
+    await tracker.delete_pending()
+    assert account.calls[0][1]["key"] == f"b/k\x00{written.version_id}"

@@ -1,0 +1,45 @@
+"""Streaming an object's plaintext into an HTTP response, shared by both APIs.
+
+The first piece is read before the response starts, so a wrong key or a missing object
+is still a clean error; after that, a read that fails ends the body short (the client
+sees a truncated body, never wrong bytes). The reader is always closed at the end, so
+the object service knows the file is no longer being read.
+"""
+
+from collections.abc import AsyncGenerator, Callable, Mapping
+
+from aiohttp import web
+
+from gateway.objects import ObjectError
+
+__all__ = ["stream_pieces"]
+
+
+async def stream_pieces(
+    request: web.Request,
+    pieces: AsyncGenerator[bytes, None],
+    *,
+    status: int,
+    headers: Mapping[str, str],
+    length: int,
+    sent: Callable[[int], None] = lambda count: None,
+) -> web.StreamResponse:
+    try:
+        first = await anext(pieces)
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = length
+        await response.prepare(request)
+        await response.write(first)
+        sent(len(first))
+        try:
+            async for piece in pieces:
+                await response.write(piece)
+                sent(len(piece))
+        except ObjectError:
+            if request.transport is not None:
+                request.transport.close()  # bytes are out: a short body tells the client
+            return response
+        await response.write_eof()
+        return response
+    finally:
+        await pieces.aclose()
