@@ -21,7 +21,17 @@ from gateway.records import is_version_id, prefix_end
 from gateway.s3.context import S3Request
 from gateway.s3.xml import S3Error, element, iso_time, leaves, owner_element, xml_response
 
-__all__ = ["Cursor", "Listing", "list_v1", "list_v2", "list_versions", "scan"]
+__all__ = [
+    "Cursor",
+    "Listing",
+    "after_marker",
+    "all_versions",
+    "current_objects",
+    "list_v1",
+    "list_v2",
+    "list_versions",
+    "scan",
+]
 
 MAX_KEYS = 1000
 PAGE = 1000  # names read from the index at a time
@@ -58,6 +68,7 @@ def scan(
     max_keys: int,
     *,
     versions: bool = False,
+    page_size: int = PAGE,
 ) -> Listing:
     """Up to ``max_keys`` entries and common prefixes of the names under ``base + prefix``,
     from ``start``; ``fetch(cursor, limit)`` reads the index (every version of a name,
@@ -67,7 +78,7 @@ def scan(
         return listing  # an empty page, and not truncated: S3's answer
     cursor = start
     while True:
-        page = fetch(cursor, PAGE)
+        page = fetch(cursor, page_size)
         for record in page:
             key = record.name[len(base) :]
             count = len(listing.entries) + len(listing.prefixes)
@@ -88,11 +99,11 @@ def scan(
             listing.last, listing.last_entry = key, record
             cursor = Cursor(record.name, older_than=record.seq if versions else None)
         else:
-            if len(page) < PAGE:
+            if len(page) < page_size:
                 return listing
 
 
-def _objects(index: MetadataIndex, owner: str, prefix: str) -> Fetch:
+def current_objects(index: MetadataIndex, owner: str, prefix: str) -> Fetch:
     def fetch(cursor: Cursor, limit: int) -> list[ObjectRecord]:
         return index.objects_by_name(
             owner, cursor.after, limit, prefix=prefix, inclusive=cursor.inclusive
@@ -101,7 +112,7 @@ def _objects(index: MetadataIndex, owner: str, prefix: str) -> Fetch:
     return fetch
 
 
-def _versions(index: MetadataIndex, owner: str, prefix: str) -> Fetch:
+def all_versions(index: MetadataIndex, owner: str, prefix: str) -> Fetch:
     def fetch(cursor: Cursor, limit: int) -> list[ObjectRecord]:
         return index.versions_by_name(
             owner,
@@ -115,7 +126,7 @@ def _versions(index: MetadataIndex, owner: str, prefix: str) -> Fetch:
     return fetch
 
 
-def _start(base: str, prefix: str, delimiter: str, marker: str) -> Cursor:
+def after_marker(base: str, prefix: str, delimiter: str, marker: str) -> Cursor:
     """After ``marker`` (relative); a marker that is itself a common prefix skips every
     key it folds."""
     if not marker:
@@ -172,8 +183,10 @@ def _list_objects(req: S3Request, after: str) -> tuple[Listing, str, str, int]:
     prefix, delimiter = query.get("prefix", ""), query.get("delimiter", "")
     base = req.bucket + "/"
     max_keys = _max_keys(req)
-    fetch = _objects(req.ctx.index, req.owner, base + prefix)
-    listing = scan(fetch, base, prefix, delimiter, _start(base, prefix, delimiter, after), max_keys)
+    fetch = current_objects(req.ctx.index, req.owner, base + prefix)
+    listing = scan(
+        fetch, base, prefix, delimiter, after_marker(base, prefix, delimiter, after), max_keys
+    )
     return listing, prefix, delimiter, max_keys
 
 
@@ -279,13 +292,13 @@ async def list_versions(req: S3Request) -> web.StreamResponse:
         )
     if id_marker and not is_version_id(id_marker):
         raise S3Error(400, "InvalidArgument", "Invalid version id specified")
-    start = _start(base, prefix, delimiter, key_marker)
+    start = after_marker(base, prefix, delimiter, key_marker)
     if id_marker:
         # Within the marker's key: its versions older than the marked one, then on.
         marked = req.ctx.index.version(req.owner, base + key_marker, id_marker)
         if marked is not None:
             start = Cursor(base + key_marker, older_than=marked.seq)
-    fetch = _versions(req.ctx.index, req.owner, base + prefix)
+    fetch = all_versions(req.ctx.index, req.owner, base + prefix)
     listing = scan(fetch, base, prefix, delimiter, start, max_keys, versions=True)
     next_version = None
     if listing.truncated and listing.last_entry is not None:

@@ -328,7 +328,7 @@ def test_copy_conditions_part_copy_and_limits(s3: BaseClient) -> None:
         s3.put_object(Bucket="photos", Key="fat", Body=b"x", Metadata={"m": "v" * 3000})
     assert error_code(caught) == "MetadataTooLarge"
     with pytest.raises(ClientError) as caught:
-        s3.get_object_acl(Bucket="photos", Key="source.bin")
+        s3.get_object_lock_configuration(Bucket="photos")
     assert error_code(caught) == "NotImplemented"
     md5 = base64.b64encode(hashlib.md5(b"x").digest()).decode()
     s3.put_object(Bucket="photos", Key="md5ok", Body=b"x", ContentMD5=md5)
