@@ -196,9 +196,10 @@ class IndexMachine(RuleBasedStateMachine):
     def delete_bucket(self) -> None:
         empty = not any(self.model.keys.values())
         assert self.index.delete_bucket(BUCKET, OWNER) == empty
-        if empty:
+        if empty:  # its uploads went with it, completed ones too
             self.index.create_bucket(BUCKET, OWNER, "home")
             self.model.versioning = ""
+            self.completed.clear()
 
     @invariant()
     def versions_are_the_models(self) -> None:
@@ -249,7 +250,7 @@ class IndexMachine(RuleBasedStateMachine):
         assert self.index.pending_bytes(OWNER, "home") == unpaid
 
 
-IndexMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+IndexMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_the_index_keeps_old_or_new_never_neither = IndexMachine.TestCase
 
 
