@@ -239,5 +239,6 @@ def make_s3_app(ctx: S3Context) -> web.Application:
     # The handlers stream bodies themselves; XML bodies are read with explicit limits.
     app = web.Application(client_max_size=1024**2)
     app[S3] = ctx
-    app.router.add_route("*", "/{tail:.*}", _dispatch, expect_handler=defer_continue)
+    # [\s\S], not ".": a key may hold a newline, which "." does not match.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _dispatch, expect_handler=defer_continue)
     return app

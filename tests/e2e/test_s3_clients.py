@@ -179,6 +179,48 @@ def test_aws_cli(
     assert refused.returncode != 0 and "SignatureDoesNotMatch" in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("aws", "bucket"), [(AWS_V2, "cli-meta-v2"), (AWS_V1, "cli-meta-v1")], ids=["v2", "v1"]
+)
+def test_aws_cli_changes_metadata_by_copying_onto_itself(
+    aws: Path, bucket: str, gateway_network: Network, s3_keys: tuple[str, str], tmp_path: Path
+) -> None:
+    """``aws s3 cp s3://b/k s3://b/k --metadata-directive REPLACE``: how users change an
+    object's type; it once lost the object and stranded the bucket."""
+    env = aws_env(gateway_network, s3_keys, tmp_path / "home")
+    s3 = ("--endpoint-url", gateway_network.s3_url)
+    (tmp_path / "page.html").write_bytes(b"<p>same bytes</p>")
+    run(aws, *s3, "s3", "mb", f"s3://{bucket}", env=env)
+    run(aws, *s3, "s3", "cp", tmp_path / "page.html", f"s3://{bucket}/k", env=env)
+
+    def head() -> dict[str, object]:
+        answer = run(aws, *s3, "s3api", "head-object", "--bucket", bucket, "--key", "k", env=env)
+        found: dict[str, object] = json.loads(answer.stdout)
+        return found
+
+    before = head()
+    run(
+        aws,
+        *s3,
+        "s3",
+        "cp",
+        f"s3://{bucket}/k",
+        f"s3://{bucket}/k",
+        "--metadata-directive",
+        "REPLACE",
+        "--content-type",
+        "text/plain",
+        env=env,
+    )
+    after = head()
+    assert after["ContentType"] == "text/plain" and after["ETag"] == before["ETag"]
+    run(aws, *s3, "s3", "cp", f"s3://{bucket}/k", tmp_path / "back", env=env)
+    assert (tmp_path / "back").read_bytes() == b"<p>same bytes</p>"
+    run(aws, *s3, "s3", "rb", "--force", f"s3://{bucket}", env=env)
+    listed = run(aws, *s3, "s3", "ls", env=env).stdout
+    assert bucket not in listed
+
+
 def test_rclone(gateway_network: Network, s3_keys: tuple[str, str], tmp_path: Path) -> None:
     env = {
         "PATH": os.environ["PATH"],
