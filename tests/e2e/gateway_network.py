@@ -26,6 +26,8 @@ from tests.conftest import ChainProcess, start_chain
 from tests.e2e.test_miner import eventually, init_miner, start_miner, wait_for_url
 
 __all__ = [
+    "GATEWAY_LOGS",
+    "INTERNAL_ERRORS",
     "MINERS",
     "MIN_PART",
     "PARAMS",
@@ -59,6 +61,10 @@ MIN_PART = 256 * KIB  # the gateway's multipart minimum here (AWS: 5 MiB)
 S3_TERRITORY = "s3home"  # the gateway's default territory (the S3 tests mint it)
 S3_DOMAIN = "s3.deoss.test"  # virtual-host style buckets: <bucket>.s3.deoss.test
 USER = dev_keypair("Alice")
+# Every gateway log a running network writes, for the check that no request hit a 500
+# (tests/e2e/conftest.py); the markers are the gateway's own and aiohttp's.
+GATEWAY_LOGS: list[Path] = []
+INTERNAL_ERRORS = ("internal error", "Error handling request")
 
 
 @dataclass
@@ -118,6 +124,7 @@ def running_network(
             miners.append((directory, start_miner(directory), ""))
         miners = [(d, p, wait_for_url(d, p)) for d, p, _ in miners]
         gateway_dir = root / "gateway"
+        GATEWAY_LOGS.append(gateway_dir / "gateway.log")
         subprocess.run(
             [
                 sys.executable,
