@@ -6,10 +6,12 @@ translated here and nowhere else.
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chain_client.errors import ChainError
@@ -38,6 +40,7 @@ __all__ = ["NATIVE", "NativeContext", "make_native_app"]
 VERSION = "deoss 0.1.0"
 
 
+log = logging.getLogger("deoss.native")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -80,6 +83,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return envelope(409, {"error": type(exc).__name__}, str(exc))
     except ChainError as exc:
         return envelope(503, {"error": "ChainUnavailable"}, str(exc), headers={"Retry-After": "2"})
+    except (ConnectionError, asyncio.IncompleteReadError, BadHttpMessage) as exc:
+        # The client went away or broke its own framing mid-body: nothing was stored.
+        log.info("%s %s: the body broke off: %r", request.method, request.path, exc)
+        return envelope(400, {"error": "IncompleteBody"}, "the request body broke off")
     except web.HTTPException as exc:
         if exc.status >= 400:
             error = (
@@ -91,6 +98,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             )
             return envelope(exc.status, {"error": error}, exc.reason)
         raise
+    except Exception:
+        log.exception("internal error %s %s", request.method, request.path)
+        return envelope(500, {"error": "InternalError"}, "an internal error; please retry")
 
 
 async def version(request: web.Request) -> web.Response:

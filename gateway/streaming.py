@@ -2,8 +2,8 @@
 
 The first piece is read before the response starts, so a wrong key or a missing object
 is still a clean error; after that, a read that fails ends the body short (the client
-sees a truncated body, never wrong bytes). The reader is always closed at the end, so
-the object service knows the file is no longer being read.
+sees a truncated body, never wrong bytes); a client that hangs up just ends it. The reader
+is always closed at the end, so the object service knows the file is no longer being read.
 """
 
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -39,6 +39,8 @@ async def stream_pieces(
             if request.transport is not None:
                 request.transport.close()  # bytes are out: a short body tells the client
             return response
+        except ConnectionError:
+            return response  # the client went away mid-body: nobody to answer
         await response.write_eof()
         return response
     finally:

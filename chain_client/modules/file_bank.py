@@ -912,7 +912,7 @@ def query_object(ctx: QueryContext, args: DeleteArgs) -> dict[str, Any] | None:
 class ObjectsArgs(Args):
     owner: Address
     territory: Name | None = None
-    start_after: str = Field(default="", max_length=1024)
+    start_after: str = Field(default="", max_length=1100)  # an ObjectKey, or ""
     limit: U32 = 1000
 
 

@@ -194,7 +194,7 @@ async def _authenticate(
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     ctx = request.app[S3]
-    bucket, key, virtual_host = split_target(request, ctx.domain)
+    bucket, key, virtual_host = split_target(request, ctx.domain)  # pure text: cannot fail
     resource = f"/{bucket}/{key}" if bucket else "/"
     target = S3Request(request, "", bucket, key)
     try:

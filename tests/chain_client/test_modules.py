@@ -1,6 +1,7 @@
 """The modules' rules, through whole flows on a real node: territories, miners and their
 space classes, deals, deletion, timeouts, challenges, penalties, rewards, restoral."""
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,6 +219,13 @@ def test_declaration_checks(world: World) -> None:
     assert len(batch.events_named("file_bank", "UploadDeclaration")) == 1
     again = sim.ok(world.gateway, "file_bank.upload_declaration", files=[good])
     assert again.events_named("file_bank", "AlreadyDeclared")
+    # The same reference with new metadata (a copy onto itself): only its sealed copy moves.
+    before = sim.query("file_bank.object", owner=good["owner"], key=good["key"])
+    resealed = {**good, "sealed_meta": base64.b64encode(b"new metadata").decode()}
+    sim.ok(world.gateway, "file_bank.upload_declaration", files=[resealed])
+    after = sim.query("file_bank.object", owner=good["owner"], key=good["key"])
+    assert after["sealed_meta"] == resealed["sealed_meta"] != before["sealed_meta"]
+    assert after["charged"] == before["charged"]
     world.check()
 
 

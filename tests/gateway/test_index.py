@@ -2,6 +2,7 @@
 deletions, buckets, multipart uploads, and listing order."""
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from gateway.index import (
     WriteCondition,
 )
 from gateway.objects import GroupCommit
-from gateway.records import NoSuchBucket, NoSuchObject, PreconditionFailed
+from gateway.records import NoSuchBucket, NoSuchObject, NoSuchUpload, PreconditionFailed
 
 OWNER = "cXowner"
 NONE_MATCH = WriteCondition(if_none_match=True)
@@ -181,3 +182,74 @@ async def test_concurrent_commits_share_a_transaction(index: MetadataIndex) -> N
     assert all(isinstance(r, ObjectRecord) for r in results[:8])
     assert isinstance(results[8], PreconditionFailed)
     assert sum(calls) == 9 and len(calls) < 9  # grouped: fewer transactions than uploads
+
+
+def test_deleting_a_bucket_aborts_its_uploads_and_refuses_late_ones(index: MetadataIndex) -> None:
+    index.create_bucket("photos", OWNER, "home")
+    index.create_upload(UploadRecord("u1", OWNER, "photos/k", "home", "x", {}, time.time()))
+    index.create_upload(UploadRecord("u2", OWNER, "photosx/k", "home", "x", {}, time.time()))
+    assert index.delete_bucket("photos", OWNER)
+    assert index.upload("u1") is None and index.upload("u2") is not None  # only its own
+    with pytest.raises(NoSuchBucket):  # a PUT that finishes after the bucket went
+        upload(index, "f1", "photos/late", write=NameWrite(bucket="photos"))
+    assert index.units("f1") == [] and index.find(OWNER, "photos/late") is None
+    with pytest.raises(NoSuchUpload):  # a part that finishes after its upload went
+        index.put_part(PartRecord("u1", 1, "d" * 32, 5, {}, time.time()))
+
+
+def test_a_version_2_index_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "index.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('schema_version', '2');
+        CREATE TABLE files (fid TEXT PRIMARY KEY, size INTEGER NOT NULL, etag TEXT NOT NULL,
+            data_shards INTEGER NOT NULL, total_shards INTEGER NOT NULL, stored INTEGER NOT NULL,
+            active INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL) WITHOUT ROWID;
+        CREATE TABLE names (owner TEXT NOT NULL, name TEXT NOT NULL, fid TEXT NOT NULL,
+            territory TEXT NOT NULL, content_type TEXT NOT NULL, meta TEXT NOT NULL,
+            state TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (owner, name))
+            WITHOUT ROWID;
+        CREATE INDEX names_fid ON names (fid);
+        CREATE TABLE units (fid TEXT, unit_no INTEGER, unit_id TEXT, algorithm TEXT,
+            plain_size INTEGER, cipher_size INTEGER, wrapped_key TEXT, first_segment INTEGER,
+            segment_count INTEGER, PRIMARY KEY (fid, unit_no)) WITHOUT ROWID;
+        CREATE TABLE segments (fid TEXT, seg_no INTEGER, segment_id TEXT, stripe_count INTEGER,
+            cipher_size INTEGER, fragment_size INTEGER, PRIMARY KEY (fid, seg_no)) WITHOUT ROWID;
+        CREATE TABLE fragments (fid TEXT, seg_no INTEGER, idx INTEGER, fragment_id TEXT,
+            miner TEXT, size INTEGER, block_roots BLOB, PRIMARY KEY (fid, seg_no, idx))
+            WITHOUT ROWID;
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+            owner TEXT NOT NULL, name TEXT NOT NULL, fid TEXT NOT NULL,
+            declaration TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT, updated_at REAL NOT NULL);
+        CREATE TABLE buckets (bucket TEXT PRIMARY KEY, owner TEXT NOT NULL,
+            territory TEXT NOT NULL, created_at REAL NOT NULL) WITHOUT ROWID;
+        CREATE TABLE uploads (upload_id TEXT PRIMARY KEY, owner TEXT NOT NULL,
+            name TEXT NOT NULL, territory TEXT NOT NULL, content_type TEXT NOT NULL,
+            meta TEXT NOT NULL, created_at REAL NOT NULL) WITHOUT ROWID;
+        CREATE TABLE parts (upload_id TEXT, part_no INTEGER, etag TEXT, size INTEGER,
+            unit TEXT, created_at REAL, PRIMARY KEY (upload_id, part_no)) WITHOUT ROWID;
+        INSERT INTO files VALUES ('f1', 10, 'etag', 2, 4, 40, 1, 1.0);
+        INSERT INTO units VALUES ('f1', 0, 'u', 'aes256gcm', 10, 26, '{}', 0, 1);
+        INSERT INTO segments VALUES ('f1', 0, 's', 1, 26, 13);
+        INSERT INTO names VALUES ('cXowner', 'photos/a', 'f1', 'home', 'text/plain', '{}',
+            'active', 1.0);
+        INSERT INTO buckets VALUES ('photos', 'cXowner', 'home', 1.0);
+        INSERT INTO outbox (kind, owner, name, fid, declaration, state, updated_at)
+            VALUES ('declare', 'cXowner', 'photos/a', 'f1', '{"key": "photos/a"}', 'active', 1.0);
+        """
+    )
+    old.close()
+    index = MetadataIndex(path)
+    found = index.find(OWNER, "photos/a")
+    assert found is not None and found.version_id == NULL_VERSION and found.state == ACTIVE
+    bucket = index.bucket("photos")
+    assert bucket is not None and bucket.versioning == ""
+    index.set_versioning("photos", "Enabled")
+    newer = upload(index, "f2", "photos/a", write=NameWrite(bucket="photos"))
+    assert [v.version_id for v in index.names_of("f1", OWNER)] == [NULL_VERSION]
+    assert index.find(OWNER, "photos/a") == newer
+    index.close()
+    assert MetadataIndex(path).find(OWNER, "photos/a") is not None  # opens again as version 3
