@@ -176,6 +176,11 @@ def test_a_retried_completion_answers_the_same(s3: BaseClient) -> None:
         )
     assert error_code(caught) == "NoSuchUpload"
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    aborted = s3.create_multipart_upload(Bucket=bucket, Key="gone")["UploadId"]
+    s3.abort_multipart_upload(Bucket=bucket, Key="gone", UploadId=aborted)
+    with pytest.raises(ClientError) as caught:  # a retried abort: the first one did it
+        s3.abort_multipart_upload(Bucket=bucket, Key="gone", UploadId=aborted)
+    assert error_code(caught) == "NoSuchUpload"
 
 
 def test_a_part_sent_twice_counts_as_the_last_to_finish(
@@ -304,6 +309,15 @@ def test_listing_bounds_hold_for_every_key(s3: BaseClient) -> None:
     s3.delete_bucket(Bucket=bucket)
 
 
+def test_a_key_holding_u0000_is_refused(
+    s3: BaseClient, gateway_network: Network, s3_keys: tuple[str, str]
+) -> None:
+    bucket = fresh_bucket(s3, "nul-keys")
+    code, _, body = raw(gateway_network, s3_keys, "PUT", f"/{bucket}/a\x00b", body=b"x")
+    assert code == 400 and b"<Code>InvalidArgument</Code>" in body
+    s3.delete_bucket(Bucket=bucket)  # nothing was stored
+
+
 # -- 6. body framings -----------------------------------------------------------------------
 
 
@@ -424,6 +438,13 @@ def test_versioning_keeps_every_version_and_charges_for_each(
     territory = "versions"
     bucket = territory_bucket(gateway_network, s3_keys, "versioned", territory)
     assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    for configuration, code in (
+        ({"Status": "Unversioned"}, "MalformedXML"),  # there is no going back
+        ({"Status": "Enabled", "MFADelete": "Enabled"}, "NotImplemented"),
+    ):
+        with pytest.raises(ClientError) as caught:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=configuration)
+        assert error_code(caught) == code
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     bodies = [b"first", b"second!", b"third!!!" * 1000]
@@ -550,6 +571,19 @@ def test_tagging_and_private_acls(s3: BaseClient) -> None:
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "cost", "Value": "1"}]})
     assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "cost", "Value": "1"}]
     s3.delete_bucket_tagging(Bucket=bucket)
+    s3.put_object_tagging(Bucket=bucket, Key="k", Tagging={"TagSet": [{"Key": "a", "Value": "1"}]})
+    s3.copy_object(Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "k"})
+    assert s3.get_object_tagging(Bucket=bucket, Key="copied")["TagSet"] == [
+        {"Key": "a", "Value": "1"}
+    ]  # a copy takes the source's tags by default
+    s3.copy_object(
+        Bucket=bucket,
+        Key="k",
+        CopySource={"Bucket": bucket, "Key": "k"},
+        TaggingDirective="REPLACE",
+        Tagging="b=2",
+    )  # new tags alone are a change: a copy onto itself may do it
+    assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == [{"Key": "b", "Value": "2"}]
     grants = s3.get_bucket_acl(Bucket=bucket)["Grants"]
     assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]
     assert s3.get_object_acl(Bucket=bucket, Key="k")["Grants"][0]["Permission"] == "FULL_CONTROL"
