@@ -19,7 +19,6 @@ Schema version 3 (version 2 databases are migrated when opened).
 """
 
 import json
-import secrets
 import sqlite3
 import threading
 import time
@@ -39,8 +38,6 @@ from gateway.records import (
     NULL_VERSION,
     PENDING,
     PLAIN_WRITE,
-    REFUSED,
-    SUSPENDED,
     UNPAID,
     UNVERSIONED,
     BucketRecord,
@@ -61,37 +58,11 @@ from gateway.records import (
     UploadCompleted,
     UploadRecord,
     WriteCondition,
+    new_version_id,
     prefix_end,
 )
 
-__all__ = [
-    "ACTIVE",
-    "DECLARE",
-    "DECLARED",
-    "DELETE",
-    "ENABLED",
-    "NULL_VERSION",
-    "PENDING",
-    "PLAIN_WRITE",
-    "REFUSED",
-    "SUSPENDED",
-    "UNPAID",
-    "UNVERSIONED",
-    "BucketRecord",
-    "DeleteOutcome",
-    "FragmentPlacement",
-    "IndexRefusal",
-    "MetadataIndex",
-    "NameWrite",
-    "ObjectRecord",
-    "OutboxEntry",
-    "PartRecord",
-    "SegmentRecord",
-    "UnitRecord",
-    "UploadCommit",
-    "UploadRecord",
-    "WriteCondition",
-]
+__all__ = ["MetadataIndex"]
 
 SCHEMA_VERSION = 3
 _NAMES_TABLE = """
@@ -277,10 +248,6 @@ def _within(prefix: str, column: str = "n.name") -> tuple[str, list[Any]]:
     if end is None:
         return f"{column} >= ?", [prefix]
     return f"{column} >= ? AND {column} < ?", [prefix, end]
-
-
-def new_version_id() -> str:
-    return secrets.token_urlsafe(24)  # 32 characters of A-Za-z0-9_-
 
 
 class MetadataIndex:

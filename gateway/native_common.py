@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.index import ObjectRecord
 from gateway.metrics import GatewayMetrics
 from gateway.native_auth import NativeAuth
 from gateway.objects import ObjectError, ObjectService
+from gateway.records import ObjectRecord
 from gateway.resume import ResumeStore
 from gateway.s3.access_keys import AccessKeyStore
 from gateway.tracker import DealTracker

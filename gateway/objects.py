@@ -32,18 +32,7 @@ from chain_client.errors import ChainError
 from chain_client.params import NetworkParams
 from gateway import codec
 from gateway.codec import EncodedSegment, Layout, UnitEncoder
-from gateway.index import (
-    PENDING,
-    PLAIN_WRITE,
-    DeleteOutcome,
-    FragmentPlacement,
-    MetadataIndex,
-    NameWrite,
-    ObjectRecord,
-    SegmentRecord,
-    UnitRecord,
-    UploadCommit,
-)
+from gateway.index import MetadataIndex
 from gateway.keywrap import (
     KeyRequired,
     WrappedKey,
@@ -52,6 +41,17 @@ from gateway.keywrap import (
     wrap_master,
     wrap_with_customer_key,
     wrap_with_password,
+)
+from gateway.records import (
+    PENDING,
+    PLAIN_WRITE,
+    DeleteOutcome,
+    FragmentPlacement,
+    NameWrite,
+    ObjectRecord,
+    SegmentRecord,
+    UnitRecord,
+    UploadCommit,
 )
 from gateway.transfer import (
     SMALL_FRAGMENT,

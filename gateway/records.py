@@ -8,6 +8,7 @@ chain's reference key of a version is ``reference_key(name, version_id)``.
 
 import json
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,9 @@ __all__ = [
     "UploadRecord",
     "WriteCondition",
     "is_version_id",
+    "new_upload_id",
+    "new_version_id",
+    "opaque_id",
     "prefix_end",
     "reference_key",
     "split_reference",
@@ -73,6 +77,24 @@ def split_reference(key: str) -> tuple[str, str]:
     """(name, version id) of a chain reference key."""
     name, _, version_id = key.partition(_VERSION_SEPARATOR)
     return name, version_id or NULL_VERSION
+
+
+def opaque_id(nbytes: int) -> str:
+    """A random id of A-Za-z0-9_- that never starts with "-": command-line clients (the
+    aws cli among them) would take such an id, given as an option's value, for an
+    option."""
+    while True:
+        text = secrets.token_urlsafe(nbytes)
+        if not text.startswith("-"):
+            return text
+
+
+def new_version_id() -> str:
+    return opaque_id(24)  # 32 characters, as AWS's
+
+
+def new_upload_id() -> str:
+    return opaque_id(32)
 
 
 def is_version_id(text: str) -> bool:

@@ -28,21 +28,21 @@ from gateway import codec
 from gateway.app import load_master_key
 from gateway.codec import Layout
 from gateway.config import GatewayConfig
-from gateway.index import (
+from gateway.index import MetadataIndex
+from gateway.objects import ObjectError
+from gateway.records import (
     ACTIVE,
     DECLARED,
     ENABLED,
     NULL_VERSION,
     UNVERSIONED,
     FragmentPlacement,
-    MetadataIndex,
     ObjectRecord,
     SegmentRecord,
     UnitRecord,
     UploadCommit,
+    split_reference,
 )
-from gateway.objects import ObjectError
-from gateway.records import split_reference
 from gateway.repair import FragmentMover
 from gateway.s3.context import check_bucket_name
 from gateway.s3.xml import S3Error

@@ -26,8 +26,9 @@ from chain_client.merkle import merkle_root
 from chain_client.params import NetworkParams
 from gateway import codec
 from gateway.codec import Layout
-from gateway.index import FragmentPlacement, MetadataIndex
+from gateway.index import MetadataIndex
 from gateway.objects import ObjectError
+from gateway.records import FragmentPlacement
 from gateway.transfer import MinerClient, MinerDirectory, TransferError
 
 __all__ = ["FragmentMover", "RepairStats", "RepairWorker"]

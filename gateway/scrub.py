@@ -22,7 +22,8 @@ from chain_client.rpc_client import HttpChain
 from gateway import codec
 from gateway.codec import Layout
 from gateway.config import GatewayConfig
-from gateway.index import FragmentPlacement, MetadataIndex
+from gateway.index import MetadataIndex
+from gateway.records import FragmentPlacement
 from gateway.repair import FragmentMover
 from gateway.transfer import MinerClient, MinerDirectory
 

@@ -23,16 +23,8 @@ from typing import Any, Protocol
 
 from chain_client.account import ChainAccount
 from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed, Rejected
-from gateway.index import (
-    DECLARE,
-    DECLARED,
-    DELETE,
-    PENDING,
-    REFUSED,
-    UNPAID,
-    MetadataIndex,
-    OutboxEntry,
-)
+from gateway.index import MetadataIndex
+from gateway.records import DECLARE, DECLARED, DELETE, PENDING, REFUSED, UNPAID, OutboxEntry
 
 __all__ = ["DealTracker", "Relocator"]
 

@@ -3,8 +3,8 @@ the versioning configuration."""
 
 from aiohttp import web
 
-from gateway.index import ENABLED, SUSPENDED
 from gateway.objects import ObjectError
+from gateway.records import ENABLED, SUSPENDED
 from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.context import S3Request, check_bucket_name
 from gateway.s3.xml import (

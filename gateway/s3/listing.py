@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.index import MetadataIndex, ObjectRecord
-from gateway.records import is_version_id, prefix_end
+from gateway.index import MetadataIndex
+from gateway.records import ObjectRecord, is_version_id, prefix_end
 from gateway.s3.context import S3Request
 from gateway.s3.xml import S3Error, element, iso_time, leaves, owner_element, xml_response
 

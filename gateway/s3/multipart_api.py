@@ -11,16 +11,14 @@ so a completion never names dropped fragments.
 
 import hashlib
 import re
-import secrets
 import time
 import urllib.parse
 from typing import Any
 
 from aiohttp import web
 
-from gateway.index import NameWrite, PartRecord, UploadRecord
 from gateway.objects import PlacedUnit
-from gateway.records import UploadCompleted
+from gateway.records import NameWrite, PartRecord, UploadCompleted, UploadRecord, new_upload_id
 from gateway.s3 import checksums, sse
 from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.body import upload_body
@@ -84,7 +82,7 @@ async def create_upload(req: S3Request) -> web.StreamResponse:
     check_acl_headers(req.web.headers)
     _sweep(req)
     upload = UploadRecord(
-        upload_id=secrets.token_urlsafe(32),
+        upload_id=new_upload_id(),
         owner=req.owner,
         name=req.name,
         territory=bucket.territory,

@@ -13,9 +13,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.conditional import http_date, parse_byte_range, precondition, range_applies
-from gateway.index import BucketRecord, NameWrite, ObjectRecord, WriteCondition
 from gateway.objects import ObjectError
-from gateway.records import is_version_id
+from gateway.records import BucketRecord, NameWrite, ObjectRecord, WriteCondition, is_version_id
 from gateway.s3 import checksums, sse
 from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.body import upload_body

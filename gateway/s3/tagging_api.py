@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 from aiohttp import web
 
-from gateway.index import ObjectRecord
+from gateway.records import ObjectRecord
 from gateway.s3.context import S3Request
 from gateway.s3.xml import S3Error, element, leaves, parse_xml, xml_response
 

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.index import (
+from gateway.index import MetadataIndex
+from gateway.objects import GroupCommit
+from gateway.records import (
     ACTIVE,
     DECLARE,
     DECLARED,
@@ -19,18 +21,19 @@ from gateway.index import (
     NULL_VERSION,
     PENDING,
     PLAIN_WRITE,
-    MetadataIndex,
     NameWrite,
+    NoSuchBucket,
+    NoSuchObject,
+    NoSuchUpload,
     ObjectRecord,
     PartRecord,
+    PreconditionFailed,
     SegmentRecord,
     UnitRecord,
     UploadCommit,
     UploadRecord,
     WriteCondition,
 )
-from gateway.objects import GroupCommit
-from gateway.records import NoSuchBucket, NoSuchObject, NoSuchUpload, PreconditionFailed
 
 OWNER = "cXowner"
 NONE_MATCH = WriteCondition(if_none_match=True)

@@ -20,22 +20,20 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from gateway.index import (
+from gateway.index import MetadataIndex
+from gateway.records import (
     DECLARE,
     DECLARED,
     ENABLED,
+    NULL_VERSION,
     PENDING,
     SUSPENDED,
-    MetadataIndex,
     NameWrite,
-    ObjectRecord,
-    UploadRecord,
-)
-from gateway.records import (
-    NULL_VERSION,
     NoSuchObject,
+    ObjectRecord,
     PreconditionFailed,
     UploadCompleted,
+    UploadRecord,
     WriteCondition,
     reference_key,
 )

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from chain_client.account import ChainAccount
-from gateway.index import DELETE, PENDING, MetadataIndex
+from gateway.index import MetadataIndex
+from gateway.records import DELETE, PENDING
 from gateway.tracker import DealTracker, Relocator
 from tests.gateway.test_index import OWNER, upload
 

@@ -30,6 +30,7 @@ from chain_client.account import ChainAccount
 from chain_client.params import KIB, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
 from gateway.devnet import stop_process
+from gateway.records import reference_key
 from tests.conftest import start_chain
 from tests.e2e.gateway_network import (
     S3_TERRITORY,
@@ -253,6 +254,48 @@ async def test_a_lost_gateway_index_is_recovered(
     s3_fid = names["kept/dir/object.bin"]
     stored[s3_fid] = s3_data  # one more object every later check covers
     await active(chain, s3_fid, 60)
+    # Versions, each its own reference on chain; a copy onto itself, whose new metadata
+    # the chain's sealed copy follows.
+    owner = USER.address
+    sealed_before = (await chain.query("file_bank.object", owner=owner, key="kept/dir/object.bin"))[
+        "sealed_meta"
+    ]
+    s3.copy_object(
+        Bucket="kept",
+        Key="dir/object.bin",
+        CopySource={"Bucket": "kept", "Key": "dir/object.bin"},
+        MetadataDirective="REPLACE",
+        ContentType="text/plain",
+        Metadata={"a": "c"},
+    )
+    s3.create_bucket(Bucket="history")
+    s3.put_bucket_versioning(Bucket="history", VersioningConfiguration={"Status": "Enabled"})
+    versions = [
+        s3.put_object(Bucket="history", Key="v", Body=body, Tagging=f"n={n}")["VersionId"]
+        for n, body in enumerate((b"one", b"two"))
+    ]
+    await eventually(
+        functools.partial(chain.query, "file_bank.object", owner=owner, key="kept/dir/object.bin"),
+        lambda ref: ref is not None and ref["sealed_meta"] != sealed_before,
+    )
+    for version_id, body in zip(versions, (b"one", b"two"), strict=True):
+        ref = await eventually(
+            functools.partial(
+                chain.query,
+                "file_bank.object",
+                owner=owner,
+                key=reference_key("history/v", version_id),
+            ),
+            lambda ref: ref is not None,
+        )
+        stored[ref["fid"]] = body
+        await active(chain, ref["fid"], 60)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{network.url}/file/list", headers=signed()) as response,
+    ):
+        names = {o["name"]: o["fid"] for o in (await response.json())["data"]}
+    assert "history/v" in names and names["kept/dir/object.bin"] == s3_fid
     stop_process(network.gateway)
     keep = {"key.json", "master.key", "gateway.toml"}
     for path in network.gateway_dir.iterdir():
@@ -294,7 +337,18 @@ async def test_a_lost_gateway_index_is_recovered(
         config=Config(s3={"addressing_style": "path"}),
     )
     got = s3.get_object(Bucket="kept", Key="dir/object.bin")
-    assert got["Body"].read() == s3_data and got["Metadata"] == {"a": "b"}
+    assert got["Body"].read() == s3_data and got["Metadata"] == {"a": "c"}
+    assert got["ContentType"] == "text/plain"
+    assert s3.get_bucket_versioning(Bucket="history")["Status"] == "Enabled"
+    listed = s3.list_object_versions(Bucket="history")["Versions"]
+    assert [(v["VersionId"], v["IsLatest"]) for v in listed] == [
+        (versions[1], True),
+        (versions[0], False),
+    ]
+    for n, (version_id, body) in enumerate(zip(versions, (b"one", b"two"), strict=True)):
+        assert s3.get_object(Bucket="history", Key="v", VersionId=version_id)["Body"].read() == body
+        tags = s3.get_object_tagging(Bucket="history", Key="v", VersionId=version_id)["TagSet"]
+        assert tags == [{"Key": "n", "Value": str(n)}]
 
 
 async def prepare_s3_key(network: Network) -> tuple[str, str]:

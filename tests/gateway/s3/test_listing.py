@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.index import ENABLED, MetadataIndex, NameWrite
-from gateway.records import prefix_end
+from gateway.index import MetadataIndex
+from gateway.records import ENABLED, NameWrite, prefix_end
 from gateway.s3.listing import Cursor, after_marker, all_versions, current_objects, scan
 from tests.gateway.test_index import OWNER, upload
 
