@@ -38,17 +38,8 @@ def check_acl_headers(headers: Mapping[str, str]) -> None:
 def _target(req: S3Request) -> None:
     """The bucket, or the object version, the ACL is of: it must exist."""
     req.own_bucket()
-    if not req.key:
-        return
-    version_id = req.version_id()
-    if version_id is None:
-        found = req.ctx.index.find(req.owner, req.name)
-        if found is None:
-            raise S3Error(404, "NoSuchKey", "the key does not exist", Key=req.key)
-    else:
-        version = req.ctx.index.version(req.owner, req.name, version_id)
-        if version is None or version.marker:
-            raise S3Error(404, "NoSuchVersion", "the version does not exist", Key=req.key)
+    if req.key and req.named_version().marker:
+        raise S3Error(404, "NoSuchVersion", "the version does not exist", Key=req.key)
 
 
 async def get_acl(req: S3Request) -> web.StreamResponse:

@@ -68,6 +68,53 @@ UNSUPPORTED = frozenset(
 )
 
 
+Table = dict[str, Handler]  # method -> handler
+
+# Routing: the first sub-resource of the table that the query names, else the resource
+# itself. Buckets and objects alike take only the private ACL (docs/s3.md §3).
+ACL: Table = {"GET": acl_api.get_acl, "PUT": acl_api.put_acl}
+BUCKET_SUBRESOURCES: dict[str, Table] = {
+    "location": {"GET": buckets_api.location},
+    "versioning": {"GET": buckets_api.get_versioning, "PUT": buckets_api.put_versioning},
+    "versions": {"GET": listing.list_versions},
+    "uploads": {"GET": multipart_api.list_uploads},
+    "delete": {"POST": objects_api.delete_objects},
+    "tagging": {
+        "GET": tagging_api.get_bucket_tagging,
+        "PUT": tagging_api.put_bucket_tagging,
+        "DELETE": tagging_api.delete_bucket_tagging,
+    },
+    "acl": ACL,
+}
+BUCKET: Table = {
+    "GET": listing.list_v1,
+    "PUT": buckets_api.create_bucket,
+    "HEAD": buckets_api.head_bucket,
+    "DELETE": buckets_api.delete_bucket,
+}
+OBJECT_SUBRESOURCES: dict[str, Table] = {
+    "tagging": {
+        "GET": tagging_api.get_object_tagging,
+        "PUT": tagging_api.put_object_tagging,
+        "DELETE": tagging_api.delete_object_tagging,
+    },
+    "acl": ACL,
+    "uploads": {"POST": multipart_api.create_upload},
+    "uploadId": {
+        "PUT": multipart_api.upload_part,
+        "GET": multipart_api.list_parts,
+        "POST": multipart_api.complete_upload,
+        "DELETE": multipart_api.abort_upload,
+    },
+}
+OBJECT: Table = {
+    "PUT": objects_api.put_object,
+    "GET": objects_api.get_object,
+    "HEAD": objects_api.head_object,
+    "DELETE": objects_api.delete_object,
+}
+
+
 def _route(request: S3Request) -> Handler:
     method, query = request.web.method, request.web.query
     if not request.bucket:
@@ -76,59 +123,13 @@ def _route(request: S3Request) -> Handler:
         raise S3Error(405, "MethodNotAllowed", f"{method} is not allowed on the service")
     if UNSUPPORTED.intersection(query):
         raise S3Error(501, "NotImplemented", "this sub-resource is not implemented")
-    table: dict[str, Handler]
-    if not request.key:
-        if "location" in query:
-            table = {"GET": buckets_api.location}
-        elif "versioning" in query:
-            table = {"GET": buckets_api.get_versioning, "PUT": buckets_api.put_versioning}
-        elif "versions" in query:
-            table = {"GET": listing.list_versions}
-        elif "uploads" in query:
-            table = {"GET": multipart_api.list_uploads}
-        elif "delete" in query:
-            table = {"POST": objects_api.delete_objects}
-        elif "tagging" in query:
-            table = {
-                "GET": tagging_api.get_bucket_tagging,
-                "PUT": tagging_api.put_bucket_tagging,
-                "DELETE": tagging_api.delete_bucket_tagging,
-            }
-        elif "acl" in query:
-            table = {"GET": acl_api.get_acl, "PUT": acl_api.put_acl}
-        elif query.get("list-type") == "2":
-            table = {"GET": listing.list_v2}
-        else:
-            table = {
-                "GET": listing.list_v1,
-                "PUT": buckets_api.create_bucket,
-                "HEAD": buckets_api.head_bucket,
-                "DELETE": buckets_api.delete_bucket,
-            }
-    elif "tagging" in query:
-        table = {
-            "GET": tagging_api.get_object_tagging,
-            "PUT": tagging_api.put_object_tagging,
-            "DELETE": tagging_api.delete_object_tagging,
-        }
-    elif "acl" in query:
-        table = {"GET": acl_api.get_acl, "PUT": acl_api.put_acl}
-    elif "uploads" in query:
-        table = {"POST": multipart_api.create_upload}
-    elif "uploadId" in query:
-        table = {
-            "PUT": multipart_api.upload_part,
-            "GET": multipart_api.list_parts,
-            "POST": multipart_api.complete_upload,
-            "DELETE": multipart_api.abort_upload,
-        }
+    if request.key:
+        subresources, table = OBJECT_SUBRESOURCES, OBJECT
+    elif query.get("list-type") == "2":
+        subresources, table = BUCKET_SUBRESOURCES, {"GET": listing.list_v2}
     else:
-        table = {
-            "PUT": objects_api.put_object,
-            "GET": objects_api.get_object,
-            "HEAD": objects_api.head_object,
-            "DELETE": objects_api.delete_object,
-        }
+        subresources, table = BUCKET_SUBRESOURCES, BUCKET
+    table = next((t for name, t in subresources.items() if name in query), table)
     handler = table.get(method)
     if handler is None:
         raise S3Error(

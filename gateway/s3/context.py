@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.index import MetadataIndex
 from gateway.objects import ObjectService
-from gateway.records import BucketRecord, is_version_id
+from gateway.records import BucketRecord, ObjectRecord, is_version_id
 from gateway.s3.access_keys import AccessKeyStore
 from gateway.s3.sigv4 import AuthResult
 from gateway.s3.xml import S3Error
@@ -84,6 +84,26 @@ class S3Request:
         if not is_version_id(raw):
             raise S3Error(400, "InvalidArgument", "Invalid version id specified")
         return raw
+
+    def named_version(self, source: "CopySource | None" = None) -> ObjectRecord:
+        """The object the request (or its copy ``source``) names: the current one, or the
+        version its ``versionId`` gives, which may be a delete marker (what that means is
+        the caller's to say). NoSuchKey or NoSuchVersion when there is none."""
+        if source is None:
+            name, key, version_id, what = self.name, self.key, self.version_id(), ""
+        else:
+            name, key, version_id, what = source.name, source.key, source.version_id, "source "
+        index = self.ctx.index
+        found = (
+            index.find(self.owner, name)
+            if version_id is None
+            else index.version(self.owner, name, version_id)
+        )
+        if found is not None:
+            return found
+        if version_id is None:
+            raise S3Error(404, "NoSuchKey", f"the {what}key does not exist", Key=key)
+        raise S3Error(404, "NoSuchVersion", f"the {what}version does not exist", Key=key)
 
 
 def own_bucket(req: S3Request, bucket: str) -> BucketRecord:

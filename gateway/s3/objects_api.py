@@ -170,15 +170,7 @@ def _object(req: S3Request, bucket: BucketRecord) -> ObjectRecord:
 
 def source_version(req: S3Request, source: CopySource) -> ObjectRecord:
     """The version a copy reads (CopyObject, UploadPartCopy)."""
-    index = req.ctx.index
-    if source.version_id is None:
-        found = index.find(req.owner, source.name)
-        if found is None:
-            raise S3Error(404, "NoSuchKey", "the source key does not exist", Key=source.key)
-        return found
-    version = index.version(req.owner, source.name, source.version_id)
-    if version is None:
-        raise S3Error(404, "NoSuchVersion", "the source version does not exist", Key=source.key)
+    version = req.named_version(source)
     if version.marker:
         raise S3Error(
             400,

@@ -93,23 +93,14 @@ def _tagging(tags: Tags) -> ET.Element:
 def _version(req: S3Request) -> tuple[ObjectRecord, dict[str, str]]:
     """The object version the request names, and the version header to answer with."""
     bucket = req.own_bucket()
-    version_id = req.version_id()
-    if version_id is None:
-        record = req.ctx.index.find(req.owner, req.name)
-        if record is None:
-            raise S3Error(404, "NoSuchKey", "the key does not exist", Key=req.key)
-    else:
-        found = req.ctx.index.version(req.owner, req.name, version_id)
-        if found is None:
-            raise S3Error(404, "NoSuchVersion", "the version does not exist", Key=req.key)
-        if found.marker:
-            raise S3Error(
-                405,
-                "MethodNotAllowed",
-                "the version is a delete marker",
-                headers={"x-amz-delete-marker": "true", "Allow": "DELETE"},
-            )
-        record = found
+    record = req.named_version()
+    if record.marker:
+        raise S3Error(
+            405,
+            "MethodNotAllowed",
+            "the version is a delete marker",
+            headers={"x-amz-delete-marker": "true", "Allow": "DELETE"},
+        )
     headers = {"x-amz-request-id": req.request_id}
     if bucket.versioning:
         headers["x-amz-version-id"] = record.version_id
