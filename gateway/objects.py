@@ -75,6 +75,7 @@ ARGON2_CONCURRENCY = 4  # Cipher derivations at once (64 MiB each)
 INLINE_BYTES = 64 * 1024
 HEDGE_FACTOR = 4.0  # a fetch this many times slower than usual gets a hedge
 HEDGE_DELAY = (0.2, 5.0)  # bounds of the hedge delay, seconds
+LATE_SECONDS = 30.0  # a miner that was late or failed a read is asked last this long
 
 
 class ObjectError(Exception):
@@ -222,6 +223,9 @@ class ObjectService:
         # Moving averages of fetch time per byte and of fetch size, for the hedge delay.
         self._fetch_per_byte = 0.0
         self._fetch_bytes = 0.0
+        # Miners whose reads were late or failed (when): later reads ask them last, so a
+        # stalled miner costs one hedge delay, not one per stripe group.
+        self._late: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commits = GroupCommit(index)
         # Files being read now: the tracker holds back the chain calls that would make
@@ -407,6 +411,8 @@ class ObjectService:
             "etag": record.etag,
             "size": record.size,
             "meta": record.meta,  # the version's metadata: S3 headers, user metadata, tags
+            "created": record.created_at,  # orders a name's versions (the chain's clock
+            # counts whole seconds: two versions in one would tie)
             "units": [
                 {
                     "unit_id": u.unit_id,
@@ -570,6 +576,16 @@ class ObjectService:
         results = await asyncio.gather(
             *(self._put_fragment(segment, idx, miners[idx], used) for idx in range(layout.n))
         )
+        if len(set(results)) < layout.n and not await self.directory.may_share(layout.n):
+            # The chain would refuse the deal for good after the upload was answered: fail
+            # it now instead, while the client can still retry (the fragments put are
+            # orphans their miners drop).
+            raise ObjectError(
+                503,
+                "MinersUnavailable",
+                f"fewer than {layout.n} miners take fragments now; the network has enough "
+                "positive miners that a segment must not share one",
+            )
         upload.segments.append(
             SegmentRecord(
                 "", seg_no, segment.segment_id, segment.stripe_count, segment.cipher_size, size
@@ -608,6 +624,10 @@ class ObjectService:
                 others = await self.directory.choose(1, size, exclude=sorted(used))
                 if not others:
                     break
+                if others[0].account in used and not await self.directory.may_share(
+                    len(segment.fragment_ids)
+                ):
+                    break  # none apart from the segment's others (see _store_segment)
                 miner = others[0]
                 used.add(miner.account)
         raise ObjectError(503, "MinersUnavailable", f"no miner took fragment {fragment_id}")
@@ -748,7 +768,8 @@ class ObjectService:
         each; systematic fragments first, others when a fetch fails or lies."""
         first, last = group[0], group[-1]
         start, end = first.block_offset, last.block_offset + last.block_len
-        unused = list(range(layout.n))  # 0..k-1 first: decoding is then a copy
+        # 0..k-1 first (decoding is then a copy), but miners lately slow or failing last.
+        unused = sorted(range(layout.n), key=lambda i: (self._is_late(placements[i].miner), i))
         running: dict[asyncio.Task[list[bytes] | None], int] = {}
 
         def launch(count: int) -> None:
@@ -771,11 +792,14 @@ class ObjectService:
                     running, timeout=self._hedge_delay(), return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
+                    for i in running.values():
+                        self._late[placements[i].miner] = time.monotonic()
                     launch(1)  # a miner is late: hedge with another fragment
                 for task in done:
                     i = running.pop(task)
                     blocks = task.result()
                     if blocks is None:
+                        self._late[placements[i].miner] = time.monotonic()
                         launch(1)  # failed or lied: another fragment instead
                     else:
                         good[i] = blocks
@@ -791,6 +815,13 @@ class ObjectService:
             else:
                 result.append(await asyncio.to_thread(codec.decode_stripe, *args))
         return result
+
+    def _is_late(self, miner: str) -> bool:
+        since = self._late.get(miner)
+        if since is not None and time.monotonic() - since >= LATE_SECONDS:
+            del self._late[miner]
+            since = None
+        return since is not None
 
     def _hedge_delay(self) -> float:
         """How long to wait for the first of a batch of fetches before asking one more

@@ -212,7 +212,7 @@ def _version_record(
         file["total_shards"],
         file["stored"],
         state,
-        float(ref["created_at"]),
+        float(sealed.get("created", ref["created_at"])),
         sealed.get("meta") or {},
         version_id,
         latest=False,

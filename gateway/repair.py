@@ -97,7 +97,7 @@ class FragmentMover:
         target = placements[idx]
         segment_miners = sorted({p.miner for p in placements})
         candidates = await self.directory.choose(PLACE_ATTEMPTS, len(data), exclude=segment_miners)
-        if not candidates:
+        if not candidates and await self.directory.may_share(len(placements)):
             # Reduced independence beats no redundancy: share a miner, the one holding the
             # fewest of this segment's fragments, so the segment spans as many as remain.
             held = Counter(p.miner for p in placements if p.idx != idx)

@@ -87,6 +87,12 @@ class MinerDirectory:
             raise TransferError(account, "not a registered miner")
         return MinerInfo(account, row["endpoint"], int(row["idle"]), row["scheme"])
 
+    async def may_share(self, total: int) -> bool:
+        """Whether a segment of ``total`` fragments may put two on one miner: the chain
+        allows it only while fewer than ``total`` miners are positive (reduced
+        independence beats no redundancy)."""
+        return len(await self.miners()) < total
+
     def mark_failed(self, account: str) -> None:
         self._failed[account] = time.monotonic()
 

@@ -127,14 +127,15 @@ class IndexMachine(RuleBasedStateMachine):
         copy = ObjectRecord(
             found.fid, OWNER, onto, "home", 10, "text/plain", "e" * 32, 2, 4, STORED, PENDING, 2.0
         )
+        replaced = next(
+            (v for v in self.model.keys.get(onto, []) if v.version_id == NULL_VERSION), None
+        )
         written = self.index.add_name(copy, declaration, NameWrite(bucket=BUCKET))
         version = Version(self._version_id(written), found.fid)
-        if (
-            onto == source
-            and version.version_id == NULL_VERSION
-            and current.version_id == NULL_VERSION
-        ):
-            version.on_chain = current.on_chain  # the same reference: still on chain
+        if version.version_id == NULL_VERSION and replaced is not None:
+            # The same reference (key and file: a copy onto itself, or from another name
+            # of the file) is still on chain.
+            version.on_chain = replaced.fid == found.fid and replaced.on_chain
         self.model.write(onto, version)
 
     @rule(key=st.sampled_from(KEYS), retry=st.booleans())

@@ -4,6 +4,7 @@ and copies beyond the network's miners; and its upload pipeline against miners t
 plays: a segment is stored while the next is read, in order, one at a time."""
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -145,13 +146,18 @@ async def test_an_object_beyond_the_chain_limit_is_413(service: ObjectService) -
 
 class PlayedMiners(MinerClient):
     """Takes fragments without a network; each PUT first waits for ``gate`` (if any) and
-    then fails if ``failing``. Counts the PUTs in flight."""
+    then fails if ``failing`` or its miner is one of ``refusing``. Counts the PUTs in
+    flight."""
 
     def __init__(self) -> None:
         super().__init__(dev_keypair("Dave"))
         self.gate: asyncio.Event | None = None
         self.failing = False
+        self.refusing: set[str] = set()
+        self.stalled: set[str] = set()  # miners whose GETs never answer
         self.stored: list[str] = []
+        self.data: dict[str, bytes] = {}
+        self.gets: collections.Counter[str] = collections.Counter()
         self.in_flight = self.most_in_flight = self.cancelled = 0
 
     async def put(
@@ -165,15 +171,22 @@ class PlayedMiners(MinerClient):
         try:
             if self.gate is not None:
                 await asyncio.wait_for(self.gate.wait(), 10)
-            if self.failing:
+            if self.failing or miner.account in self.refusing:
                 raise TransferError(miner.account, "refused")
             self.stored.append(fragment_id)
+            self.data[fragment_id] = data
             return {}
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
         finally:
             self.in_flight -= 1
+
+    async def get(self, miner: MinerInfo, fragment_id: str, start: int, end: int) -> bytes:
+        self.gets[miner.account] += 1
+        if miner.account in self.stalled:
+            await asyncio.sleep(3600)
+        return self.data[fragment_id][start:end]
 
 
 async def segments_of(count: int, asked: list[int]) -> AsyncIterator[bytes]:
@@ -238,3 +251,58 @@ async def test_a_body_that_breaks_stops_the_segment_in_flight(
         await service.put(owner=OWNER, territory="home", name="a", body=body(), size_hint=None)
     assert miners.cancelled == PARAMS.total_shards and miners.in_flight == 0
     assert service.index.find(OWNER, "a") is None
+
+
+@pytest.mark.parametrize(
+    ("positive", "outcome"),
+    [
+        (PARAMS.total_shards, "refused"),  # the chain would make them apart: 503 now
+        (PARAMS.total_shards + 1, "apart"),  # another miner takes the refused fragments
+        (PARAMS.total_shards - 1, "shared"),  # too few miners: reduced independence
+    ],
+)
+async def test_a_miner_that_refuses_is_placed_around_only_as_the_chain_allows(
+    chain: ScriptedChain, tmp_path: Path, positive: int, outcome: str
+) -> None:
+    """The chain refuses a deal whose segment shares a miner while n miners are positive:
+    such an upload must fail while the client can retry, never be answered and then
+    dropped."""
+    chain.miners = positive
+    miners = PlayedMiners()
+    miners.refusing = {"m0"}
+    service = make_service(chain, tmp_path, miners)
+    upload = service.put(
+        owner=OWNER, territory="home", name="a", body=segments_of(3, []), size_hint=None
+    )
+    if outcome == "refused":
+        with pytest.raises(ObjectError) as caught:
+            await upload
+        assert (caught.value.status, caught.value.code) == (503, "MinersUnavailable")
+        assert service.index.find(OWNER, "a") is None
+        return
+    record = await upload
+    for seg_no in range(3):
+        held = [p.miner for p in service.index.fragments(record.fid) if p.seg_no == seg_no]
+        assert "m0" not in held and len(held) == PARAMS.total_shards
+        assert len(set(held)) == (PARAMS.total_shards if outcome == "apart" else positive - 1)
+
+
+async def test_a_stalled_miner_costs_one_hedge_not_one_per_segment(
+    chain: ScriptedChain, tmp_path: Path
+) -> None:
+    chain.miners = PARAMS.total_shards  # every miner holds one fragment of each segment
+    miners = PlayedMiners()
+    service = make_service(chain, tmp_path, miners)
+    record = await service.put(
+        owner=OWNER, territory="home", name="a", body=segments_of(3, []), size_hint=None
+    )
+    # The miner asked first (systematic fragments) in the most segments: at least two.
+    systematic = collections.Counter(
+        p.miner for p in service.index.fragments(record.fid) if p.idx < PARAMS.data_shards
+    )
+    slow, segments = systematic.most_common(1)[0]
+    assert segments >= 2
+    miners.stalled = {slow}
+    read = b"".join([piece async for piece in service.read(record, 0, record.size, None)])
+    assert read == b"".join([chunk async for chunk in segments_of(3, [])])
+    assert miners.gets[slow] == 1  # late once: asked last from then on
