@@ -106,13 +106,10 @@ class MinerDirectory:
         """``count`` miners with at least ``need`` idle bytes, weighted by idle space,
         distinct while there are enough; otherwise spread as evenly as possible (the
         caller reports the reduced independence)."""
-        candidates = [
-            m
-            for m in (await self.miners()).values()
-            if m.idle >= need and not self.cooling(m.account) and m.account not in exclude
-        ]
-        if not candidates:
-            candidates = [m for m in (await self.miners()).values() if m.idle >= need]
+        fitting = [m for m in (await self.miners()).values() if m.idle >= need]
+        healthy = [m for m in fitting if not self.cooling(m.account)]
+        # Apart from the excluded if possible, then from the failing, then anything fits.
+        candidates = [m for m in healthy if m.account not in exclude] or healthy or fitting
         if not candidates:
             return []
         chosen: list[MinerInfo] = []

@@ -5,6 +5,7 @@ plays: a segment is stored while the next is read, in order, one at a time."""
 
 import asyncio
 import collections
+import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,21 @@ async def test_a_miner_that_refuses_is_placed_around_only_as_the_chain_allows(
         held = [p.miner for p in service.index.fragments(record.fid) if p.seg_no == seg_no]
         assert "m0" not in held and len(held) == PARAMS.total_shards
         assert len(set(held)) == (PARAMS.total_shards if outcome == "apart" else positive - 1)
+
+
+async def test_a_failing_miner_is_chosen_last_even_when_the_others_are_excluded(
+    chain: ScriptedChain,
+) -> None:
+    chain.miners = 3
+    directory = MinerDirectory(chain, rng=random.Random(7))  # type: ignore[arg-type]
+    everyone = sorted(await directory.miners())
+    directory.mark_failed("m0")
+    for _ in range(50):  # every miner excluded: a healthy one is shared, never m0
+        (pick,) = await directory.choose(1, 1, exclude=everyone)
+        assert pick.account != "m0"
+    for name in everyone:
+        directory.mark_failed(name)
+    assert len(await directory.choose(2, 1, exclude=everyone)) == 2  # all failing: still two
 
 
 async def test_a_stalled_miner_costs_one_hedge_not_one_per_segment(
