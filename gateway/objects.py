@@ -567,25 +567,20 @@ class ObjectService:
         layout = upload.layout
         seg_no = len(upload.segments)
         size = segment.fragment_size
-        miners = await self.directory.choose(layout.n, size)
-        if not miners:
+        share = await self.directory.may_share(layout.n)
+        miners = await self.directory.choose(layout.n, size, share=share)
+        if len(miners) < layout.n:
+            # Apart from each other or not at all: the chain would refuse the deal for good
+            # after the upload was answered.
             raise ObjectError(
-                507, "InsufficientMinerSpace", "no miner has idle space for this object"
+                507,
+                "InsufficientMinerSpace",
+                f"fewer than {layout.n} miners have idle space for this object",
             )
         used = {m.account for m in miners}
         results = await asyncio.gather(
-            *(self._put_fragment(segment, idx, miners[idx], used) for idx in range(layout.n))
+            *(self._put_fragment(segment, idx, miners[idx], used, share) for idx in range(layout.n))
         )
-        if len(set(results)) < layout.n and not await self.directory.may_share(layout.n):
-            # The chain would refuse the deal for good after the upload was answered: fail
-            # it now instead, while the client can still retry (the fragments put are
-            # orphans their miners drop).
-            raise ObjectError(
-                503,
-                "MinersUnavailable",
-                f"fewer than {layout.n} miners take fragments now; the network has enough "
-                "positive miners that a segment must not share one",
-            )
         upload.segments.append(
             SegmentRecord(
                 "", seg_no, segment.segment_id, segment.stripe_count, segment.cipher_size, size
@@ -605,8 +600,11 @@ class ObjectService:
             )
 
     async def _put_fragment(
-        self, segment: EncodedSegment, idx: int, miner: MinerInfo, used: set[str]
+        self, segment: EncodedSegment, idx: int, miner: MinerInfo, used: set[str], share: bool
     ) -> str:
+        """Puts one fragment, retrying on miners the segment does not use yet (on any
+        with ``share``); the fragments already put are orphans their miners drop if the
+        upload fails."""
         blocks, fragment_id = segment.blocks[idx], segment.fragment_ids[idx]
         size = segment.fragment_size
         for attempt in range(PUT_ATTEMPTS):
@@ -621,13 +619,9 @@ class ObjectService:
                 self.directory.mark_failed(miner.account)
                 if attempt == PUT_ATTEMPTS - 1:
                     break
-                others = await self.directory.choose(1, size, exclude=sorted(used))
+                others = await self.directory.choose(1, size, exclude=sorted(used), share=share)
                 if not others:
                     break
-                if others[0].account in used and not await self.directory.may_share(
-                    len(segment.fragment_ids)
-                ):
-                    break  # none apart from the segment's others (see _store_segment)
                 miner = others[0]
                 used.add(miner.account)
         raise ObjectError(503, "MinersUnavailable", f"no miner took fragment {fragment_id}")

@@ -101,27 +101,34 @@ class MinerDirectory:
         return failed is not None and time.monotonic() - failed < COOLDOWN_SECONDS
 
     async def choose(
-        self, count: int, need: int, *, exclude: Sequence[str] = ()
+        self, count: int, need: int, *, exclude: Sequence[str] = (), share: bool = False
     ) -> list[MinerInfo]:
-        """``count`` miners with at least ``need`` idle bytes, weighted by idle space,
-        distinct while there are enough; otherwise spread as evenly as possible (the
-        caller reports the reduced independence)."""
+        """Up to ``count`` distinct miners with at least ``need`` idle bytes and not in
+        ``exclude``, weighted by idle space; those that failed recently come last. With
+        ``share``, the excluded follow, and then miners repeat until there are ``count``
+        (the caller has checked the chain allows reduced independence)."""
         fitting = [m for m in (await self.miners()).values() if m.idle >= need]
-        healthy = [m for m in fitting if not self.cooling(m.account)]
-        # Apart from the excluded if possible, then from the failing, then anything fits.
-        candidates = [m for m in healthy if m.account not in exclude] or healthy or fitting
-        if not candidates:
-            return []
+        apart = [m for m in fitting if m.account not in exclude]
+        tiers = [apart, [m for m in fitting if m.account in exclude]] if share else [apart]
         chosen: list[MinerInfo] = []
-        pool = list(candidates)
-        while len(chosen) < count:
-            if not pool:
-                pool = list(candidates)  # fewer miners than fragments: go round again
-            weights = [max(m.idle, 1) for m in pool]
-            pick = self._rng.choices(pool, weights=weights, k=1)[0]
-            pool.remove(pick)
-            chosen.append(pick)
+        for tier in tiers:
+            for pool in (
+                [m for m in tier if not self.cooling(m.account)],
+                [m for m in tier if self.cooling(m.account)],
+            ):
+                chosen.extend(self._draw(pool, count - len(chosen)))
+        while share and fitting and len(chosen) < count:  # fewer miners than fragments
+            chosen.extend(self._draw(list(fitting), count - len(chosen)))
         return chosen
+
+    def _draw(self, pool: list[MinerInfo], count: int) -> list[MinerInfo]:
+        """At most ``count`` of ``pool``, without repeats, weighted by idle space."""
+        drawn: list[MinerInfo] = []
+        while pool and len(drawn) < count:
+            pick = self._rng.choices(pool, weights=[max(m.idle, 1) for m in pool], k=1)[0]
+            pool.remove(pick)
+            drawn.append(pick)
+        return drawn
 
 
 async def _chunks(pieces: Sequence[Buffer]) -> AsyncIterator[memoryview]:

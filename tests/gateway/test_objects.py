@@ -295,12 +295,33 @@ async def test_a_failing_miner_is_chosen_last_even_when_the_others_are_excluded(
     directory = MinerDirectory(chain, rng=random.Random(7))  # type: ignore[arg-type]
     everyone = sorted(await directory.miners())
     directory.mark_failed("m0")
-    for _ in range(50):  # every miner excluded: a healthy one is shared, never m0
-        (pick,) = await directory.choose(1, 1, exclude=everyone)
+    assert await directory.choose(1, 1, exclude=everyone) == []  # apart, or none
+    for _ in range(50):  # sharing allowed: a healthy one is shared, never m0
+        (pick,) = await directory.choose(1, 1, exclude=everyone, share=True)
         assert pick.account != "m0"
     for name in everyone:
         directory.mark_failed(name)
-    assert len(await directory.choose(2, 1, exclude=everyone)) == 2  # all failing: still two
+    assert len(await directory.choose(2, 1, exclude=everyone, share=True)) == 2
+
+
+async def test_miners_that_failed_recently_still_keep_a_segment_apart(
+    chain: ScriptedChain, tmp_path: Path
+) -> None:
+    """n + 2 miners, three of them failed a read a moment ago (killed and restarted, as
+    the e2e test of n - k deaths does): the healthy ones are too few for a segment, so
+    the recently failed take the rest rather than a healthy miner taking two (which the
+    chain refuses)."""
+    chain.miners = PARAMS.total_shards + 2
+    miners = PlayedMiners()
+    service = make_service(chain, tmp_path, miners)
+    for number in range(3):
+        service.directory.mark_failed(f"m{number}")
+    record = await service.put(
+        owner=OWNER, territory="home", name="a", body=segments_of(2, []), size_hint=None
+    )
+    for seg_no in range(2):
+        held = [p.miner for p in service.index.fragments(record.fid) if p.seg_no == seg_no]
+        assert len(set(held)) == PARAMS.total_shards
 
 
 async def test_a_stalled_miner_costs_one_hedge_not_one_per_segment(
