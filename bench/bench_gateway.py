@@ -73,7 +73,7 @@ from gateway.devnet import (
     start_miner_process,
     stop_process,
 )
-from gateway.native_auth import sign_headers
+from gateway.native.auth import sign_headers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import s3peer

@@ -17,18 +17,18 @@ from chain_client.files import write_atomically
 from chain_client.keys import load_signer
 from chain_client.rpc_client import HttpChain
 from chain_client.service import run_until_signal
+from gateway.access_keys import AccessKeyStore
 from gateway.config import GatewayConfig
+from gateway.durability.repair import FragmentMover, RepairWorker
+from gateway.durability.scrub import Scrubber
 from gateway.index import MetadataIndex
-from gateway.native_api import NativeContext, make_native_app
-from gateway.native_auth import NativeAuth
+from gateway.native.app import NativeContext, make_native_app
+from gateway.native.auth import NativeAuth
+from gateway.native.replay_cache import ReplayCache
+from gateway.native.resume_store import ResumeStore
 from gateway.objects import ObjectService
-from gateway.repair import FragmentMover, RepairWorker
-from gateway.replay_cache import ReplayCache
-from gateway.resume import ResumeStore
-from gateway.s3.access_keys import AccessKeyStore
 from gateway.s3.api import make_s3_app
 from gateway.s3.context import S3Context
-from gateway.scrub import Scrubber
 from gateway.tracker import DealTracker
 from gateway.transfer import MinerClient, MinerDirectory
 

@@ -14,7 +14,7 @@ from chain_client.params import ConfigError
 from gateway.client import add_client_commands
 from gateway.config import GatewayConfig
 from gateway.devnet import DevnetError, run_devnet
-from gateway.native_auth import sign_headers
+from gateway.native.auth import sign_headers
 
 __all__ = ["build_parser", "main"]
 
@@ -85,7 +85,7 @@ def _gateway_run(args: argparse.Namespace) -> int:
 def _recover(args: argparse.Namespace) -> int:
     """docs/durability.md §4: run it with the gateway stopped, its key and master key
     in place, and an empty (or lost) index."""
-    from gateway.recover import recover
+    from gateway.durability.recover import recover
 
     config = GatewayConfig.load(Path(args.config))
     if (config.data_dir / "index.db").exists():
@@ -101,7 +101,7 @@ def _recover(args: argparse.Namespace) -> int:
 
 def _scrub(args: argparse.Namespace) -> int:
     """docs/durability.md §2: exit 1 when a fragment did not come back intact."""
-    from gateway.scrub import scrub_now
+    from gateway.durability.scrub import scrub_now
 
     config = GatewayConfig.load(Path(args.config))
     report = asyncio.run(scrub_now(config, args.sample))

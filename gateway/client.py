@@ -19,7 +19,7 @@ import aiofiles
 import aiohttp
 
 from chain_client.keys import KeyMaterialError, Keypair, load_signer
-from gateway.native_auth import sign_headers
+from gateway.native.auth import sign_headers
 
 __all__ = ["add_client_commands"]
 

@@ -23,7 +23,7 @@ from chain_client.files import write_atomically
 from chain_client.keys import Keypair, dev_accounts, load_key_file, save_key_file
 from chain_client.params import MIB, Genesis, NetworkParams, devnet_params
 from chain_client.rpc_client import HttpChain
-from gateway.native_auth import sign_headers
+from gateway.native.auth import sign_headers
 
 __all__ = [
     "DevnetError",

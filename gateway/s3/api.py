@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from chain_client.errors import ChainError
+from gateway.access_keys import AccessKeyError
 from gateway.expect import close_if_unasked, defer_continue
 from gateway.objects import ObjectError
 from gateway.records import (
@@ -25,7 +26,6 @@ from gateway.records import (
     UploadCompleted,
 )
 from gateway.s3 import acl_api, buckets_api, listing, multipart_api, objects_api, tagging_api
-from gateway.s3.access_keys import AccessKeyError
 from gateway.s3.checksums import ChecksumError
 from gateway.s3.chunked import ChunkedError
 from gateway.s3.context import AUTH, S3, S3Context, S3Request, split_target

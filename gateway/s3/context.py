@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from gateway.access_keys import AccessKeyStore
 from gateway.index import MetadataIndex
 from gateway.objects import ObjectService
 from gateway.records import BucketRecord, ObjectRecord, is_version_id
-from gateway.s3.access_keys import AccessKeyStore
 from gateway.s3.sigv4 import AuthResult
 from gateway.s3.xml import S3Error
 

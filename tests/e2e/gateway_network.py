@@ -21,7 +21,7 @@ from chain_client.keys import dev_keypair
 from chain_client.params import KIB, Genesis, NetworkParams, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
 from gateway.devnet import gateway_command, stop_process
-from gateway.native_auth import sign_headers
+from gateway.native.auth import sign_headers
 from tests.conftest import ChainProcess, start_chain
 from tests.e2e.test_miner import eventually, init_miner, start_miner, wait_for_url
 

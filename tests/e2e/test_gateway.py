@@ -24,7 +24,7 @@ from chain_client.params import KIB
 from chain_client.rpc_client import HttpChain
 from gateway.codec import Layout, plan_range
 from gateway.devnet import stop_process
-from gateway.native_auth import sign_headers
+from gateway.native.auth import sign_headers
 from tests.e2e.gateway_network import MINERS, PARAMS, USER, Network, active, signed, start_gateway
 from tests.e2e.test_miner import eventually, start_miner, wait_for_url
 

@@ -22,7 +22,7 @@ from chain_client.account import ChainAccount
 from chain_client.keys import dev_keypair
 from chain_client.params import KIB
 from chain_client.rpc_client import HttpChain
-from gateway.native_auth import sign_headers
+from gateway.native.auth import sign_headers
 from tests.e2e.gateway_network import MIN_PART, S3_DOMAIN, USER, Network
 
 pytestmark = pytest.mark.e2e

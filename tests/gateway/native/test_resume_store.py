@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nacl.exceptions import CryptoError
 
-from gateway.resume import ResumeError, ResumeSession, ResumeStore, parse_content_range
+from gateway.native.resume_store import ResumeError, ResumeSession, ResumeStore, parse_content_range
 
 OWNER = "alice"
 OTHER_OWNER = "bob"

@@ -10,14 +10,14 @@ from multidict import CIMultiDict
 
 from chain_client.keys import DEV_ACCOUNT_NAMES, SCHEMES, Keypair, Scheme, dev_keypair
 from chain_client.ss58 import GENERIC_SS58_PREFIX, ss58_encode
-from gateway.native_auth import (
+from gateway.native.auth import (
     MAX_MESSAGE_BYTES,
     AuthError,
     NativeAuth,
     message_expiry,
     sign_headers,
 )
-from gateway.replay_cache import ReplayCache
+from gateway.native.replay_cache import ReplayCache
 
 NOW = 1_750_000_000.0
 GATEWAY = dev_keypair("Ferdie").address

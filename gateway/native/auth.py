@@ -18,7 +18,7 @@ Rejected designs (what DeOSS does and we deliberately do not):
   triple would then be a bearer credential forever. The expiry is required, and bounded
   by the configured window so a client cannot mint a year-long credential either.
 - No replay protection: within its validity, a captured triple could be replayed at will.
-  Here a verified (account, signature) is accepted once; ``gateway.replay_cache``
+  Here a verified (account, signature) is accepted once; ``gateway.native.replay_cache``
   remembers it until its expiry, after which the expiry check alone refuses it, and
   appends it to ``replay.log`` so that a restart forgets none.
 - Accepting dev accounts (//Alice...) on any network: their secrets are public, so anyone
@@ -37,7 +37,7 @@ from typing import Final
 
 from chain_client.keys import SCHEMES, Keypair, dev_public_keys, verify
 from chain_client.ss58 import InvalidAddress, ss58_decode, ss58_encode
-from gateway.replay_cache import AccountReplayCacheFull, ReplayCache, ReplayCacheFull
+from gateway.native.replay_cache import AccountReplayCacheFull, ReplayCache, ReplayCacheFull
 
 __all__ = [
     "ACCOUNT_HEADER",

@@ -22,9 +22,9 @@ from chain_client.rpc_client import HttpChain
 from gateway import codec
 from gateway.codec import Layout
 from gateway.config import GatewayConfig
+from gateway.durability.repair import FragmentMover
 from gateway.index import MetadataIndex
 from gateway.records import FragmentPlacement
-from gateway.repair import FragmentMover
 from gateway.transfer import MinerClient, MinerDirectory
 
 __all__ = ["ScrubReport", "Scrubber", "scrub_now"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.replay_cache import (
+from gateway.native.replay_cache import (
     DEFAULT_MAX_REPLAY_ENTRIES_PER_ACCOUNT,
     AccountReplayCacheFull,
     ReplayCache,

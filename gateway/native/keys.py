@@ -5,8 +5,8 @@ import json
 
 from aiohttp import web
 
-from gateway.native_common import NATIVE, NativeError, envelope, signer
-from gateway.s3.access_keys import AccessKeyError, AccessKeyStore
+from gateway.access_keys import AccessKeyError, AccessKeyStore
+from gateway.native.context import NATIVE, NativeError, envelope, signer
 
 __all__ = [
     "create_key",

@@ -4,7 +4,7 @@
 from aiohttp import web
 
 from gateway.expect import after_continue
-from gateway.native_common import (
+from gateway.native.context import (
     NATIVE,
     TYPES,
     NativeError,
@@ -16,8 +16,8 @@ from gateway.native_common import (
     territory_of,
     uploaded,
 )
+from gateway.native.resume_store import ResumeSession, parse_content_range
 from gateway.records import NameWrite, WriteCondition
-from gateway.resume import ResumeSession, parse_content_range
 
 __all__ = [
     "delete_resume",

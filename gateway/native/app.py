@@ -16,9 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chain_client.errors import ChainError
 from gateway.expect import close_if_unasked, defer_continue
-from gateway.native_auth import AuthError
-from gateway.native_common import NATIVE, NativeContext, NativeError, envelope
-from gateway.native_files import (
+from gateway.native.auth import AuthError
+from gateway.native.context import NATIVE, NativeContext, NativeError, envelope
+from gateway.native.files import (
     delete_file,
     download,
     list_files,
@@ -28,11 +28,11 @@ from gateway.native_files import (
     put_file,
     put_object,
 )
-from gateway.native_keys import create_key, list_keys, revoke_key
-from gateway.native_resume import delete_resume, get_resume, put_resume
+from gateway.native.keys import create_key, list_keys, revoke_key
+from gateway.native.resume import delete_resume, get_resume, put_resume
+from gateway.native.resume_store import ResumeError
 from gateway.objects import ObjectError
 from gateway.records import PENDING, UNPAID, IndexRefusal, PreconditionFailed
-from gateway.resume import ResumeError
 
 __all__ = ["NATIVE", "NativeContext", "make_native_app"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.s3.access_keys import (
+from gateway.access_keys import (
     MAX_LABEL_LENGTH,
     AccessKeyError,
     AccessKeyInfo,

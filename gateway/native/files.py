@@ -14,7 +14,7 @@ from gateway.conditional import (
     range_applies,
 )
 from gateway.expect import after_continue, send_continue
-from gateway.native_common import (
+from gateway.native.context import (
     EXTENSION,
     NATIVE,
     STATES,

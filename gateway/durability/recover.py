@@ -28,6 +28,7 @@ from gateway import codec
 from gateway.app import load_master_key
 from gateway.codec import Layout
 from gateway.config import GatewayConfig
+from gateway.durability.repair import FragmentMover
 from gateway.index import MetadataIndex
 from gateway.objects import ObjectError
 from gateway.records import (
@@ -43,7 +44,6 @@ from gateway.records import (
     UploadCommit,
     split_reference,
 )
-from gateway.repair import FragmentMover
 from gateway.s3.context import check_bucket_name
 from gateway.s3.xml import S3Error
 from gateway.transfer import MinerClient, MinerDirectory

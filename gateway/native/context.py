@@ -9,12 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.access_keys import AccessKeyStore
 from gateway.metrics import GatewayMetrics
-from gateway.native_auth import NativeAuth
+from gateway.native.auth import NativeAuth
+from gateway.native.resume_store import ResumeStore
 from gateway.objects import ObjectError, ObjectService
 from gateway.records import ObjectRecord
-from gateway.resume import ResumeStore
-from gateway.s3.access_keys import AccessKeyStore
 from gateway.tracker import DealTracker
 
 __all__ = [
