@@ -32,6 +32,23 @@ from chain_client.errors import ChainError
 from chain_client.params import NetworkParams
 from gateway import codec
 from gateway.codec import EncodedSegment, Layout, UnitEncoder
+from gateway.errors import (
+    CipherRequired,
+    FragmentsUnavailable,
+    InsufficientMinerSpace,
+    InsufficientTerritorySpace,
+    InvalidCopies,
+    MinersUnavailable,
+    NoSuchFile,
+    NoSuchTerritory,
+    ObjectTooLarge,
+    ReplacedMeanwhile,
+    SseKeyRequired,
+    TerritoryNotActive,
+    TooManyCopies,
+    WrongCipher,
+    WrongSseKey,
+)
 from gateway.index import MetadataIndex
 from gateway.keywrap import (
     KeyRequired,
@@ -61,7 +78,7 @@ from gateway.transfer import (
     TransferError,
 )
 
-__all__ = ["ObjectError", "ObjectService", "PlacedUnit", "Secret"]
+__all__ = ["ObjectService", "PlacedUnit", "Secret"]
 
 log = logging.getLogger("deoss.objects")
 # What opens an object's data keys beyond the master key: a native Cipher password (str)
@@ -76,16 +93,6 @@ INLINE_BYTES = 64 * 1024
 HEDGE_FACTOR = 4.0  # a fetch this many times slower than usual gets a hedge
 HEDGE_DELAY = (0.2, 5.0)  # bounds of the hedge delay, seconds
 LATE_SECONDS = 30.0  # a miner that was late or failed a read is asked last this long
-
-
-class ObjectError(Exception):
-    """A refused object operation; the APIs turn it into their error format."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def seal_meta(master_key: bytes, meta: dict[str, Any]) -> bytes:
@@ -246,42 +253,24 @@ class ObjectService:
         if copies is not None:
             default_copies = -(-n // k)
             if copies < default_copies or copies * k > 255:
-                raise ObjectError(
-                    400,
-                    "InvalidCopies",
-                    f"Copies is {default_copies} to {255 // k} on this network",
-                )
+                raise InvalidCopies(copies, default_copies, 255 // k)
             n = copies * k
             miners = len(await self.directory.miners())
             if miners < n:
-                raise ObjectError(
-                    400,
-                    "TooManyCopies",
-                    f"{copies} copies need {n} distinct miners; the network has {miners}",
-                )
+                raise TooManyCopies(copies, n, miners, miners // k)
         return Layout.from_params(self.params, total_shards=n)
 
     async def _check_territory(self, owner: str, territory: str, need: int) -> None:
-        try:
-            found = await self.chain.query("storage_handler.territory", owner=owner, name=territory)
-        except ChainError as exc:
-            raise ObjectError(503, "ChainUnavailable", str(exc)) from None
+        found = await self.chain.query("storage_handler.territory", owner=owner, name=territory)
         if found is None:
-            raise ObjectError(404, "NoSuchTerritory", f"{owner} has no territory {territory!r}")
+            raise NoSuchTerritory(owner, territory)
         if found["state"] != "active":
-            raise ObjectError(
-                403, "TerritoryNotActive", f"territory {territory!r} is {found['state']}"
-            )
+            raise TerritoryNotActive(territory, found["state"], found["deadline"])
         promised = self.index.pending_bytes(owner, territory) + self._reserved.get(
             (owner, territory), 0
         )
         if found["remaining"] - promised < need:
-            raise ObjectError(
-                403,
-                "InsufficientTerritorySpace",
-                f"territory {territory!r} has {found['remaining'] - promised} bytes "
-                f"left, this object needs about {need}",
-            )
+            raise InsufficientTerritorySpace(territory, need, found["remaining"] - promised)
 
     def max_object_size(self, layout: Layout) -> int:
         """The chain's limit: ``max_segments_per_file`` segments of plaintext."""
@@ -289,9 +278,7 @@ class ObjectService:
 
     def _check_size(self, layout: Layout, size: int) -> None:
         if size > self.max_object_size(layout):
-            raise ObjectError(
-                413, "ObjectTooLarge", f"an object is at most {self.max_object_size(layout)} bytes"
-            )
+            raise ObjectTooLarge(size, self.max_object_size(layout))
 
     async def check_upload(self, owner: str, territory: str, size: int, copies: int | None) -> None:
         """The checks an upload passes before any of its bytes are read."""
@@ -367,7 +354,7 @@ class ObjectService:
         await self._check_territory(owner, territory, source.stored)
         template = self.index.declaration_of(source.fid)
         if template is None:
-            raise ObjectError(404, "NoSuchKey", f"no stored file {source.fid}")
+            raise NoSuchFile(source.fid)
         record = dataclasses.replace(
             source,
             owner=owner,
@@ -572,11 +559,7 @@ class ObjectService:
         if len(miners) < layout.n:
             # Apart from each other or not at all: the chain would refuse the deal for good
             # after the upload was answered.
-            raise ObjectError(
-                507,
-                "InsufficientMinerSpace",
-                f"fewer than {layout.n} miners have idle space for this object",
-            )
+            raise InsufficientMinerSpace(layout.n, size)
         used = {m.account for m in miners}
         results = await asyncio.gather(
             *(self._put_fragment(segment, idx, miners[idx], used, share) for idx in range(layout.n))
@@ -624,7 +607,7 @@ class ObjectService:
                     break
                 miner = others[0]
                 used.add(miner.account)
-        raise ObjectError(503, "MinersUnavailable", f"no miner took fragment {fragment_id}")
+        raise MinersUnavailable(fragment_id)
 
     # -- read -----------------------------------------------------------------------------
 
@@ -632,7 +615,7 @@ class ObjectService:
         record = self.index.object(fid, owner)
         # SECURITY: someone else's fid looks exactly like a missing one.
         if record is None:
-            raise ObjectError(404, "NotFound", f"no object {fid}")
+            raise NoSuchFile(fid)
         return record
 
     def data_key(self, unit: UnitRecord, secret: Secret) -> bytes:
@@ -645,21 +628,9 @@ class ObjectService:
                 customer_key=secret if isinstance(secret, bytes) else None,
             )
         except KeyRequired as exc:
-            if exc.scheme == "sse-c":
-                raise ObjectError(
-                    400,
-                    "InvalidRequest",
-                    "the object was stored with an SSE-C key: send it to read the object",
-                ) from None
-            raise ObjectError(
-                403, "CipherRequired", "this object was stored with a Cipher"
-            ) from None
+            raise SseKeyRequired() if exc.scheme == "sse-c" else CipherRequired() from None
         except WrongKey as exc:
-            if exc.scheme == "sse-c":
-                raise ObjectError(
-                    403, "AccessDenied", "the SSE-C key does not open this object"
-                ) from None
-            raise ObjectError(403, "WrongCipher", "the Cipher does not open this object") from None
+            raise WrongSseKey() if exc.scheme == "sse-c" else WrongCipher() from None
 
     async def _unit_key(self, unit: UnitRecord, secret: Secret) -> bytes:
         if not isinstance(secret, str):
@@ -708,7 +679,7 @@ class ObjectService:
             for unit, plan in plans
             for piece in plan
         ):
-            raise ObjectError(404, "NoSuchKey", f"{record.name!r} was replaced meanwhile")
+            raise ReplacedMeanwhile(record.name)
         self._reading[record.fid] += 1
         try:
             for unit, plan in plans:
@@ -777,11 +748,7 @@ class ObjectService:
         try:
             while len(good) < layout.k:
                 if not running:
-                    raise ObjectError(
-                        503,
-                        "FragmentsUnavailable",
-                        f"segment {seg_no}: {len(good)} of {layout.k} fragments readable",
-                    )
+                    raise FragmentsUnavailable(record.fid, seg_no, len(good), layout.k)
                 done, _ = await asyncio.wait(
                     running, timeout=self._hedge_delay(), return_when=asyncio.FIRST_COMPLETED
                 )

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 
 from aiohttp import web
 
-from gateway.objects import ObjectError
+from gateway.errors import ObjectError
 
 __all__ = ["stream_pieces"]
 

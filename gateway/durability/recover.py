@@ -29,8 +29,8 @@ from gateway.app import load_master_key
 from gateway.codec import Layout
 from gateway.config import GatewayConfig
 from gateway.durability.repair import FragmentMover
+from gateway.errors import ObjectError
 from gateway.index import MetadataIndex
-from gateway.objects import ObjectError
 from gateway.records import (
     ACTIVE,
     DECLARED,

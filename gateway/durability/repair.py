@@ -26,8 +26,14 @@ from chain_client.merkle import merkle_root
 from chain_client.params import NetworkParams
 from gateway import codec
 from gateway.codec import Layout
+from gateway.errors import (
+    FragmentsUnavailable,
+    MinersUnavailable,
+    NoSuchFile,
+    ObjectError,
+    RebuildMismatch,
+)
 from gateway.index import MetadataIndex
-from gateway.objects import ObjectError
 from gateway.records import FragmentPlacement
 from gateway.transfer import MinerClient, MinerDirectory, TransferError
 
@@ -66,7 +72,7 @@ class FragmentMover:
         """Fragment ``idx`` of a segment from k siblings whose bytes hash to their ids."""
         record = self.index.object(fid)
         if record is None:
-            raise ObjectError(404, "NoSuchKey", f"no stored file {fid}")
+            raise NoSuchFile(fid)
         layout = Layout.from_params(self.params, total_shards=record.total_shards)
         placements = self.index.fragments(fid, seg_no)
         siblings: dict[int, bytes] = {}
@@ -76,17 +82,11 @@ class FragmentMover:
                 if fetched is not None:
                     siblings[other.idx] = fetched
         if len(siblings) < layout.k:
-            raise ObjectError(
-                503,
-                "FragmentsUnavailable",
-                f"segment {seg_no} of {fid}: {len(siblings)} of {layout.k} siblings readable",
-            )
+            raise FragmentsUnavailable(fid, seg_no, len(siblings), layout.k)
         rebuilt = await asyncio.to_thread(codec.rebuild_fragments, layout, siblings, [idx])
         data = rebuilt[idx]
         if merkle_root(data, self.params.leaf_size).hex() != placements[idx].fragment_id:
-            raise ObjectError(
-                500, "RebuildMismatch", f"rebuilt {placements[idx].fragment_id} differs"
-            )
+            raise RebuildMismatch(placements[idx].fragment_id)
         return data
 
     async def place(
@@ -112,7 +112,7 @@ class FragmentMover:
                 self.directory.mark_failed(miner.account)
                 continue
             return miner.account, str(receipt["signature"])
-        raise ObjectError(503, "MinersUnavailable", f"no miner took {target.fragment_id}")
+        raise MinersUnavailable(target.fragment_id)
 
     async def fetch(self, placement: FragmentPlacement) -> bytes | None:
         """A fragment's bytes as its miner serves them (unchecked); None if it does not."""
@@ -215,7 +215,7 @@ class RepairWorker:
             self.stats.failed += 1
             return False
         except ObjectError as exc:
-            log.warning("restoral order %s/%d/%d: %s", fid, seg_no, idx, exc.message)
+            log.warning("restoral order %s/%d/%d: %s", fid, seg_no, idx, exc)
             self.stats.failed += 1
             return False
         # Only now, with the chain's record moved, does the index follow.

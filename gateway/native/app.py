@@ -7,17 +7,18 @@ translated here and nowhere else.
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chain_client.errors import ChainError
 from gateway.expect import close_if_unasked, defer_continue
 from gateway.native.auth import AuthError
-from gateway.native.context import NATIVE, NativeContext, NativeError, envelope
+from gateway.native.context import NATIVE, NativeContext
+from gateway.native.errors import NativeError, as_native_error, envelope
 from gateway.native.files import (
     delete_file,
     download,
@@ -30,9 +31,7 @@ from gateway.native.files import (
 )
 from gateway.native.keys import create_key, list_keys, revoke_key
 from gateway.native.resume import delete_resume, get_resume, put_resume
-from gateway.native.resume_store import ResumeError
-from gateway.objects import ObjectError
-from gateway.records import PENDING, UNPAID, IndexRefusal, PreconditionFailed
+from gateway.records import PENDING, UNPAID
 
 __all__ = ["NATIVE", "NativeContext", "make_native_app"]
 
@@ -41,6 +40,7 @@ VERSION = "deoss 0.1.0"
 
 log = logging.getLogger("deoss.native")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = "deoss.request_id"
 
 
 @web.middleware
@@ -60,46 +60,42 @@ async def _measured(request: web.Request, handler: Handler) -> web.StreamRespons
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place a refusal becomes an answer (docs/native-api.md §3)."""
+    request_id = secrets.token_hex(8).upper()
+    request[REQUEST_ID] = request_id
     try:
         return await handler(request)
-    except NativeError as exc:
-        busy = {"Retry-After": "5"} if exc.status in (429, 503) else {}
-        return envelope(exc.status, {"error": exc.error, **exc.data}, exc.msg, headers=busy)
-    except AuthError as exc:
-        request.app[NATIVE].metrics.auth_refusals.labels(exc.code).inc()
-        headers = {}
-        if exc.status == 401:
-            headers["WWW-Authenticate"] = 'DeOSS-Signature realm="deoss"'
-        elif exc.status in (429, 503):
-            headers["Retry-After"] = "5"
-        return envelope(exc.status, {"error": exc.code}, exc.message, headers=headers)
-    except (ObjectError, ResumeError) as exc:
-        busy = {"Retry-After": "5"} if exc.status in (429, 503) else {}
-        return envelope(exc.status, {"error": exc.code}, exc.message, headers=busy)
-    except PreconditionFailed as exc:
-        return envelope(412, {"error": "PreconditionFailed"}, str(exc))
-    except IndexRefusal as exc:
-        return envelope(409, {"error": type(exc).__name__}, str(exc))
-    except ChainError as exc:
-        return envelope(503, {"error": "ChainUnavailable"}, str(exc), headers={"Retry-After": "2"})
-    except (ConnectionError, asyncio.IncompleteReadError, BadHttpMessage) as exc:
-        # The client went away or broke its own framing mid-body: nothing was stored.
-        log.info("%s %s: the body broke off: %r", request.method, request.path, exc)
-        return envelope(400, {"error": "IncompleteBody"}, "the request body broke off")
     except web.HTTPException as exc:
-        if exc.status >= 400:
-            error = (
-                "MethodNotAllowed"
-                if exc.status == 405
-                else "NotFound"
-                if exc.status == 404
-                else exc.reason.replace(" ", "")
+        if exc.status < 400:
+            raise
+        names = {404: "NotFound", 405: "MethodNotAllowed"}
+        error = NativeError(
+            exc.status,
+            names.get(exc.status, exc.reason.replace(" ", "")),
+            exc.reason,
+            headers={name: exc.headers[name] for name in ("Allow",) if name in exc.headers},
+        )
+    except Exception as exc:
+        found = as_native_error(exc)
+        if found is None:
+            log.exception(
+                "internal error %s %s (request %s)", request.method, request.path, request_id
             )
-            return envelope(exc.status, {"error": error}, exc.reason)
-        raise
-    except Exception:
-        log.exception("internal error %s %s", request.method, request.path)
-        return envelope(500, {"error": "InternalError"}, "an internal error; please retry")
+            found = NativeError(
+                500, "InternalError", f"an internal error; please retry, quoting {request_id}"
+            )
+        elif isinstance(exc, AuthError):
+            request.app[NATIVE].metrics.auth_refusals.labels(exc.code).inc()
+        elif found.error == "IncompleteBody":
+            log.info("%s %s: the body broke off: %r", request.method, request.path, exc)
+        error = found
+    return error.response()
+
+
+async def _request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, streamed ones too, names its request (quote it when reporting)."""
+    if REQUEST_ID in request:
+        response.headers["X-Request-Id"] = request[REQUEST_ID]
 
 
 async def version(request: web.Request) -> web.Response:
@@ -163,6 +159,7 @@ def make_native_app(
 ) -> web.Application:
     app = web.Application(middlewares=[_measured, _errors], client_max_size=1024**2)
     app[NATIVE] = context
+    app.on_response_prepare.append(_request_id)
     app.router.add_put("/object/{name:.*}", put_object, expect_handler=defer_continue)
     app.router.add_put("/file", put_file, expect_handler=defer_continue)
     app.router.add_get("/file/download/{fid}", download)

@@ -12,8 +12,9 @@ from aiohttp import web
 from gateway.access_keys import AccessKeyStore
 from gateway.metrics import GatewayMetrics
 from gateway.native.auth import NativeAuth
+from gateway.native.errors import NativeError, envelope
 from gateway.native.resume_store import ResumeStore
-from gateway.objects import ObjectError, ObjectService
+from gateway.objects import ObjectService
 from gateway.records import ObjectRecord
 from gateway.tracker import DealTracker
 
@@ -26,11 +27,9 @@ __all__ = [
     "TERRITORY",
     "TYPES",
     "NativeContext",
-    "NativeError",
     "check_name",
     "cipher_of",
     "copies_of",
-    "envelope",
     "fid_in_path",
     "owned",
     "record_json",
@@ -124,16 +123,6 @@ class NativeContext:
 NATIVE = web.AppKey("native", NativeContext)
 
 
-def envelope(status: int, data: Any, msg: str = "ok", **kwargs: Any) -> web.Response:
-    return web.json_response({"code": status, "msg": msg, "data": data}, status=status, **kwargs)
-
-
-class NativeError(Exception):
-    def __init__(self, status: int, error: str, msg: str, **data: Any) -> None:
-        super().__init__(msg)
-        self.status, self.error, self.msg, self.data = status, error, msg, data
-
-
 async def signer(request: web.Request) -> str:
     return await request.app[NATIVE].auth.authenticate(request.headers)
 
@@ -199,10 +188,7 @@ async def owned(request: web.Request) -> tuple[str, ObjectRecord]:
     """The signer and the object the path names, which must be the signer's."""
     owner = await signer(request)
     fid, _ = fid_in_path(request)
-    try:
-        return owner, request.app[NATIVE].service.lookup(fid, owner)
-    except ObjectError:
-        raise NativeError(404, "NoSuchFile", f"no file {fid}") from None
+    return owner, request.app[NATIVE].service.lookup(fid, owner)
 
 
 def record_json(record: ObjectRecord) -> dict[str, Any]:

@@ -19,11 +19,9 @@ from gateway.native.context import (
     NATIVE,
     STATES,
     TYPES,
-    NativeError,
     check_name,
     cipher_of,
     copies_of,
-    envelope,
     fid_in_path,
     owned,
     record_json,
@@ -31,6 +29,7 @@ from gateway.native.context import (
     territory_of,
     uploaded,
 )
+from gateway.native.errors import NativeError, envelope
 from gateway.records import NameWrite, WriteCondition
 from gateway.streaming import stream_pieces
 

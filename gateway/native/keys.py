@@ -6,7 +6,8 @@ import json
 from aiohttp import web
 
 from gateway.access_keys import AccessKeyError, AccessKeyStore
-from gateway.native.context import NATIVE, NativeError, envelope, signer
+from gateway.native.context import NATIVE, signer
+from gateway.native.errors import NativeError, envelope
 
 __all__ = [
     "create_key",

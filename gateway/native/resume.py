@@ -7,15 +7,14 @@ from gateway.expect import after_continue
 from gateway.native.context import (
     NATIVE,
     TYPES,
-    NativeError,
     check_name,
     cipher_of,
     copies_of,
-    envelope,
     signer,
     territory_of,
     uploaded,
 )
+from gateway.native.errors import NativeError, envelope
 from gateway.native.resume_store import ResumeSession, parse_content_range
 from gateway.records import NameWrite, WriteCondition
 

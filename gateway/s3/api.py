@@ -5,31 +5,18 @@ Errors of every layer become S3 XML here and nowhere else; anything unforeseen i
 500 ``InternalError`` with the request id, logged with its traceback.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage
 
 from chain_client.errors import ChainError
-from gateway.access_keys import AccessKeyError
 from gateway.expect import close_if_unasked, defer_continue
-from gateway.objects import ObjectError
-from gateway.records import (
-    IndexRefusal,
-    NoSuchBucket,
-    NoSuchObject,
-    NoSuchUpload,
-    PreconditionFailed,
-    UploadCompleted,
-)
 from gateway.s3 import acl_api, buckets_api, listing, multipart_api, objects_api, tagging_api
-from gateway.s3.checksums import ChecksumError
-from gateway.s3.chunked import ChunkedError
 from gateway.s3.context import AUTH, S3, S3Context, S3Request, split_target
-from gateway.s3.sigv4 import S3AuthError, authenticate
+from gateway.s3.errors import as_s3_error
+from gateway.s3.sigv4 import authenticate
 from gateway.s3.xml import S3Error, error_response
 
 __all__ = ["make_s3_app"]
@@ -141,19 +128,6 @@ def _route(request: S3Request) -> Handler:
     return handler
 
 
-def _refusal(exc: IndexRefusal) -> S3Error:
-    """What the index refused, as S3 says it."""
-    if isinstance(exc, NoSuchBucket):
-        return S3Error(404, "NoSuchBucket", "the bucket does not exist", BucketName=exc.bucket)
-    if isinstance(exc, NoSuchObject):
-        return S3Error(404, "NoSuchKey", "the key does not exist")
-    if isinstance(exc, PreconditionFailed):
-        return S3Error(412, "PreconditionFailed", f"{exc.condition} does not hold")
-    if isinstance(exc, NoSuchUpload | UploadCompleted):
-        return S3Error(404, "NoSuchUpload", "the upload does not exist", UploadId=exc.upload_id)
-    return S3Error(409, "OperationAborted", str(exc))
-
-
 async def _authenticate(
     request: web.Request, ctx: S3Context, bucket: str, virtual_host: bool
 ) -> str:
@@ -201,32 +175,17 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     try:
         target.owner = await _authenticate(request, ctx, bucket, virtual_host)
         response = await _route(target)(target)
-    except S3Error as exc:
-        response = error_response(exc, resource, target.request_id)
-    except S3AuthError as exc:
-        error = S3Error(exc.status, exc.code, exc.message)
-        error.extra.update(exc.details)
-        response = error_response(error, resource, target.request_id)
-    except (ObjectError, AccessKeyError, ChecksumError, ChunkedError) as exc:
-        error = S3Error(exc.status, exc.code, exc.message)
-        response = error_response(error, resource, target.request_id)
-    except IndexRefusal as exc:
-        response = error_response(_refusal(exc), resource, target.request_id)
-    except ChainError as exc:
-        error = S3Error(503, "ServiceUnavailable", f"the chain is unreachable: {exc}")
-        response = error_response(error, resource, target.request_id)
-    except (ConnectionError, asyncio.IncompleteReadError, BadHttpMessage) as exc:
-        # The client went away or broke its own framing mid-body: nothing was stored.
-        log.info("%s %s: the body broke off: %r", request.method, request.path, exc)
-        error = S3Error(400, "IncompleteBody", "the request body terminated unexpectedly")
-        response = error_response(error, resource, target.request_id)
     except web.HTTPException:
         raise
-    except Exception:
-        log.exception(
-            "internal error %s %s (request %s)", request.method, request.path, target.request_id
-        )
-        error = S3Error(500, "InternalError", "We encountered an internal error. Please retry.")
+    except Exception as exc:
+        error = as_s3_error(exc)
+        if error is None:
+            log.exception(
+                "internal error %s %s (request %s)", request.method, request.path, target.request_id
+            )
+            error = S3Error(500, "InternalError", "We encountered an internal error. Please retry.")
+        elif error.code == "IncompleteBody":
+            log.info("%s %s: the body broke off: %r", request.method, request.path, exc)
         response = error_response(error, resource, target.request_id)
     if not response.prepared:
         response.headers["x-amz-request-id"] = target.request_id

@@ -1,9 +1,11 @@
 """Bucket operations (docs/s3.md §3, §4, §5): list, create, head, delete, location, and
 the versioning configuration."""
 
+import contextlib
+
 from aiohttp import web
 
-from gateway.objects import ObjectError
+from gateway.errors import InsufficientTerritorySpace
 from gateway.records import ENABLED, SUSPENDED
 from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.context import S3Request, check_bucket_name
@@ -73,13 +75,8 @@ async def create_bucket(req: S3Request) -> web.StreamResponse:
         if existing.owner == req.owner:
             raise S3Error(409, "BucketAlreadyOwnedByYou", "you already own this bucket")
         raise S3Error(409, "BucketAlreadyExists", "the bucket name is taken")
-    try:
+    with contextlib.suppress(InsufficientTerritorySpace):  # uploads will say so
         await req.ctx.service.check_upload(req.owner, territory, 0, None)
-    except ObjectError as exc:
-        if exc.code == "InsufficientTerritorySpace":
-            pass  # a full territory may still hold a bucket: uploads will say so
-        else:
-            raise
     if req.ctx.index.create_bucket(req.bucket, req.owner, territory) is None:
         raise S3Error(409, "BucketAlreadyExists", "the bucket name is taken")
     return web.Response(status=200, headers={"Location": f"/{req.bucket}"})

@@ -13,12 +13,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway.conditional import http_date, parse_byte_range, precondition, range_applies
-from gateway.objects import ObjectError
 from gateway.records import BucketRecord, NameWrite, ObjectRecord, WriteCondition, is_version_id
 from gateway.s3 import checksums, sse
 from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.body import upload_body
 from gateway.s3.context import CopySource, S3Request, copy_source, object_name
+from gateway.s3.errors import as_s3_error
 from gateway.s3.tagging_api import tags_from_header
 from gateway.s3.xml import (
     S3Error,
@@ -476,8 +476,16 @@ async def delete_objects(req: S3Request) -> web.StreamResponse:
             if version_id is not None and not is_version_id(version_id):
                 raise S3Error(400, "InvalidArgument", "Invalid version id specified")
             facts = await _delete(req, bucket, key, version_id)
-        except (S3Error, ObjectError) as exc:
-            failed = {"Key": key, "VersionId": version_id, "Code": exc.code, "Message": exc.message}
+        except Exception as exc:
+            error = as_s3_error(exc)
+            if error is None:
+                raise
+            failed = {
+                "Key": key,
+                "VersionId": version_id,
+                "Code": error.code,
+                "Message": error.message,
+            }
             results.append(element("Error", *leaves(failed)))
             continue
         if not quiet:

@@ -1,0 +1,169 @@
+"""What the object pipeline refuses, told as facts (docs/native-api.md §3, docs/s3.md §6).
+
+No exception here knows HTTP: each API holds one table from these types to its status
+and code (``gateway/native/errors.py``, ``gateway/s3/errors.py``), looked up along the
+class's MRO by ``lookup``. An exception's facts are its public attributes; the native
+API answers them as ``data`` fields beside ``error``.
+"""
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+__all__ = [
+    "CipherRequired",
+    "FragmentsUnavailable",
+    "InsufficientMinerSpace",
+    "InsufficientTerritorySpace",
+    "InvalidBucketName",
+    "InvalidCopies",
+    "MinersUnavailable",
+    "NoSuchFile",
+    "NoSuchTerritory",
+    "ObjectError",
+    "ObjectTooLarge",
+    "RebuildMismatch",
+    "ReplacedMeanwhile",
+    "SseKeyRequired",
+    "TerritoryNotActive",
+    "TooManyCopies",
+    "WrongCipher",
+    "WrongSseKey",
+    "lookup",
+]
+
+T = TypeVar("T")
+
+
+class ObjectError(Exception):
+    """A refused object operation."""
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        return {name: value for name, value in vars(self).items() if not name.startswith("_")}
+
+
+def lookup(table: Mapping[type[BaseException], T], exc: BaseException) -> T | None:
+    """The entry of the nearest class of ``exc`` that ``table`` names (as Starlette
+    looks up its exception handlers)."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
+# -- the request does not fit the network -----------------------------------------------
+
+
+class InvalidCopies(ObjectError):
+    def __init__(self, copies: int, low: int, high: int) -> None:
+        super().__init__(f"Copies is {low} to {high} on this network, not {copies}")
+        self.copies, self.low, self.high = copies, low, high
+
+
+class TooManyCopies(ObjectError):
+    def __init__(self, copies: int, needed: int, miners: int, max_copies: int) -> None:
+        super().__init__(f"{copies} copies need {needed} distinct miners; the network has {miners}")
+        self.copies, self.needed, self.miners, self.max_copies = copies, needed, miners, max_copies
+
+
+class ObjectTooLarge(ObjectError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"an object is at most {limit} bytes")
+        self.size, self.limit = size, limit
+
+
+class InvalidBucketName(ObjectError):
+    def __init__(self, bucket: str) -> None:
+        super().__init__(f"{bucket!r} breaks the S3 bucket naming rules")
+        self.bucket = bucket
+
+
+# -- the territory ----------------------------------------------------------------------
+
+
+class NoSuchTerritory(ObjectError):
+    def __init__(self, owner: str, territory: str) -> None:
+        super().__init__(f"{owner} has no territory {territory!r}")
+        self.owner, self.territory = owner, territory
+
+
+class TerritoryNotActive(ObjectError):
+    def __init__(self, territory: str, state: str, deadline: int) -> None:
+        super().__init__(f"territory {territory!r} is {state}")
+        self.territory, self.state, self.deadline = territory, state, deadline
+
+
+class InsufficientTerritorySpace(ObjectError):
+    def __init__(self, territory: str, needed: int, available: int) -> None:
+        super().__init__(
+            f"territory {territory!r} has {available} bytes left, this object needs about {needed}"
+        )
+        self.territory, self.needed, self.available = territory, needed, available
+
+
+# -- stored objects ---------------------------------------------------------------------
+
+
+class NoSuchFile(ObjectError):
+    """Unknown, deleted, or someone else's: one answer for all three."""
+
+    def __init__(self, fid: str) -> None:
+        super().__init__(f"no file {fid}")
+        self.fid = fid
+
+
+class ReplacedMeanwhile(ObjectError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name!r} was replaced meanwhile")
+        self.name = name
+
+
+class CipherRequired(ObjectError):
+    def __init__(self) -> None:
+        super().__init__("this object was stored with a Cipher")
+
+
+class WrongCipher(ObjectError):
+    def __init__(self) -> None:
+        super().__init__("the Cipher does not open this object")
+
+
+class SseKeyRequired(ObjectError):
+    def __init__(self) -> None:
+        super().__init__("the object was stored with an SSE-C key: send it to read the object")
+
+
+class WrongSseKey(ObjectError):
+    def __init__(self) -> None:
+        super().__init__("the SSE-C key does not open this object")
+
+
+# -- miners -----------------------------------------------------------------------------
+
+
+class InsufficientMinerSpace(ObjectError):
+    def __init__(self, miners_needed: int, need: int) -> None:
+        super().__init__(f"fewer than {miners_needed} miners have {need} idle bytes")
+        self.miners_needed, self.need = miners_needed, need
+
+
+class MinersUnavailable(ObjectError):
+    def __init__(self, fragment_id: str) -> None:
+        super().__init__(f"no miner took fragment {fragment_id}")
+        self.fragment_id = fragment_id
+
+
+class FragmentsUnavailable(ObjectError):
+    def __init__(self, fid: str, seg_no: int, readable: int, needed: int) -> None:
+        super().__init__(
+            f"segment {seg_no} of {fid}: {readable} of the {needed} fragments needed readable"
+        )
+        self.fid, self.seg_no, self.readable, self.needed = fid, seg_no, readable, needed
+
+
+class RebuildMismatch(ObjectError):
+    """k verified siblings decoded to a fragment other than its id: a bug, not a fault."""
+
+    def __init__(self, fragment_id: str) -> None:
+        super().__init__(f"the rebuilt {fragment_id} differs from its id")
+        self.fragment_id = fragment_id
