@@ -1,12 +1,31 @@
-"""Running a role's background work until SIGINT or SIGTERM."""
+"""Starting a role: waiting for the chain's genesis, and running the role's background
+work until SIGINT or SIGTERM."""
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["run_until_signal"]
+from chain_client.errors import ChainUnavailable
+from chain_client.params import Genesis
+from chain_client.protocol import Chain
+
+__all__ = ["run_until_signal", "wait_for_genesis"]
+
+
+async def wait_for_genesis(chain: Chain, log: logging.Logger) -> tuple[bytes, Genesis]:
+    """The chain's genesis hash and config, retried with backoff (up to 10 s apart) while
+    the chain is unreachable: no role works without the network's parameters."""
+    delay = 0.2
+    while True:
+        try:
+            return await chain.genesis()
+        except ChainUnavailable as exc:
+            log.warning("chain unreachable (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 async def run_until_signal(work: Coroutine[Any, Any, Any]) -> None:

@@ -9,11 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
-from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed
+from chain_client.errors import ChainError, ExtrinsicFailed
 from chain_client.files import write_atomically
 from chain_client.keys import load_signer
+from chain_client.protocol import Chain
 from chain_client.rpc_client import HttpChain
-from chain_client.service import run_until_signal
+from chain_client.service import run_until_signal, wait_for_genesis
 from miner_agent.config import MinerConfig
 from miner_agent.loops import MinerLoops
 from miner_agent.node import MinerNode
@@ -30,29 +31,24 @@ class RegistrationRefused(Exception):
 
 
 @contextlib.asynccontextmanager
-async def open_node(config: MinerConfig) -> AsyncIterator[MinerNode]:
-    """The miner's key, chain client, network parameters and store; waits (with backoff)
-    for the chain to answer, since a miner cannot work without its parameters."""
+async def open_node(config: MinerConfig, chain: Chain | None = None) -> AsyncIterator[MinerNode]:
+    """The miner's key, chain client (``chain``, else the node ``config`` names), network
+    parameters and store; waits (with backoff) for the chain to answer, since a miner
+    cannot work without its parameters."""
     keypair = load_signer(config.key_spec, dev=config.dev)
-    chain = HttpChain(config.chain_rpc)
-    delay = 0.2
-    while True:
-        try:
-            _, genesis = await chain.genesis()
-            break
-        except ChainUnavailable as exc:
-            log.warning("chain %s unreachable (%s); retrying", config.chain_rpc, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-    store = MinerStore(config.data_dir, leaf_size=genesis.params.leaf_size, probe=config.probe())
-    node = MinerNode(
-        config=config, keypair=keypair, chain=chain, params=genesis.params, store=store
-    )
-    try:
-        yield node
-    finally:
-        await chain.close()
-        store.close()
+    async with contextlib.AsyncExitStack() as stack:
+        if chain is None:
+            http = HttpChain(config.chain_rpc)
+            stack.push_async_callback(http.close)
+            chain = http
+        _, genesis = await wait_for_genesis(chain, log)
+        store = MinerStore(
+            config.data_dir, leaf_size=genesis.params.leaf_size, probe=config.probe()
+        )
+        stack.callback(store.close)
+        yield MinerNode(
+            config=config, keypair=keypair, chain=chain, params=genesis.params, store=store
+        )
 
 
 async def register(node: MinerNode, endpoint: str) -> None:

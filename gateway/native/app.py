@@ -40,7 +40,7 @@ VERSION = "deoss 0.1.0"
 
 log = logging.getLogger("deoss.native")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REQUEST_ID = "deoss.request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 @web.middleware

@@ -1,0 +1,156 @@
+"""An in-process grid (as Tahoe-LAFS's no-network grid): the real ledger (``LocalChain``),
+n + 2 real miner apps and one real gateway, all in the test's event loop on aiohttp
+test servers over loopback. Handler tests run here in a fraction of a second each;
+``tests/e2e`` keeps the real processes and the real clients.
+
+``open_grid`` yields a ``Grid`` whose dev user (Alice) has authorized the gateway and
+owns its default territory; ``grid.native`` and ``grid.s3`` are clients of the two APIs.
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp.test_utils import TestClient, TestServer
+
+from chain_client.account import ChainAccount
+from chain_client.keys import Keypair, dev_keypair, save_key_file
+from chain_client.local import LocalChain
+from chain_client.params import KIB, Genesis, NetworkParams, PenaltySchedule, dev_params
+from gateway.app import Gateway, open_gateway, register_gateway
+from gateway.config import GatewayConfig
+from gateway.native.auth import sign_headers
+from miner_agent.app import open_node, register
+from miner_agent.config import MinerConfig
+from miner_agent.loops import MinerLoops
+from miner_agent.node import MinerNode
+from miner_agent.service import make_app
+
+__all__ = ["GRID_PARAMS", "TERRITORY", "USER", "Grid", "eventually", "open_grid"]
+
+T = TypeVar("T")
+GRID_PARAMS = dev_params(
+    data_shards=2,
+    total_shards=4,
+    fragment_size=64 * KIB,
+    segment_size=128 * KIB,
+    stripe_block_size=16 * KIB,
+    block_time=0.05,
+    blocks_per_day=100_000,  # territories outlive the test run
+    challenge_interval=10**6,
+    offline_after=10**6,
+    penalties=PenaltySchedule(force_exit_misses=50, failed_proof_threshold=1),
+)
+TERRITORY = "home"
+USER = dev_keypair("Alice")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 30.0
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {value!r} after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Grid:
+    chain: LocalChain
+    miners: list[MinerNode]
+    gateway: Gateway
+    native: TestClient[Any, Any]
+    s3: TestClient[Any, Any]
+    s3_url: str
+
+    def signed(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Native signature headers of the dev user, usable once."""
+        return {**sign_headers(USER), **(extra or {})}
+
+
+async def _serve(stack: contextlib.AsyncExitStack, app: aiohttp.web.Application) -> TestServer:
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    stack.push_async_callback(server.close)
+    return server
+
+
+async def _loop(stack: contextlib.AsyncExitStack, work: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(work)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
+
+
+async def _miner(
+    stack: contextlib.AsyncExitStack, root: Path, chain: LocalChain, params: NetworkParams
+) -> MinerNode:
+    root.mkdir(parents=True)
+    save_key_file(root / "key.json", Keypair.generate())
+    config = MinerConfig(
+        data_dir=root,
+        declared_space=16 * params.idle_unit_size,
+        chain_rpc="in-process",
+        faucet=True,
+        free_disk_floor=64 * KIB,
+        poll_seconds=0.05,
+    )
+    node = await stack.enter_async_context(open_node(config, chain))
+    server = await _serve(stack, make_app(node))
+    await register(node, str(server.make_url("")).rstrip("/"))
+    await _loop(stack, MinerLoops(node).run())
+    return node
+
+
+@contextlib.asynccontextmanager
+async def open_grid(
+    root: Path, params: NetworkParams = GRID_PARAMS, miners: int | None = None
+) -> AsyncIterator[Grid]:
+    """A chain, ``miners`` (default n + 2) positive miners and a gateway, all in this
+    event loop; everything stops on the way out."""
+    async with contextlib.AsyncExitStack() as stack:
+        chain = await LocalChain.open(root / "chain", Genesis(params=params, dev=True))
+        stack.push_async_callback(chain.close)
+        count = params.total_shards + 2 if miners is None else miners
+        nodes = [await _miner(stack, root / f"miner{i}", chain, params) for i in range(count)]
+        await eventually(
+            lambda: chain.query("sminer.miners", state="positive"),
+            lambda positive: len(positive) == count,
+        )
+        (root / "gateway").mkdir()
+        save_key_file(root / "gateway" / "key.json", Keypair.generate())
+        config = GatewayConfig(
+            data_dir=root / "gateway",
+            chain_rpc="in-process",
+            faucet=True,
+            default_territory=TERRITORY,
+            multipart_min_part_size=16 * KIB,
+            spool_floor=0,
+        )
+        gateway = await stack.enter_async_context(open_gateway(config, chain))
+        native = TestClient(await _serve(stack, gateway.native))
+        await native.start_server()
+        stack.push_async_callback(native.close)
+        s3_server = await _serve(stack, gateway.s3)
+        s3 = TestClient(s3_server)
+        await s3.start_server()
+        stack.push_async_callback(s3.close)
+        await register_gateway(gateway.account, config, str(native.make_url("")).rstrip("/"))
+        await _loop(stack, gateway.run_loops(config))
+        user = ChainAccount(chain, USER)
+        await user.call("oss.authorize", gateway=gateway.address)
+        await user.call("storage_handler.mint_territory", name=TERRITORY, gib=1, days=5)
+        yield Grid(chain, nodes, gateway, native, s3, str(s3_server.make_url("")).rstrip("/"))
