@@ -83,7 +83,7 @@ def _gateway_run(args: argparse.Namespace) -> int:
 
 
 def _recover(args: argparse.Namespace) -> int:
-    """docs/durability.md §4: run it with the gateway stopped, its key and master key
+    """docs/durability.md §5: run it with the gateway stopped, its key and master key
     in place, and an empty (or lost) index."""
     from gateway.durability.recover import recover
 
@@ -100,7 +100,7 @@ def _recover(args: argparse.Namespace) -> int:
 
 
 def _scrub(args: argparse.Namespace) -> int:
-    """docs/durability.md §2: exit 1 when a fragment did not come back intact."""
+    """docs/durability.md §4: exit 1 when a fragment did not come back intact."""
     from gateway.durability.scrub import scrub_now
 
     config = GatewayConfig.load(Path(args.config))

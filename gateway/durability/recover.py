@@ -1,5 +1,5 @@
 """``deoss recover``: a gateway that lost its index rebuilds it from the chain and the
-miners (docs/durability.md §4).
+miners (docs/durability.md §5).
 
 It needs the gateway's key file (its chain account) and master key. For every file the
 account declared (``file_bank.files_declared_by``), each reference's ``sealed_meta``,

@@ -1,4 +1,4 @@
-"""Scrubbing (docs/durability.md §2): fetching a sample of the fragments this gateway
+"""Scrubbing (docs/durability.md §4): fetching a sample of the fragments this gateway
 placed and checking each against its id, so damage is found before a read needs the
 fragment. A fragment that does not come back intact is reported to the chain
 (``file_bank.report_fragment``): its miner gets a targeted challenge, and a failed proof

@@ -160,7 +160,8 @@ def make_native_app(
     app = web.Application(middlewares=[_measured, _errors], client_max_size=1024**2)
     app[NATIVE] = context
     app.on_response_prepare.append(_request_id)
-    app.router.add_put("/object/{name:.*}", put_object, expect_handler=defer_continue)
+    # [\s\S], not ".": a name holding a newline must reach check_name, not 404.
+    app.router.add_put(r"/object/{name:[\s\S]*}", put_object, expect_handler=defer_continue)
     app.router.add_put("/file", put_file, expect_handler=defer_continue)
     app.router.add_get("/file/download/{fid}", download)
     app.router.add_get("/file/open/{fid}", open_file)
@@ -174,9 +175,9 @@ def make_native_app(
     app.router.add_post("/keys", create_key)
     app.router.add_get("/keys", list_keys)
     app.router.add_delete("/keys/{access_key}", revoke_key)
-    app.router.add_put("/resume/{name:.*}", put_resume, expect_handler=defer_continue)
-    app.router.add_get("/resume/{name:.*}", get_resume)
-    app.router.add_delete("/resume/{name:.*}", delete_resume)
+    app.router.add_put(r"/resume/{name:[\s\S]*}", put_resume, expect_handler=defer_continue)
+    app.router.add_get(r"/resume/{name:[\s\S]*}", get_resume)
+    app.router.add_delete(r"/resume/{name:[\s\S]*}", delete_resume)
     app.router.add_put("/files", not_implemented)
     app.router.add_get("/fragment/download", not_implemented)
     if extra_routes:

@@ -19,6 +19,7 @@ from gateway.records import ObjectRecord
 from gateway.tracker import DealTracker
 
 __all__ = [
+    "CONTROL",
     "EXTENSION",
     "FID",
     "MAX_NAME_BYTES",
@@ -41,7 +42,10 @@ __all__ = [
 MAX_NAME_BYTES = 1024
 
 
-FID = re.compile(r"^[0-9a-f]{64}")
+FID = re.compile(r"^[0-9a-fA-F]{64}")  # upper case accepted, and lowercased
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # not in native names (S3 keys may hold them)
 
 
 TERRITORY = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
@@ -155,8 +159,12 @@ def cipher_of(request: web.Request) -> str | None:
 def check_name(name: str) -> str:
     if not name:
         raise NativeError(400, "MissingName", "an object needs a name")
-    if len(name.encode()) > MAX_NAME_BYTES or "\x00" in name:
-        raise NativeError(400, "InvalidName", f"a name is 1..{MAX_NAME_BYTES} bytes")
+    if len(name.encode()) > MAX_NAME_BYTES or CONTROL.search(name):
+        raise NativeError(
+            400,
+            "InvalidName",
+            f"a name is 1..{MAX_NAME_BYTES} bytes without control characters",
+        )
     return name
 
 
@@ -179,9 +187,9 @@ def uploaded(request: web.Request, record: ObjectRecord, copies: int) -> web.Res
 def fid_in_path(request: web.Request) -> tuple[str, str | None]:
     raw = request.match_info["fid"]
     if not FID.match(raw):
-        raise NativeError(400, "InvalidFid", "a fid is 64 lowercase hex characters")
+        raise NativeError(400, "InvalidFid", "a fid is 64 hex characters")
     extension = raw[64:].lstrip(".") or None
-    return raw[:64], extension
+    return raw[:64].lower(), extension
 
 
 async def owned(request: web.Request) -> tuple[str, ObjectRecord]:

@@ -2,17 +2,19 @@
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from gateway.objects import ObjectService
 from tests.grid import Grid, open_grid
 
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-@pytest.fixture
-async def grid(tmp_path: Path) -> AsyncIterator[Grid]:
-    async with open_grid(tmp_path) as running:
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def grid(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Grid]:
+    async with open_grid(tmp_path_factory.mktemp("grid")) as running:
         yield running
 
 
@@ -50,3 +52,19 @@ async def test_every_answer_names_its_request_streamed_ones_too(grid: Grid) -> N
     assert missing.status == 404 and (await missing.json())["data"]["error"] == "NoSuchFile"
     ids = {r.headers["X-Request-Id"] for r in (upload, download, missing)}
     assert len(ids) == 3
+
+
+async def test_a_fid_in_upper_case_is_accepted_and_lowercased(grid: Grid) -> None:
+    upload = await grid.native.put("/object/upper.txt", data=b"UPPER", headers=grid.signed())
+    fid = (await upload.json())["data"]["fid"]
+    response = await grid.native.get(f"/file/download/{fid.upper()}", headers=grid.signed())
+    assert response.status == 200 and await response.read() == b"UPPER"
+    bad = await grid.native.get(f"/file/download/{'g' * 64}", headers=grid.signed())
+    assert bad.status == 400 and (await bad.json())["data"]["error"] == "InvalidFid"
+
+
+@pytest.mark.parametrize("name", ["a%0Ab", "tab%09", "del%7F", "nul%00"])
+async def test_a_name_with_a_control_character_is_refused(grid: Grid, name: str) -> None:
+    response = await grid.native.put(f"/object/{name}", data=b"x", headers=grid.signed())
+    assert response.status == 400, await response.text()
+    assert (await response.json())["data"]["error"] == "InvalidName"
