@@ -839,7 +839,7 @@ class ObjectService:
         async def report() -> None:
             try:
                 await self.account.submit(
-                    "file_bank.report_fragment",
+                    "audit.report_fragment",
                     fid=fid,
                     segment=placement.seg_no,
                     index=placement.idx,

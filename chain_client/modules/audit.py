@@ -22,7 +22,7 @@ from pydantic import Field
 
 from chain_client.idle_proofs import LeafOpening
 from chain_client.merkle import leaf_hash, verify_path
-from chain_client.modules import file_bank, sminer
+from chain_client.modules import file_bank, oss, sminer
 from chain_client.runtime import (
     CallContext,
     CallSpec,
@@ -70,21 +70,11 @@ def _leaf_count(size: int, leaf_size: int) -> int:
 
 def _sample_service(ctx: CallContext, miner: str, rng_label: str) -> list[dict[str, Any]]:
     rng = ctx.rng(rng_label)
-    (count,) = ctx.db.execute(
-        "SELECT COUNT(*) FROM fb_fragments f JOIN fb_files file ON file.fid = f.fid "
-        "WHERE f.miner = ? AND f.avail = 1 AND file.state = 'active'",
-        (miner,),
-    ).fetchone()
+    count = file_bank.active_fragment_count(ctx.db, miner)
     offsets = sorted(rng.sample(range(count), min(count, ctx.params.challenge_fragments)))
     items = []
     for offset in offsets:
-        fid, segment, index, fragment_id, size = ctx.db.execute(
-            "SELECT f.fid, f.segment, f.idx, f.fragment_id, f.size FROM fb_fragments f "
-            "JOIN fb_files file ON file.fid = f.fid "
-            "WHERE f.miner = ? AND f.avail = 1 AND file.state = 'active' "
-            "ORDER BY f.fragment_id LIMIT 1 OFFSET ?",
-            (miner, offset),
-        ).fetchone()
+        fid, segment, index, fragment_id, size = file_bank.active_fragment_at(ctx.db, miner, offset)
         items.append(_service_item(ctx, rng_label, fid, segment, index, fragment_id, size))
     return items
 
@@ -121,18 +111,12 @@ def _service_item(
 
 def _sample_idle(ctx: CallContext, miner: str, rng_label: str) -> list[dict[str, Any]]:
     rng = ctx.rng(rng_label + "/idle")
-    (count,) = ctx.db.execute(
-        "SELECT COUNT(*) FROM sminer_idle_units WHERE miner = ? AND state = 'certified'", (miner,)
-    ).fetchone()
+    count = sminer.certified_unit_count(ctx.db, miner)
     offsets = sorted(rng.sample(range(count), min(count, ctx.params.challenge_idle_samples)))
     leaf_count = ctx.params.idle_unit_size // ctx.params.leaf_size
     items = []
     for offset in offsets:
-        unit_index, root = ctx.db.execute(
-            "SELECT unit_index, root FROM sminer_idle_units "
-            "WHERE miner = ? AND state = 'certified' ORDER BY unit_index LIMIT 1 OFFSET ?",
-            (miner, offset),
-        ).fetchone()
+        unit_index, root = sminer.certified_unit_at(ctx.db, miner, offset)
         items.append({"unit_index": unit_index, "root": root, "leaf": rng.randrange(leaf_count)})
     return items
 
@@ -287,19 +271,12 @@ def _finish_service(
                 "miner": miner,
             }
             file_bank.open_restoral_order(ctx, fragment, "proof_failed")
-        ctx.db.execute(
-            "UPDATE sminer_miners SET failed_proofs = failed_proofs + 1 WHERE account = ?",
-            (miner,),
-        )
-        record = sminer.miner_row(ctx.db, miner)
-        assert record is not None
+        record = sminer.record_proof(ctx, miner, passed=False)
         schedule = ctx.params.penalties
         if record["failed_proofs"] >= schedule.failed_proof_threshold:
             _fine(ctx, record, schedule.failed_proof_percent, "service_proof_failed")
     else:
-        ctx.db.execute(
-            "UPDATE sminer_miners SET failed_proofs = 0, missed = 0 WHERE account = ?", (miner,)
-        )
+        sminer.record_proof(ctx, miner, passed=True)
     _maybe_earn(ctx, challenge["id"])
 
 
@@ -372,12 +349,7 @@ def _close_missed(ctx: CallContext) -> None:
                     "idx": item["index"],
                     "miner": miner,
                 }
-                still_there = ctx.db.execute(
-                    "SELECT 1 FROM fb_fragments WHERE fid = ? AND segment = ? AND idx = ? "
-                    "AND miner = ?",
-                    (item["fid"], item["segment"], item["index"], miner),
-                ).fetchone()
-                if still_there:
+                if file_bank.holds(ctx.db, item["fid"], item["segment"], item["index"], miner):
                     file_bank.open_restoral_order(ctx, fragment, "proof_missed")
         ctx.db.execute(
             "UPDATE audit_challenges SET "
@@ -387,9 +359,7 @@ def _close_missed(ctx: CallContext) -> None:
             "WHERE id = ?",
             (challenge_id,),
         )
-        ctx.db.execute("UPDATE sminer_miners SET missed = missed + 1 WHERE account = ?", (miner,))
-        record = sminer.miner_row(ctx.db, miner)
-        assert record is not None
+        record = sminer.record_miss(ctx, miner)
         ctx.emit(NAME, "ChallengeMissed", id=challenge_id, miner=miner, missed=record["missed"])
         if record["state"] == "exited":
             continue
@@ -400,14 +370,17 @@ def _close_missed(ctx: CallContext) -> None:
 
 
 def _pick_miners(ctx: CallContext) -> None:
+    challenged = {
+        miner
+        for (miner,) in ctx.db.execute(
+            "SELECT DISTINCT miner FROM audit_challenges "
+            "WHERE service_status = 'open' OR idle_status = 'open'"
+        )
+    }
     candidates = [
         account
-        for account, idle, service in ctx.db.execute(
-            "SELECT account, idle, service FROM sminer_miners m WHERE state = 'positive' "
-            "AND NOT EXISTS (SELECT 1 FROM audit_challenges c WHERE c.miner = m.account "
-            "AND (c.service_status = 'open' OR c.idle_status = 'open')) ORDER BY account"
-        ).fetchall()
-        if sminer.power(ctx.params, idle, service) > 0
+        for account, idle, service in sminer.positive_miners(ctx.db)
+        if account not in challenged and sminer.power(ctx.params, idle, service) > 0
     ]
     rng = ctx.rng("audit/pick")
     for miner in rng.sample(candidates, min(len(candidates), ctx.params.challenge_miners)):
@@ -447,21 +420,37 @@ def challenge_now(ctx: CallContext, args: ChallengeNowArgs) -> None:
     if args.fid is None:
         open_challenge(ctx, args.miner)
         return
-    row = ctx.db.execute(
-        "SELECT fid, segment, idx, fragment_id, size, miner FROM fb_fragments "
-        "WHERE fid = ? AND segment = ? AND idx = ?",
-        (args.fid, args.segment, args.index),
-    ).fetchone()
     ensure(
-        row is not None and row[5] == args.miner,
+        file_bank.holds(ctx.db, args.fid, args.segment, args.index, args.miner),
         NAME,
         "NoSuchFragment",
         f"{args.miner} holds no fragment {args.fid}/{args.segment}/{args.index}",
     )
-    fragment = dict(
-        zip(("fid", "segment", "idx", "fragment_id", "size", "miner"), row, strict=True)
-    )
+    fragment = file_bank.fragment_row(ctx.db, args.fid, args.segment, args.index)
     open_challenge(ctx, args.miner, targeted=[fragment])
+
+
+class ReportArgs(file_bank.FragmentArgs):
+    reason: str = Field(max_length=200)
+    block: U32 | None = None  # the stripe block that failed, when the reader knows it
+
+
+def report_fragment(ctx: CallContext, args: ReportArgs) -> None:
+    """A gateway read bad or no data: challenge that fragment's miner now."""
+    ensure(oss.is_gateway(ctx.db, ctx.caller), NAME, "NotGateway", ctx.caller)
+    fragment = file_bank.active_fragment(ctx.db, args.fid, args.segment, args.index)
+    challenge = open_challenge(ctx, fragment["miner"], targeted=[{**fragment, "block": args.block}])
+    ctx.emit(
+        NAME,
+        "FragmentReported",
+        fid=args.fid,
+        segment=args.segment,
+        index=args.index,
+        miner=fragment["miner"],
+        reporter=ctx.caller,
+        reason=args.reason,
+        challenge=challenge,
+    )
 
 
 class ChallengesArgs(Args):
@@ -510,6 +499,7 @@ MODULE = ModuleSpec(
     calls=(
         CallSpec("submit_service_proof", ProofArgs, submit_service_proof),
         CallSpec("submit_idle_proof", ProofArgs, submit_idle_proof),
+        CallSpec("report_fragment", ReportArgs, report_fragment),
         CallSpec("challenge_now", ChallengeNowArgs, challenge_now, dev_only=True),
     ),
     queries=(

@@ -155,9 +155,50 @@ def fragments_of_miner(db: sqlite3.Connection, miner: str) -> list[dict[str, Any
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _positive_miner_count(db: sqlite3.Connection) -> int:
-    (count,) = db.execute("SELECT COUNT(*) FROM sminer_miners WHERE state = 'positive'").fetchone()
+def active_fragment_count(db: sqlite3.Connection, miner: str) -> int:
+    """Fragments ``miner`` holds of active files (what a challenge samples)."""
+    (count,) = db.execute(
+        "SELECT COUNT(*) FROM fb_fragments f JOIN fb_files file ON file.fid = f.fid "
+        "WHERE f.miner = ? AND f.avail = 1 AND file.state = 'active'",
+        (miner,),
+    ).fetchone()
     return int(count)
+
+
+def active_fragment_at(
+    db: sqlite3.Connection, miner: str, offset: int
+) -> tuple[str, int, int, str, int]:
+    """(fid, segment, index, fragment id, size) of the ``offset``-th of those, by id."""
+    fid, segment, index, fragment_id, size = db.execute(
+        "SELECT f.fid, f.segment, f.idx, f.fragment_id, f.size FROM fb_fragments f "
+        "JOIN fb_files file ON file.fid = f.fid "
+        "WHERE f.miner = ? AND f.avail = 1 AND file.state = 'active' "
+        "ORDER BY f.fragment_id LIMIT 1 OFFSET ?",
+        (miner, offset),
+    ).fetchone()
+    return str(fid), int(segment), int(index), str(fragment_id), int(size)
+
+
+def holds(db: sqlite3.Connection, fid: str, segment: int, index: int, miner: str) -> bool:
+    """Whether ``miner`` still holds that fragment."""
+    row = db.execute(
+        "SELECT 1 FROM fb_fragments WHERE fid = ? AND segment = ? AND idx = ? AND miner = ?",
+        (fid, segment, index, miner),
+    ).fetchone()
+    return row is not None
+
+
+def active_fragment(db: sqlite3.Connection, fid: str, segment: int, index: int) -> dict[str, Any]:
+    """The fragment's row, if its file is active and a miner holds it; else NotActive."""
+    fragment = fragment_row(db, fid, segment, index)
+    file = _file(db, fid)
+    ensure(
+        file is not None and file["state"] == ACTIVE and fragment["miner"] is not None,
+        NAME,
+        "NotActive",
+        f"{fid} has no active fragment there",
+    )
+    return fragment
 
 
 def _lock_on_miner(ctx: CallContext, miner: str, size: int) -> None:
@@ -171,8 +212,7 @@ def _lock_on_miner(ctx: CallContext, miner: str, size: int) -> None:
 
 
 def _unlock_on_miner(ctx: CallContext, miner: str, size: int) -> None:
-    state = ctx.db.execute("SELECT state FROM sminer_miners WHERE account = ?", (miner,)).fetchone()
-    if state is not None and state[0] == "exited":
+    if sminer.state_of(ctx.db, miner) == "exited":
         # An exited miner has no idle units left to return the space to.
         sminer.move_space(ctx, miner, locked=-size, certified=-size)
     else:
@@ -214,7 +254,7 @@ def _check_layout(ctx: CallContext, decl: FileDecl) -> int:
         "SealedMetaTooLarge",
         f"at most {params.max_sealed_meta_bytes} bytes",
     )
-    distinct_needed = _positive_miner_count(ctx.db) >= decl.total_shards
+    distinct_needed = sminer.positive_count(ctx.db) >= decl.total_shards
     seen: set[str] = set()
     segment_ids = []
     stored = 0
@@ -489,7 +529,7 @@ class ReassignArgs(FragmentArgs):
     miner: Address
 
 
-def _fragment(db: sqlite3.Connection, fid: str, segment: int, index: int) -> dict[str, Any]:
+def fragment_row(db: sqlite3.Connection, fid: str, segment: int, index: int) -> dict[str, Any]:
     cursor = db.execute(
         f"SELECT {_FRAGMENT_COLUMNS} FROM fb_fragments WHERE fid = ? AND segment = ? AND idx = ?",
         (fid, segment, index),
@@ -508,7 +548,7 @@ def _may_manage(ctx: CallContext, fid: str, declarer: str) -> bool:
 
 
 def _check_apart(ctx: CallContext, fid: str, segment: int, index: int, miner: str, n: int) -> None:
-    if _positive_miner_count(ctx.db) < n:
+    if sminer.positive_count(ctx.db) < n:
         return  # too few miners: sharing one is reduced independence, not a refusal
     clash = ctx.db.execute(
         "SELECT 1 FROM fb_fragments WHERE fid = ? AND segment = ? AND idx != ? AND miner = ?",
@@ -532,7 +572,7 @@ def reassign_fragment(ctx: CallContext, args: ReassignArgs) -> None:
         "NotAuthorized",
         f"{ctx.caller} may not manage {args.fid}",
     )
-    fragment = _fragment(ctx.db, args.fid, args.segment, args.index)
+    fragment = fragment_row(ctx.db, args.fid, args.segment, args.index)
     ensure(not fragment["reported"], NAME, "AlreadyReported", "that miner already has it")
     ensure(fragment["miner"] != args.miner, NAME, "SameMiner", args.miner)
     _check_apart(ctx, args.fid, args.segment, args.index, args.miner, file["total_shards"])
@@ -618,41 +658,6 @@ def delete_file(ctx: CallContext, args: DeleteArgs) -> None:
     _remove_ref(ctx, args.owner, args.key, reason="deleted")
 
 
-class ReportArgs(FragmentArgs):
-    reason: str = Field(max_length=200)
-    block: U32 | None = None  # the stripe block that failed, when the reader knows it
-
-
-def report_fragment(ctx: CallContext, args: ReportArgs) -> None:
-    """A gateway read bad or no data: challenge that fragment's miner now."""
-    ensure(oss.is_gateway(ctx.db, ctx.caller), NAME, "NotGateway", ctx.caller)
-    fragment = _fragment(ctx.db, args.fid, args.segment, args.index)
-    file = _file(ctx.db, args.fid)
-    ensure(
-        file is not None and file["state"] == ACTIVE and fragment["miner"] is not None,
-        NAME,
-        "NotActive",
-        f"{args.fid} has no active fragment there",
-    )
-    # Imported here: audit samples this module's fragments, so it imports file_bank.
-    from chain_client.modules import audit
-
-    challenge = audit.open_challenge(
-        ctx, fragment["miner"], targeted=[{**fragment, "block": args.block}]
-    )
-    ctx.emit(
-        NAME,
-        "FragmentReported",
-        fid=args.fid,
-        segment=args.segment,
-        index=args.index,
-        miner=fragment["miner"],
-        reporter=ctx.caller,
-        reason=args.reason,
-        challenge=challenge,
-    )
-
-
 def open_restoral_order(ctx: CallContext, fragment: dict[str, Any], reason: str) -> bool:
     exists = ctx.db.execute(
         "SELECT 1 FROM fb_restoral_orders WHERE fid = ? AND segment = ? AND idx = ?",
@@ -690,7 +695,7 @@ def open_restoral_order(ctx: CallContext, fragment: dict[str, Any], reason: str)
 
 def generate_restoral_order(ctx: CallContext, args: FragmentArgs) -> None:
     """A miner reports that it lost one of its own fragments."""
-    fragment = _fragment(ctx.db, args.fid, args.segment, args.index)
+    fragment = fragment_row(ctx.db, args.fid, args.segment, args.index)
     ensure(fragment["miner"] == ctx.caller, NAME, "NotHolder", "only its miner reports a loss")
     file = _file(ctx.db, args.fid)
     ensure(file is not None and file["state"] == ACTIVE, NAME, "NotActive", args.fid)
@@ -746,15 +751,13 @@ def restoral_order_complete(ctx: CallContext, args: CompleteArgs) -> None:
         "NotClaimant",
         "claim the order first, and complete it before its deadline",
     )
-    fragment = _fragment(ctx.db, args.fid, args.segment, args.index)
+    fragment = fragment_row(ctx.db, args.fid, args.segment, args.index)
     file = _file(ctx.db, args.fid)
     assert file is not None
     ensure(args.miner != fragment["miner"], NAME, "SameMiner", "restore onto another miner")
     _check_apart(ctx, args.fid, args.segment, args.index, args.miner, file["total_shards"])
     ensure(sminer.is_positive(ctx.db, args.miner), NAME, "MinerNotPositive", args.miner)
-    scheme = ctx.db.execute(
-        "SELECT scheme FROM sminer_miners WHERE account = ?", (args.miner,)
-    ).fetchone()[0]
+    scheme = sminer.scheme_of(ctx.db, args.miner)
     signature = bytes.fromhex(args.receipt[2:])
     ensure(
         verify_receipt(scheme, args.miner, fragment["fragment_id"], signature),
@@ -819,22 +822,17 @@ def _time_out_deals(ctx: CallContext) -> None:
 
 
 def _release_expired_territories(ctx: CallContext) -> None:
-    refs = ctx.db.execute(
-        "SELECT r.owner, r.key FROM fb_refs r JOIN territories t "
-        "ON t.owner = r.owner AND t.name = r.territory WHERE t.state = ?",
-        (storage_handler.EXPIRED,),
-    ).fetchall()
-    for owner, key in refs:
-        _remove_ref(ctx, owner, key, reason="territory_expired")
+    for owner, territory in storage_handler.expired_territories(ctx.db):
+        refs = ctx.db.execute(
+            "SELECT key FROM fb_refs WHERE owner = ? AND territory = ? ORDER BY key",
+            (owner, territory),
+        ).fetchall()
+        for (key,) in refs:
+            _remove_ref(ctx, owner, key, reason="territory_expired")
 
 
 def _order_restoral_for_gone_miners(ctx: CallContext) -> None:
-    gone = ctx.db.execute(
-        "SELECT account FROM sminer_miners WHERE state = 'exited' "
-        "OR (state = 'offline' AND state_since + ? <= ?)",
-        (ctx.params.offline_restoral_delay, ctx.height),
-    ).fetchall()
-    for (miner,) in gone:
+    for miner in sminer.gone_miners(ctx.db, ctx.params, ctx.height):
         cursor = ctx.db.execute(
             f"SELECT {', '.join('f.' + c.strip() for c in _FRAGMENT_COLUMNS.split(','))} "
             "FROM fb_fragments f JOIN fb_files file ON file.fid = f.fid "
@@ -1005,7 +1003,6 @@ MODULE = ModuleSpec(
         CallSpec("transfer_reports", FidsArgs, transfer_reports),
         CallSpec("reassign_fragment", ReassignArgs, reassign_fragment),
         CallSpec("delete_file", DeleteArgs, delete_file),
-        CallSpec("report_fragment", ReportArgs, report_fragment),
         CallSpec("generate_restoral_order", FragmentArgs, generate_restoral_order),
         CallSpec("claim_restoral_order", FragmentArgs, claim_restoral_order),
         CallSpec("restoral_order_complete", CompleteArgs, restoral_order_complete),

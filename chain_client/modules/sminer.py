@@ -131,9 +131,93 @@ def _require(db: sqlite3.Connection, account: str) -> dict[str, Any]:
     return miner
 
 
-def is_positive(db: sqlite3.Connection, account: str) -> bool:
+def state_of(db: sqlite3.Connection, account: str) -> str | None:
     row = db.execute("SELECT state FROM sminer_miners WHERE account = ?", (account,)).fetchone()
-    return row is not None and row[0] == POSITIVE
+    return None if row is None else str(row[0])
+
+
+def is_positive(db: sqlite3.Connection, account: str) -> bool:
+    return state_of(db, account) == POSITIVE
+
+
+def scheme_of(db: sqlite3.Connection, account: str) -> str:
+    """The signature scheme of a registered miner's key."""
+    return str(_require(db, account)["scheme"])
+
+
+def positive_count(db: sqlite3.Connection) -> int:
+    (count,) = db.execute(
+        "SELECT COUNT(*) FROM sminer_miners WHERE state = ?", (POSITIVE,)
+    ).fetchone()
+    return int(count)
+
+
+def positive_miners(db: sqlite3.Connection) -> list[tuple[str, int, int]]:
+    """(account, idle, service) of every positive miner, by account."""
+    rows = db.execute(
+        "SELECT account, idle, service FROM sminer_miners WHERE state = ? ORDER BY account",
+        (POSITIVE,),
+    ).fetchall()
+    return [(str(account), int(idle), int(service)) for account, idle, service in rows]
+
+
+def gone_miners(db: sqlite3.Connection, params: NetworkParams, height: int) -> list[str]:
+    """Miners whose fragments need restoring elsewhere: exited, or offline for longer than
+    ``offline_restoral_delay``."""
+    rows = db.execute(
+        "SELECT account FROM sminer_miners WHERE state = 'exited' "
+        "OR (state = 'offline' AND state_since + ? <= ?)",
+        (params.offline_restoral_delay, height),
+    ).fetchall()
+    return [str(account) for (account,) in rows]
+
+
+def certified_space(db: sqlite3.Connection) -> int:
+    """Network-wide bytes certified and usable: idle, service and locked."""
+    (total,) = db.execute(
+        "SELECT COALESCE(SUM(CASE WHEN key IN ('idle', 'service', 'locked') THEN value END), 0) "
+        "FROM sminer_totals"
+    ).fetchone()
+    return int(total)
+
+
+def certified_unit_count(db: sqlite3.Connection, account: str) -> int:
+    (count,) = db.execute(
+        "SELECT COUNT(*) FROM sminer_idle_units WHERE miner = ? AND state = ?",
+        (account, CERTIFIED),
+    ).fetchone()
+    return int(count)
+
+
+def certified_unit_at(db: sqlite3.Connection, account: str, offset: int) -> tuple[int, str]:
+    """(unit index, root) of the ``offset``-th certified idle unit by index."""
+    unit_index, root = db.execute(
+        "SELECT unit_index, root FROM sminer_idle_units "
+        "WHERE miner = ? AND state = ? ORDER BY unit_index LIMIT 1 OFFSET ?",
+        (account, CERTIFIED, offset),
+    ).fetchone()
+    return int(unit_index), str(root)
+
+
+def record_proof(ctx: CallContext, account: str, *, passed: bool) -> dict[str, Any]:
+    """A service proof's outcome: a pass clears the miner's failure and miss counts, a
+    failure adds one. The miner's record after it."""
+    if passed:
+        ctx.db.execute(
+            "UPDATE sminer_miners SET failed_proofs = 0, missed = 0 WHERE account = ?", (account,)
+        )
+    else:
+        ctx.db.execute(
+            "UPDATE sminer_miners SET failed_proofs = failed_proofs + 1 WHERE account = ?",
+            (account,),
+        )
+    return _require(ctx.db, account)
+
+
+def record_miss(ctx: CallContext, account: str) -> dict[str, Any]:
+    """A challenge missed its deadline; the miner's record after it."""
+    ctx.db.execute("UPDATE sminer_miners SET missed = missed + 1 WHERE account = ?", (account,))
+    return _require(ctx.db, account)
 
 
 def _set_state(ctx: CallContext, account: str, state: str) -> None:

@@ -11,7 +11,7 @@ import hashlib
 import sqlite3
 from typing import Any
 
-from chain_client.modules import balances
+from chain_client.modules import balances, sminer
 from chain_client.runtime import (
     CallContext,
     CallSpec,
@@ -57,6 +57,14 @@ def territory(db: sqlite3.Connection, owner: str, name: str) -> dict[str, Any] |
     )
     row = cursor.fetchone()
     return _territory_json(row) if row else None
+
+
+def expired_territories(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(owner, name) of every expired territory, in order."""
+    rows = db.execute(
+        "SELECT owner, name FROM territories WHERE state = ? ORDER BY owner, name", (EXPIRED,)
+    ).fetchall()
+    return [(str(owner), str(name)) for owner, name in rows]
 
 
 def _territory_json(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -118,11 +126,7 @@ def _add_purchased(ctx: CallContext, delta: int) -> None:
 
 def _sell_space(ctx: CallContext, space: int) -> None:
     """Only certified space can be sold: purchased never exceeds idle + service."""
-    row = ctx.db.execute(
-        "SELECT COALESCE(SUM(CASE WHEN key IN ('idle', 'service', 'locked') THEN value END), 0) "
-        "FROM sminer_totals"
-    ).fetchone()
-    available = int(row[0]) - _purchased(ctx.db)
+    available = sminer.certified_space(ctx.db) - _purchased(ctx.db)
     ensure(
         space <= available,
         NAME,

@@ -1,7 +1,7 @@
 """Scrubbing (docs/durability.md §4): fetching a sample of the fragments this gateway
 placed and checking each against its id, so damage is found before a read needs the
 fragment. A fragment that does not come back intact is reported to the chain
-(``file_bank.report_fragment``): its miner gets a targeted challenge, and a failed proof
+(``audit.report_fragment``): its miner gets a targeted challenge, and a failed proof
 opens the restoral order the repair worker then serves.
 
 The gateway scrubs a small sample every ``scrub_interval``; ``deoss scrub`` checks as much
@@ -95,7 +95,7 @@ class Scrubber:
             # With the bad block named, the challenge covers all its leaves: a sample
             # could miss the one damaged leaf.
             await self.account.call(
-                "file_bank.report_fragment",
+                "audit.report_fragment",
                 fid=fid,
                 segment=segment,
                 index=index,

@@ -419,7 +419,7 @@ def test_failed_service_proof_opens_restoral_and_repair_moves_the_fragment(world
     liar = world.miner(fragment["miner"])
     sim.ok(
         world.gateway,
-        "file_bank.report_fragment",
+        "audit.report_fragment",
         fid=spec.fid,
         segment=0,
         index=1,
