@@ -22,12 +22,22 @@ def _sources() -> dict[str, Path]:
     return found
 
 
+def _chain_module(path: Path) -> str | None:
+    """The chain module a file belongs to (a module, or a file of a module's package)."""
+    if not path.is_relative_to(MODULES_DIR):
+        return None
+    relative = path.relative_to(MODULES_DIR)
+    return None if relative == Path("__init__.py") else relative.parts[0].removesuffix(".py")
+
+
 def _owned_tables() -> dict[str, str]:
     """Chain table -> the module whose schema creates it."""
     owners = {}
     for path in sorted(MODULES_DIR.rglob("*.py")):
         for table in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", path.read_text()):
-            owners[table] = path.stem
+            owner = _chain_module(path)
+            assert owner is not None, path
+            owners[table] = owner
     return owners
 
 
@@ -54,7 +64,7 @@ def test_every_chain_table_is_touched_only_by_its_module() -> None:
     for name, path in _sources().items():
         text = path.read_text()
         for table, owner in owners.items():
-            if path.parent == MODULES_DIR and path.stem == owner:
+            if _chain_module(path) == owner:
                 continue
             if re.search(_SQL_TABLE.format(table), text, re.IGNORECASE):
                 foreign.append(f"{name} uses {table} (owned by {owner})")
