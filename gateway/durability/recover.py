@@ -31,6 +31,7 @@ from gateway.config import GatewayConfig
 from gateway.durability.repair import FragmentMover
 from gateway.errors import ObjectError
 from gateway.index import MetadataIndex
+from gateway.names import is_bucket_name
 from gateway.records import (
     ACTIVE,
     DECLARED,
@@ -44,8 +45,6 @@ from gateway.records import (
     UploadCommit,
     split_reference,
 )
-from gateway.s3.context import check_bucket_name
-from gateway.s3.xml import S3Error
 from gateway.transfer import MinerClient, MinerDirectory
 
 __all__ = ["RecoverReport", "recover"]
@@ -184,9 +183,7 @@ async def _recover_file(
         bucket, slash, _ = version.name.partition("/")
         if not slash:
             continue
-        try:
-            check_bucket_name(bucket)
-        except S3Error:
+        if not is_bucket_name(bucket):
             continue
         # A bucket that held versions had versioning on: it comes back Enabled.
         versioning = ENABLED if version.version_id != NULL_VERSION else UNVERSIONED

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.access_keys import AccessKeyStore
 from gateway.metrics import GatewayMetrics
+from gateway.names import MAX_NAME_BYTES
 from gateway.native.auth import NativeAuth
 from gateway.native.errors import NativeError, envelope
 from gateway.native.resume_store import ResumeStore
@@ -22,7 +23,6 @@ __all__ = [
     "CONTROL",
     "EXTENSION",
     "FID",
-    "MAX_NAME_BYTES",
     "NATIVE",
     "STATES",
     "TERRITORY",
@@ -38,9 +38,6 @@ __all__ = [
     "territory_of",
     "uploaded",
 ]
-
-MAX_NAME_BYTES = 1024
-
 
 FID = re.compile(r"^[0-9a-fA-F]{64}")  # upper case accepted, and lowercased
 

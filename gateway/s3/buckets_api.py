@@ -6,9 +6,10 @@ import contextlib
 from aiohttp import web
 
 from gateway.errors import InsufficientTerritorySpace
+from gateway.names import check_bucket_name
 from gateway.records import ENABLED, SUSPENDED
 from gateway.s3.acl_api import check_acl_headers
-from gateway.s3.context import S3Request, check_bucket_name
+from gateway.s3.context import S3Request
 from gateway.s3.xml import (
     S3Error,
     element,

@@ -1,7 +1,6 @@
 """What every S3 handler needs: the services, the caller, and the parsed request target
 (docs/s3.md §1, §2)."""
 
-import re
 import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -11,6 +10,7 @@ from aiohttp import web
 
 from gateway.access_keys import AccessKeyStore
 from gateway.index import MetadataIndex
+from gateway.names import MAX_NAME_BYTES
 from gateway.objects import ObjectService
 from gateway.records import BucketRecord, ObjectRecord, is_version_id
 from gateway.s3.sigv4 import AuthResult
@@ -22,14 +22,9 @@ __all__ = [
     "CopySource",
     "S3Context",
     "S3Request",
-    "check_bucket_name",
     "copy_source",
     "object_name",
 ]
-
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-MAX_NAME_BYTES = 1024  # the chain's ObjectKey: "<bucket>/<key>"
 
 
 @dataclass
@@ -158,17 +153,6 @@ def object_name(bucket: str, key: str) -> str:
             f"keys in this bucket are at most {MAX_NAME_BYTES - len(bucket) - 1} bytes",
         )
     return name
-
-
-def check_bucket_name(bucket: str) -> None:
-    if (
-        not _BUCKET.match(bucket)
-        or ".." in bucket
-        or _IPV4.match(bucket)
-        or bucket.startswith(("xn--", "sthree-"))
-        or bucket.endswith("-s3alias")
-    ):
-        raise S3Error(400, "InvalidBucketName", "the bucket name breaks the S3 naming rules")
 
 
 def split_target(request: web.Request, domain: str) -> tuple[str, str, bool]:
