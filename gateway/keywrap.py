@@ -34,6 +34,7 @@ __all__ = [
     "SCHEMES",
     "KeyRequired",
     "Scheme",
+    "Secret",
     "WrappedKey",
     "WrongKey",
     "check_customer_key",
@@ -46,6 +47,9 @@ __all__ = [
 Scheme: TypeAlias = Literal["master", "sse-c", "cipher"]
 SCHEMES: Final[tuple[Scheme, ...]] = ("master", "sse-c", "cipher")
 KEY_SIZE: Final = 32
+# What opens an object's data keys beyond the master key: a native Cipher password (str)
+# or an S3 SSE-C customer key (bytes).
+Secret: TypeAlias = str | bytes | None
 _NONCE_SIZE: Final = bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 _TAG_SIZE: Final = bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
 _SALT_SIZE: Final = argon2id.SALTBYTES

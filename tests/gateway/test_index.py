@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.index import MetadataIndex
-from gateway.objects import GroupCommit
 from gateway.records import (
     ACTIVE,
     DECLARE,
@@ -34,6 +33,7 @@ from gateway.records import (
     UploadRecord,
     WriteCondition,
 )
+from gateway.upload import GroupCommit
 
 OWNER = "cXowner"
 NONE_MATCH = WriteCondition(if_none_match=True)

@@ -1,0 +1,558 @@
+"""The upload path of the object service (DESIGN.md §4): checks before any byte is
+read, encryption and encoding, placement, and the one commit.
+
+The body streams through a ``UnitEncoder`` in a worker thread a segment at a time; each
+segment's n fragments go to n distinct miners concurrently (while the next segment is
+encoded), a failed miner's fragment to another one; the answer comes only when every
+fragment has a signed receipt and the object and its declaration are committed in one
+index transaction. A client that goes away mid-upload leaves nothing visible; the
+fragments it had sent are orphans that miners drop after ``orphan_ttl``.
+"""
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nacl import bindings
+
+from chain_client.params import NetworkParams
+from chain_client.protocol import Chain
+from gateway import codec
+from gateway.codec import EncodedSegment, Layout, UnitEncoder
+from gateway.errors import (
+    InsufficientMinerSpace,
+    InsufficientTerritorySpace,
+    InvalidCopies,
+    MinersUnavailable,
+    NoSuchFile,
+    NoSuchTerritory,
+    ObjectTooLarge,
+    TerritoryNotActive,
+    TooManyCopies,
+)
+from gateway.index import MetadataIndex
+from gateway.keywrap import (
+    Secret,
+    wrap_master,
+    wrap_with_customer_key,
+    wrap_with_password,
+)
+from gateway.records import (
+    PENDING,
+    PLAIN_WRITE,
+    FragmentPlacement,
+    NameWrite,
+    ObjectRecord,
+    SegmentRecord,
+    UnitRecord,
+    UploadCommit,
+)
+from gateway.transfer import (
+    SMALL_FRAGMENT,
+    MinerClient,
+    MinerDirectory,
+    MinerInfo,
+    TransferError,
+)
+
+__all__ = ["GroupCommit", "PlacedUnit", "UploadPath", "seal_meta"]
+
+log = logging.getLogger("deoss.objects")
+PUT_ATTEMPTS = 4
+
+
+def seal_meta(master_key: bytes, meta: dict[str, Any]) -> bytes:
+    """The file's metadata as only this gateway's master key opens it (recorded on chain
+    as ``sealed_meta``, so a gateway that lost its disk can recover its index)."""
+    nonce = os.urandom(24)
+    sealed: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        json.dumps(meta, separators=(",", ":")).encode(), b"deoss/sealed-meta", nonce, master_key
+    )
+    return nonce + sealed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlacedUnit:
+    """An encoding unit whose fragments are on miners (receipts in hand) but that no
+    object names yet: a multipart upload's part, or a single upload before its commit.
+    Segment numbers are the unit's own, from 0."""
+
+    unit_id: str
+    algorithm: str
+    plain_size: int
+    cipher_size: int
+    wrapped_key: str
+    md5: str
+    segments: list[SegmentRecord]
+    placements: list[FragmentPlacement]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **{
+                key: getattr(self, key)
+                for key in (
+                    "unit_id",
+                    "algorithm",
+                    "plain_size",
+                    "cipher_size",
+                    "wrapped_key",
+                    "md5",
+                )
+            },
+            "segments": [
+                [s.seg_no, s.segment_id, s.stripe_count, s.cipher_size, s.fragment_size]
+                for s in self.segments
+            ],
+            "placements": [
+                [p.seg_no, p.idx, p.fragment_id, p.miner, p.size, p.block_roots.hex()]
+                for p in self.placements
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PlacedUnit":
+        return cls(
+            unit_id=data["unit_id"],
+            algorithm=data["algorithm"],
+            plain_size=data["plain_size"],
+            cipher_size=data["cipher_size"],
+            wrapped_key=data["wrapped_key"],
+            md5=data["md5"],
+            segments=[SegmentRecord("", *s) for s in data["segments"]],
+            placements=[
+                FragmentPlacement("", p[0], p[1], p[2], p[3], p[4], bytes.fromhex(p[5]))
+                for p in data["placements"]
+            ],
+        )
+
+
+@dataclass
+class _Upload:
+    layout: Layout
+    units: list[UnitRecord] = field(default_factory=list)
+    segments: list[SegmentRecord] = field(default_factory=list)
+    placements: list[FragmentPlacement] = field(default_factory=list)
+
+
+class GroupCommit:
+    """Uploads committed to the index together: those that finish while a commit is
+    under way go in the next one, one transaction (one sync of the database) for all.
+    Each still stands alone: one that fails gets its own error."""
+
+    def __init__(self, index: MetadataIndex) -> None:
+        self.index = index
+        self._waiting: list[tuple[UploadCommit, asyncio.Future[ObjectRecord]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def commit(self, upload: UploadCommit) -> ObjectRecord:
+        """The version as written (its version id decided inside the transaction)."""
+        done: asyncio.Future[ObjectRecord] = asyncio.get_running_loop().create_future()
+        self._waiting.append((upload, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await done
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                outcomes = await asyncio.to_thread(
+                    self.index.commit_uploads, [upload for upload, _ in batch]
+                )
+            except Exception as exc:  # the transaction itself: every upload in it failed
+                outcomes = [exc] * len(batch)
+            for (_, done), outcome in zip(batch, outcomes, strict=True):
+                if done.done():
+                    continue  # its request went away; the upload is committed all the same
+                if isinstance(outcome, Exception):
+                    done.set_exception(outcome)
+                else:
+                    done.set_result(outcome)
+
+
+class UploadPath:
+    """The upload half of ``ObjectService``."""
+
+    # What the service holds (gateway.objects.ObjectService sets it).
+    params: NetworkParams
+    index: MetadataIndex
+    directory: MinerDirectory
+    client: MinerClient
+    chain: Chain
+    master_key: bytes
+    _argon2: asyncio.Semaphore
+    _reserved: dict[tuple[str, str], int]  # uploads in flight, per territory
+    _commits: "GroupCommit"
+    on_committed: Callable[[], None] | None  # the deal tracker's wake-up
+
+    def _committed(self) -> None:
+        if self.on_committed is not None:
+            self.on_committed()
+
+    async def layout_for(self, copies: int | None) -> Layout:
+        k, n = self.params.data_shards, self.params.total_shards
+        if copies is not None:
+            default_copies = -(-n // k)
+            if copies < default_copies or copies * k > 255:
+                raise InvalidCopies(copies, default_copies, 255 // k)
+            n = copies * k
+            miners = len(await self.directory.miners())
+            if miners < n:
+                raise TooManyCopies(copies, n, miners, miners // k)
+        return Layout.from_params(self.params, total_shards=n)
+
+    async def _check_territory(self, owner: str, territory: str, need: int) -> None:
+        found = await self.chain.query("storage_handler.territory", owner=owner, name=territory)
+        if found is None:
+            raise NoSuchTerritory(owner, territory)
+        if found["state"] != "active":
+            raise TerritoryNotActive(territory, found["state"], found["deadline"])
+        promised = self.index.pending_bytes(owner, territory) + self._reserved.get(
+            (owner, territory), 0
+        )
+        if found["remaining"] - promised < need:
+            raise InsufficientTerritorySpace(territory, need, found["remaining"] - promised)
+
+    def max_object_size(self, layout: Layout) -> int:
+        """The chain's limit: ``max_segments_per_file`` segments of plaintext."""
+        return self.params.max_segments_per_file * layout.stripes_per_segment * layout.chunk_plain
+
+    def _check_size(self, layout: Layout, size: int) -> None:
+        if size > self.max_object_size(layout):
+            raise ObjectTooLarge(size, self.max_object_size(layout))
+
+    async def check_upload(self, owner: str, territory: str, size: int, copies: int | None) -> None:
+        """The checks an upload passes before any of its bytes are read."""
+        layout = await self.layout_for(copies)
+        self._check_size(layout, size)
+        await self._check_territory(owner, territory, layout.stored_size(size))
+
+    async def check_unit(
+        self, owner: str, territory: str, layout: Layout, unit: "PlacedUnit"
+    ) -> None:
+        """The upload checks, once a body of unknown length has been placed."""
+        self._check_size(layout, unit.plain_size)
+        stored = sum(s.fragment_size for s in unit.segments) * layout.n
+        await self._check_territory(owner, territory, stored)
+
+    async def put(
+        self,
+        *,
+        owner: str,
+        territory: str,
+        name: str,
+        body: AsyncIterable[bytes],
+        size_hint: int | None,
+        content_type: str = "application/octet-stream",
+        copies: int | None = None,
+        secret: Secret = None,
+        meta: dict[str, Any] | None = None,
+        write: NameWrite = PLAIN_WRITE,
+    ) -> ObjectRecord:
+        """Stores an object under ``name`` (a new version of it: replacing the null one
+        unless the name's bucket has versioning); ``meta`` is kept with the version (user
+        metadata, content headers). ``size_hint`` None is a body of unknown length: the
+        territory is checked again once its stored size is known."""
+        layout = await self.layout_for(copies)
+        self._check_size(layout, size_hint or 0)
+        estimate = layout.stored_size(size_hint or 0)
+        await self._check_territory(owner, territory, estimate)
+        key = (owner, territory)
+        self._reserved[key] = self._reserved.get(key, 0) + estimate
+        try:
+            unit = await self.encode_unit(body, layout, secret)
+            if size_hint is None:
+                await self.check_unit(owner, territory, layout, unit)
+            return await self.commit(
+                owner=owner,
+                territory=territory,
+                name=name,
+                layout=layout,
+                units=[unit],
+                content_type=content_type,
+                meta=meta or {},
+                etag=unit.md5,
+                write=write,
+            )
+        finally:
+            self._reserved[key] -= estimate
+            if not self._reserved[key]:
+                del self._reserved[key]
+
+    async def copy(
+        self,
+        source: ObjectRecord,
+        *,
+        owner: str,
+        territory: str,
+        name: str,
+        content_type: str,
+        meta: dict[str, Any],
+        write: NameWrite = PLAIN_WRITE,
+    ) -> ObjectRecord:
+        """Another version naming ``source``'s stored file: no data moves. The chain adds
+        a reference to the file and charges ``territory`` its stored bytes."""
+        await self._check_territory(owner, territory, source.stored)
+        template = self.index.declaration_of(source.fid)
+        if template is None:
+            raise NoSuchFile(source.fid)
+        record = dataclasses.replace(
+            source,
+            owner=owner,
+            name=name,
+            territory=territory,
+            content_type=content_type,
+            meta=meta,
+            state=PENDING,
+            created_at=time.time(),
+        )
+        declaration = {
+            **template,
+            "owner": owner,
+            "territory": territory,
+            "sealed_meta": self._sealed(record, self.index.units(source.fid)),
+        }
+        written = await asyncio.to_thread(self.index.add_name, record, declaration, write)
+        self._committed()
+        return written
+
+    async def set_meta(self, record: ObjectRecord, meta: dict[str, Any]) -> None:
+        """A version's metadata changed in place (its tags), the chain's sealed copy too."""
+        template = self.index.declaration_of(record.fid) if not record.marker else None
+        declaration = None
+        if template is not None:
+            changed = dataclasses.replace(record, meta=meta)
+            declaration = {
+                **template,
+                "owner": record.owner,
+                "territory": record.territory,
+                "sealed_meta": self._sealed(changed, self.index.units(record.fid)),
+            }
+        await asyncio.to_thread(self.index.update_meta, record, meta, declaration)
+        self._committed()
+
+    def _sealed(self, record: ObjectRecord, units: Sequence[UnitRecord]) -> str:
+        """A version's ``sealed_meta``: what ``deoss recover`` needs to name it again."""
+        sealed = {
+            "name": record.name,
+            "content_type": record.content_type,
+            "etag": record.etag,
+            "size": record.size,
+            "meta": record.meta,  # the version's metadata: S3 headers, user metadata, tags
+            "created": record.created_at,  # orders a name's versions (the chain's clock
+            # counts whole seconds: two versions in one would tie)
+            "units": [
+                {
+                    "unit_id": u.unit_id,
+                    "algorithm": u.algorithm,
+                    "plain_size": u.plain_size,
+                    "wrapped_key": json.loads(u.wrapped_key),
+                }
+                for u in units
+            ],
+        }
+        return base64.b64encode(seal_meta(self.master_key, sealed)).decode()
+
+    async def encode_unit(
+        self, body: AsyncIterable[bytes], layout: Layout, secret: Secret = None
+    ) -> PlacedUnit:
+        """One encoding unit (fresh data key): encrypted, encoded and placed on miners a
+        segment at a time, every fragment with a receipt. Nothing is recorded: the
+        fragments stay orphans on their miners until a commit names them."""
+        encoder = UnitEncoder(layout)
+        upload = _Upload(layout)
+        # One segment is stored while the next is read and encoded: the miners and the
+        # encoder work at once, for at most one more segment in memory. Segments are
+        # popped, not iterated: a loop variable would keep a stored segment alive.
+        storing: asyncio.Task[None] | None = None
+
+        async def store(segment: EncodedSegment) -> None:
+            nonlocal storing
+            if storing is not None:
+                await storing  # in order, and never two segments in flight
+            storing = asyncio.create_task(self._store_segment(upload, segment))
+
+        try:
+            async for chunk in body:
+                done = await asyncio.to_thread(encoder.feed, chunk)
+                while done:
+                    await store(done.pop(0))
+            done = await asyncio.to_thread(encoder.finish)
+            while done:
+                await store(done.pop(0))
+            if storing is not None:
+                await storing
+        finally:
+            # The body broke, or a store failed: the one in flight stops too (its
+            # fragments are orphans), and its outcome is collected.
+            if storing is not None:
+                storing.cancel()
+                await asyncio.gather(storing, return_exceptions=True)
+        if isinstance(secret, bytes):
+            wrapped = wrap_with_customer_key(encoder.dek, encoder.unit_id, secret)
+        elif secret is not None:
+            async with self._argon2:
+                wrapped = await asyncio.to_thread(
+                    wrap_with_password, encoder.dek, encoder.unit_id, secret
+                )
+        else:
+            wrapped = wrap_master(encoder.dek, encoder.unit_id, self.master_key)
+        return PlacedUnit(
+            unit_id=encoder.unit_id.hex(),
+            algorithm=encoder.algorithm,
+            plain_size=encoder.plain_size,
+            cipher_size=encoder.cipher_size,
+            wrapped_key=wrapped.dumps(),
+            md5=encoder.md5,
+            segments=upload.segments,
+            placements=upload.placements,
+        )
+
+    async def commit(
+        self,
+        *,
+        owner: str,
+        territory: str,
+        name: str,
+        layout: Layout,
+        units: list[PlacedUnit],
+        content_type: str,
+        meta: dict[str, Any],
+        etag: str,
+        write: NameWrite = PLAIN_WRITE,
+    ) -> ObjectRecord:
+        """Records placed units, in order, as one object under ``name``: file, version
+        and declaration in one index transaction. No data moves. Returns the version as
+        written."""
+        unit_records: list[UnitRecord] = []
+        segments: list[SegmentRecord] = []
+        placements: list[FragmentPlacement] = []
+        for unit_no, unit in enumerate(units):
+            base = len(segments)
+            unit_records.append(
+                UnitRecord(
+                    "",
+                    unit_no,
+                    unit.unit_id,
+                    unit.algorithm,
+                    unit.plain_size,
+                    unit.cipher_size,
+                    unit.wrapped_key,
+                    base,
+                    len(unit.segments),
+                )
+            )
+            segments += [dataclasses.replace(s, seg_no=base + s.seg_no) for s in unit.segments]
+            placements += [dataclasses.replace(p, seg_no=base + p.seg_no) for p in unit.placements]
+        fid = codec.fid_of([s.segment_id for s in segments])
+        # The fid is known only now: the records made while placing get it here.
+        unit_records = [dataclasses.replace(u, fid=fid) for u in unit_records]
+        segments = [dataclasses.replace(s, fid=fid) for s in segments]
+        placements = [dataclasses.replace(p, fid=fid) for p in placements]
+        size = sum(u.plain_size for u in units)
+        record = ObjectRecord(
+            fid,
+            owner,
+            name,
+            territory,
+            size,
+            content_type,
+            etag,
+            layout.k,
+            layout.n,
+            sum(s.fragment_size for s in segments) * layout.n,
+            PENDING,
+            time.time(),
+            meta,
+        )
+        declaration = {
+            "owner": owner,
+            "territory": territory,
+            "key": name,
+            "fid": fid,
+            "size": size,
+            "data_shards": layout.k,
+            "total_shards": layout.n,
+            "segments": [
+                {
+                    "fragments": [
+                        {"id": p.fragment_id, "miner": p.miner, "size": p.size}
+                        for p in placements
+                        if p.seg_no == s.seg_no
+                    ]
+                }
+                for s in segments
+            ],
+            "sealed_meta": self._sealed(record, unit_records),
+        }
+        written = await self._commits.commit(
+            UploadCommit(record, unit_records, segments, placements, declaration, write)
+        )
+        self._committed()
+        return written
+
+    async def _store_segment(self, upload: _Upload, segment: EncodedSegment) -> None:
+        layout = upload.layout
+        seg_no = len(upload.segments)
+        size = segment.fragment_size
+        share = await self.directory.may_share(layout.n)
+        miners = await self.directory.choose(layout.n, size, share=share)
+        if len(miners) < layout.n:
+            # Apart from each other or not at all: the chain would refuse the deal for good
+            # after the upload was answered.
+            raise InsufficientMinerSpace(layout.n, size)
+        used = {m.account for m in miners}
+        results = await asyncio.gather(
+            *(self._put_fragment(segment, idx, miners[idx], used, share) for idx in range(layout.n))
+        )
+        upload.segments.append(
+            SegmentRecord(
+                "", seg_no, segment.segment_id, segment.stripe_count, segment.cipher_size, size
+            )
+        )
+        for idx, miner in enumerate(results):
+            upload.placements.append(
+                FragmentPlacement(
+                    "",
+                    seg_no,
+                    idx,
+                    segment.fragment_ids[idx],
+                    miner,
+                    size,
+                    segment.packed_block_roots(idx),
+                )
+            )
+
+    async def _put_fragment(
+        self, segment: EncodedSegment, idx: int, miner: MinerInfo, used: set[str], share: bool
+    ) -> str:
+        """Puts one fragment, retrying on miners the segment does not use yet (on any
+        with ``share``); the fragments already put are orphans their miners drop if the
+        upload fails."""
+        blocks, fragment_id = segment.blocks[idx], segment.fragment_ids[idx]
+        size = segment.fragment_size
+        for attempt in range(PUT_ATTEMPTS):
+            try:
+                if size <= SMALL_FRAGMENT:
+                    await self.client.put_small(miner, fragment_id, segment.fragment(idx))
+                else:
+                    await self.client.put(miner, fragment_id, blocks)
+                return miner.account
+            except TransferError as exc:
+                log.warning("fragment %s on %s: %s", fragment_id, miner.account, exc.reason)
+                self.directory.mark_failed(miner.account)
+                if attempt == PUT_ATTEMPTS - 1:
+                    break
+                others = await self.directory.choose(1, size, exclude=sorted(used), share=share)
+                if not others:
+                    break
+                miner = others[0]
+                used.add(miner.account)
+        raise MinersUnavailable(fragment_id)
