@@ -14,22 +14,19 @@ from gateway.conditional import (
     range_applies,
 )
 from gateway.expect import after_continue, send_continue
-from gateway.native.context import (
+from gateway.native.context import NATIVE, STATES, record_json, uploaded
+from gateway.native.errors import NativeError, envelope
+from gateway.native.params import (
     EXTENSION,
-    NATIVE,
-    STATES,
     TYPES,
     check_name,
     cipher_of,
     copies_of,
     fid_in_path,
     owned,
-    record_json,
     signer,
     territory_of,
-    uploaded,
 )
-from gateway.native.errors import NativeError, envelope
 from gateway.records import NameWrite, WriteCondition
 from gateway.streaming import stream_pieces
 

@@ -6,8 +6,9 @@ import json
 from aiohttp import web
 
 from gateway.access_keys import AccessKeyError, AccessKeyStore
-from gateway.native.context import NATIVE, signer
+from gateway.native.context import NATIVE
 from gateway.native.errors import NativeError, envelope
+from gateway.native.params import signer
 
 __all__ = [
     "create_key",

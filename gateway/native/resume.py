@@ -4,17 +4,9 @@
 from aiohttp import web
 
 from gateway.expect import after_continue
-from gateway.native.context import (
-    NATIVE,
-    TYPES,
-    check_name,
-    cipher_of,
-    copies_of,
-    signer,
-    territory_of,
-    uploaded,
-)
+from gateway.native.context import NATIVE, uploaded
 from gateway.native.errors import NativeError, envelope
+from gateway.native.params import TYPES, check_name, cipher_of, copies_of, signer, territory_of
 from gateway.native.resume_store import ResumeSession, parse_content_range
 from gateway.records import NameWrite, WriteCondition
 
