@@ -39,6 +39,7 @@ from chain_client.runtime import (
     Runtime,
     UnknownCall,
 )
+from chain_client.sqlite import transaction
 from chain_client.ss58 import canonical_address
 
 __all__ = ["BlockResult", "LedgerNode", "NodeStats"]
@@ -180,8 +181,7 @@ class LedgerNode:
     def _write_genesis(self, genesis: Genesis) -> None:
         spec = genesis.to_json()
         block_hash = "0x" + hashlib.sha256(b"deoss/genesis\x00" + canonical_json(spec)).hexdigest()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db):
             ctx = CallContext(self._db, genesis.params, 0, b"\0" * 32, genesis.dev, None)
             for module in self.runtime.modules:
                 if module.genesis is not None:
@@ -199,10 +199,6 @@ class LedgerNode:
                     ("schema_version", str(SCHEMA_VERSION)),
                 ],
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     @property
     def params(self) -> NetworkParams:
@@ -418,70 +414,71 @@ class LedgerNode:
         results: list[ExtrinsicResult] = []
         dropped: list[tuple[str, str]] = []
         rows: list[tuple[Any, ...]] = []
-        db.execute("BEGIN IMMEDIATE")
         try:
-            for pending in batch:
-                index = len(rows)
-                outcome = self._apply(db, pending, height, randomness, index)
-                if outcome is None:
-                    dropped.append((pending.hash, "StaleNonce"))
-                    continue
-                ok, error, call_events = outcome
-                rows.append(
+            with transaction(db):
+                for pending in batch:
+                    index = len(rows)
+                    outcome = self._apply(db, pending, height, randomness, index)
+                    if outcome is None:
+                        dropped.append((pending.hash, "StaleNonce"))
+                        continue
+                    ok, error, call_events = outcome
+                    rows.append(
+                        (
+                            height,
+                            index,
+                            pending.hash,
+                            pending.signer,
+                            pending.extrinsic.call,
+                            json.dumps(pending.extrinsic.to_json()),
+                            int(ok),
+                            error,
+                        )
+                    )
+                    events.extend((index, event) for event in call_events)
+                    results.append(
+                        ExtrinsicResult(
+                            pending.hash,
+                            height,
+                            index,
+                            ok,
+                            error,
+                            tuple(_event_json(e) for e in call_events),
+                        )
+                    )
+                events.extend((None, event) for event in self._run_hooks(db, height, randomness))
+                db.executemany("INSERT INTO extrinsics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._store_events(height, events)
+                extrinsics_root = _root([bytes.fromhex(row[2][2:]) for row in rows])
+                events_root = _root(
+                    [
+                        hashlib.sha256(canonical_json(_event_json(event))).digest()
+                        for _, event in events
+                    ]
+                )
+                header = {
+                    "height": height,
+                    "parent_hash": parent_hash,
+                    "timestamp": timestamp,
+                    "extrinsics_root": extrinsics_root,
+                    "events_root": events_root,
+                    "randomness": "0x" + randomness.hex(),
+                }
+                block_hash = "0x" + hashlib.sha256(canonical_json(header)).hexdigest()
+                db.execute(
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         height,
-                        index,
-                        pending.hash,
-                        pending.signer,
-                        pending.extrinsic.call,
-                        json.dumps(pending.extrinsic.to_json()),
-                        int(ok),
-                        error,
-                    )
+                        block_hash,
+                        parent_hash,
+                        timestamp,
+                        extrinsics_root,
+                        events_root,
+                        header["randomness"],
+                        len(rows),
+                    ),
                 )
-                events.extend((index, event) for event in call_events)
-                results.append(
-                    ExtrinsicResult(
-                        pending.hash,
-                        height,
-                        index,
-                        ok,
-                        error,
-                        tuple(_event_json(e) for e in call_events),
-                    )
-                )
-            events.extend((None, event) for event in self._run_hooks(db, height, randomness))
-            db.executemany("INSERT INTO extrinsics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self._store_events(height, events)
-            extrinsics_root = _root([bytes.fromhex(row[2][2:]) for row in rows])
-            events_root = _root(
-                [hashlib.sha256(canonical_json(_event_json(event))).digest() for _, event in events]
-            )
-            header = {
-                "height": height,
-                "parent_hash": parent_hash,
-                "timestamp": timestamp,
-                "extrinsics_root": extrinsics_root,
-                "events_root": events_root,
-                "randomness": "0x" + randomness.hex(),
-            }
-            block_hash = "0x" + hashlib.sha256(canonical_json(header)).hexdigest()
-            db.execute(
-                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    height,
-                    block_hash,
-                    parent_hash,
-                    timestamp,
-                    extrinsics_root,
-                    events_root,
-                    header["randomness"],
-                    len(rows),
-                ),
-            )
-            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
             # Put the batch back, in order, ahead of anything that arrived meanwhile.
             with self._pool_lock:
                 for pending in reversed(batch):

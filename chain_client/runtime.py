@@ -30,8 +30,10 @@ __all__ = [
     "QuerySpec",
     "Runtime",
     "UnknownCall",
+    "all_rows",
     "checked_add",
     "ensure",
+    "one_row",
 ]
 
 MAX_U128 = 2**128 - 1
@@ -74,6 +76,20 @@ class InvalidArguments(ValueError):
         super().__init__(f"{name}: {message}")
         self.name = name
         self.message = message
+
+
+def one_row(cursor: sqlite3.Cursor) -> dict[str, Any] | None:
+    """The cursor's next row as ``{column: value}``; None when there is none."""
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip([column[0] for column in cursor.description], row, strict=True))
+
+
+def all_rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """Every remaining row of the cursor as ``{column: value}``."""
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def ensure(condition: bool, module: str, error: str, detail: str = "") -> None:

@@ -27,6 +27,8 @@ from typing import Final
 import nacl.exceptions
 from nacl import bindings
 
+from chain_client.sqlite import transaction
+
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "DEFAULT_MAX_LIVE_PER_OWNER",
@@ -170,14 +172,8 @@ class AccessKeyStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db) as db:
+            yield db
 
     def _seal(self, access_key: str, owner: str, secret: str) -> bytes:
         nonce = secrets.token_bytes(_NONCE_SIZE)

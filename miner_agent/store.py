@@ -30,6 +30,7 @@ import xxhash
 
 from chain_client.files import fsync_directory
 from chain_client.merkle import MerkleTree, leaf_hash, root_of_hashes
+from chain_client.sqlite import transaction
 
 __all__ = [
     "FragmentRecord",
@@ -196,14 +197,8 @@ class MinerStore:
 
     def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """One statement over many rows, in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(sql, rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db):
+            self._db.executemany(sql, rows)
 
     # -- meta -------------------------------------------------------------------------
 

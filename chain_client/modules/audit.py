@@ -31,6 +31,7 @@ from chain_client.runtime import (
     QueryContext,
     QuerySpec,
     ensure,
+    one_row,
 )
 from chain_client.types import U32, U64, Address, Args, Hash32
 
@@ -179,10 +180,9 @@ def open_challenge(
 
 def _challenge(db: sqlite3.Connection, challenge_id: int) -> dict[str, Any]:
     cursor = db.execute(f"SELECT {_COLUMNS} FROM audit_challenges WHERE id = ?", (challenge_id,))
-    row = cursor.fetchone()
-    if row is None:
+    challenge = one_row(cursor)
+    if challenge is None:
         raise DispatchError(NAME, "NoSuchChallenge", str(challenge_id))
-    challenge = dict(zip([d[0] for d in cursor.description], row, strict=True))
     challenge["service_items"] = json.loads(challenge["service_items"])
     challenge["idle_items"] = json.loads(challenge["idle_items"])
     challenge["targeted"] = bool(challenge["targeted"])

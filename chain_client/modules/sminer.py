@@ -34,6 +34,7 @@ from chain_client.runtime import (
     QuerySpec,
     checked_add,
     ensure,
+    one_row,
 )
 from chain_client.ss58 import ss58_decode
 from chain_client.types import U32, U64, U128, Address, Args, Endpoint, Hash32, NoArgs
@@ -115,11 +116,9 @@ def power(params: NetworkParams, idle: int, service: int) -> int:
 
 def miner_row(db: sqlite3.Connection, account: str) -> dict[str, Any] | None:
     cursor = db.execute(f"SELECT {_COLUMNS} FROM sminer_miners WHERE account = ?", (account,))
-    row = cursor.fetchone()
-    if row is None:
+    record = one_row(cursor)
+    if record is None:
         return None
-    names = [d[0] for d in cursor.description]
-    record = dict(zip(names, row, strict=True))
     record["rewarded"] = int(record["rewarded"])
     return record
 

@@ -17,6 +17,8 @@ from chain_client.modules.file_bank.schema import (
 )
 from chain_client.runtime import (
     QueryContext,
+    all_rows,
+    one_row,
 )
 from chain_client.types import U32, Address, Args, Hash32, Name
 
@@ -124,10 +126,9 @@ def query_fragment(ctx: QueryContext, args: FragmentIdArgs) -> dict[str, Any] | 
     cursor = ctx.db.execute(
         f"SELECT {FRAGMENT_COLUMNS} FROM fb_fragments WHERE fragment_id = ?", (args.fragment_id,)
     )
-    row = cursor.fetchone()
-    if row is None:
+    fragment = one_row(cursor)
+    if fragment is None:
         return None
-    fragment = dict(zip([d[0] for d in cursor.description], row, strict=True))
     file = file_row(ctx.db, fragment["fid"])
     assert file is not None
     fragment["file_state"] = file["state"]
@@ -176,5 +177,4 @@ def query_restoral_orders(ctx: QueryContext, args: OrdersArgs) -> list[dict[str,
         "FROM fb_restoral_orders ORDER BY created_at, fid, segment, idx LIMIT ?",
         (min(args.limit, 10_000),),
     )
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return all_rows(cursor)

@@ -21,6 +21,7 @@ from chain_client.runtime import (
     CallContext,
     DispatchError,
     ensure,
+    one_row,
 )
 from chain_client.types import Address
 
@@ -84,10 +85,10 @@ def _order(db: sqlite3.Connection, fid: str, segment: int, index: int) -> dict[s
         "FROM fb_restoral_orders WHERE fid = ? AND segment = ? AND idx = ?",
         (fid, segment, index),
     )
-    row = cursor.fetchone()
+    row = one_row(cursor)
     if row is None:
         raise DispatchError(NAME, "NoSuchOrder", f"{fid} segment {segment} index {index}")
-    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+    return row
 
 
 def claim_restoral_order(ctx: CallContext, args: FragmentArgs) -> None:

@@ -6,7 +6,9 @@ from typing import Any
 
 from chain_client.runtime import (
     DispatchError,
+    all_rows,
     ensure,
+    one_row,
 )
 from chain_client.types import U32, Address, Args, Hash32, ObjectKey
 
@@ -98,18 +100,17 @@ def file_row(db: sqlite3.Connection, fid: str) -> dict[str, Any] | None:
         "deadline, timeouts, completed_at FROM fb_files WHERE fid = ?",
         (fid,),
     )
-    row = cursor.fetchone()
+    row = one_row(cursor)
     if row is None:
         return None
-    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+    return row
 
 
 def fragment_rows(db: sqlite3.Connection, fid: str) -> list[dict[str, Any]]:
     cursor = db.execute(
         f"SELECT {FRAGMENT_COLUMNS} FROM fb_fragments WHERE fid = ? ORDER BY segment, idx", (fid,)
     )
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return all_rows(cursor)
 
 
 def fragments_of_miner(db: sqlite3.Connection, miner: str) -> list[dict[str, Any]]:
@@ -117,8 +118,7 @@ def fragments_of_miner(db: sqlite3.Connection, miner: str) -> list[dict[str, Any
         f"SELECT {FRAGMENT_COLUMNS} FROM fb_fragments WHERE miner = ? ORDER BY fid, segment, idx",
         (miner,),
     )
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return all_rows(cursor)
 
 
 def active_fragment_count(db: sqlite3.Connection, miner: str) -> int:
@@ -182,10 +182,10 @@ def fragment_row(db: sqlite3.Connection, fid: str, segment: int, index: int) -> 
         f"SELECT {FRAGMENT_COLUMNS} FROM fb_fragments WHERE fid = ? AND segment = ? AND idx = ?",
         (fid, segment, index),
     )
-    row = cursor.fetchone()
+    row = one_row(cursor)
     if row is None:
         raise DispatchError(NAME, "NoSuchFragment", f"{fid} segment {segment} index {index}")
-    return dict(zip([d[0] for d in cursor.description], row, strict=True))
+    return row
 
 
 class DeleteArgs(Args):
