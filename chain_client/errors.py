@@ -1,6 +1,16 @@
 """Exceptions a chain client sees, whichever implementation of ``Chain`` it talks to."""
 
-__all__ = ["ChainError", "ChainUnavailable", "ExtrinsicFailed", "GenesisMismatch", "Rejected"]
+from pydantic import ValidationError
+
+__all__ = [
+    "ChainError",
+    "ChainUnavailable",
+    "ExtrinsicFailed",
+    "GenesisMismatch",
+    "InvalidArguments",
+    "Rejected",
+    "UnknownCall",
+]
 
 
 class ChainError(Exception):
@@ -41,3 +51,28 @@ class ChainUnavailable(ChainError):
 
 class GenesisMismatch(ChainError):
     """A data directory or a peer belongs to another chain than the one expected."""
+
+
+class UnknownCall(LookupError):
+    """A call or query the runtime does not know (the node and every client raise it)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such call or query: {name!r}")
+        self.name = name
+
+
+class InvalidArguments(ValueError):
+    """Arguments the runtime's types refuse, naming the field."""
+
+    def __init__(self, name: str, error: ValidationError | str) -> None:
+        if isinstance(error, ValidationError):
+            parts = []
+            for item in error.errors(include_url=False):
+                where = ".".join(str(p) for p in item["loc"]) or "(args)"
+                parts.append(f"{where}: {item['msg']}")
+            message = "; ".join(parts)
+        else:
+            message = error
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message

@@ -4,11 +4,10 @@ from typing import Any
 
 import aiohttp
 
-from chain_client.errors import ChainUnavailable, Rejected
+from chain_client.errors import ChainUnavailable, InvalidArguments, Rejected, UnknownCall
 from chain_client.extrinsic import Extrinsic
 from chain_client.params import Genesis
 from chain_client.protocol import EventPage, ExtrinsicResult, Head
-from chain_client.runtime import InvalidArguments, UnknownCall
 
 __all__ = ["HttpChain"]
 

@@ -15,10 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from chain_client.errors import Rejected
+from chain_client.errors import InvalidArguments, Rejected, UnknownCall
 from chain_client.extrinsic import Extrinsic, MalformedExtrinsic
 from chain_client.local import LocalChain
-from chain_client.runtime import InvalidArguments, UnknownCall
 from chain_client.ss58 import InvalidAddress
 
 __all__ = ["CHAIN", "MAX_EVENT_WAIT", "MAX_SUBMIT_WAIT", "make_app"]

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from chain_client.errors import InvalidArguments, UnknownCall
 from chain_client.params import Genesis, NetworkParams
 
 __all__ = [
@@ -55,27 +56,6 @@ class DispatchError(Exception):
 
     def __repr__(self) -> str:
         return f"DispatchError({self.reason!r})"
-
-
-class UnknownCall(LookupError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no such call or query: {name!r}")
-        self.name = name
-
-
-class InvalidArguments(ValueError):
-    def __init__(self, name: str, error: ValidationError | str) -> None:
-        if isinstance(error, ValidationError):
-            parts = []
-            for item in error.errors(include_url=False):
-                where = ".".join(str(p) for p in item["loc"]) or "(args)"
-                parts.append(f"{where}: {item['msg']}")
-            message = "; ".join(parts)
-        else:
-            message = error
-        super().__init__(f"{name}: {message}")
-        self.name = name
-        self.message = message
 
 
 def one_row(cursor: sqlite3.Cursor) -> dict[str, Any] | None:

@@ -108,3 +108,28 @@ def test_no_import_cycles() -> None:
 def test_the_cycle_finder_finds_one() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+NODE_SIDE = (
+    "chain_client.node",
+    "chain_client.runtime",
+    "chain_client.local",
+    "chain_client.rpc_server",
+    "chain_client.cli",
+    "chain_client.modules",
+)
+
+
+def test_gateways_and_miners_use_only_the_client_side_of_the_chain() -> None:
+    """What a gateway or a miner needs of the chain is the Chain contract and its helpers;
+    the ledger node's half can become a package of its own without touching them."""
+    sources = _sources()
+    known = set(sources)
+    client_side = [name for name in sources if not name.startswith(NODE_SIDE)]
+    reaching = [
+        f"{name} imports {target}"
+        for name in client_side
+        for target in _imports(name, sources[name], known)
+        if target.startswith(NODE_SIDE)
+    ]
+    assert not reaching, "\n".join(reaching)

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from chain_client.account import ChainAccount
-from chain_client.errors import ExtrinsicFailed, Rejected
+from chain_client.errors import ExtrinsicFailed, InvalidArguments, Rejected, UnknownCall
 from chain_client.extrinsic import Extrinsic
 from chain_client.keys import Keypair, dev_keypair
 from chain_client.local import LocalChain
 from chain_client.params import Genesis, dev_params
 from chain_client.protocol import Chain
 from chain_client.rpc_client import HttpChain
-from chain_client.runtime import InvalidArguments, UnknownCall
 from tests.conftest import ChainProcess
 
 
