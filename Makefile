@@ -47,10 +47,12 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-unit: $(TEST_STAMP) $(TOOLS_STAMP)
-	$(BIN)/pytest -q
+# The fast set: no process started (the in-process grid instead); `make test` runs it all.
+unit: $(TEST_STAMP)
+	$(BIN)/pytest -q -m "not e2e" --durations=10
 
-test: lint unit
+test: lint $(TEST_STAMP) $(TOOLS_STAMP)
+	$(BIN)/pytest -q
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_chain.py

@@ -22,6 +22,20 @@ settings.register_profile(
 settings.load_profile("deoss")
 
 
+@pytest.fixture(autouse=True)
+def only_e2e_starts_processes(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make unit`` (``-m "not e2e"``) must start no process: a test that does is e2e."""
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it e2e")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
 @pytest.fixture
 def params() -> NetworkParams:
     return dev_params(block_time=0.0)

@@ -19,7 +19,7 @@ from chain_client.rpc_client import HttpChain
 from tests.conftest import ChainProcess
 
 
-@pytest.fixture(params=["local", "http"])
+@pytest.fixture(params=["local", pytest.param("http", marks=pytest.mark.e2e)])
 async def chain(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Chain]:
     if request.param == "local":
         local = await LocalChain.open(

@@ -19,6 +19,8 @@ from chain_client.rpc_client import HttpChain
 from gateway.devnet import chain_command
 from tests.conftest import ChainProcess, start_chain
 
+pytestmark = pytest.mark.e2e  # a chain node process
+
 
 async def fetch(
     url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
