@@ -47,6 +47,8 @@ GRID_PARAMS = dev_params(
     penalties=PenaltySchedule(force_exit_misses=50, failed_proof_threshold=1),
 )
 TERRITORY = "home"
+MINER_UNITS = 32  # idle units each miner declares: 2 MiB at the grid's sizes
+TERRITORY_UNITS = 32  # what the dev user's territory holds: 8 MiB
 USER = dev_keypair("Alice")
 
 
@@ -76,6 +78,13 @@ class Grid:
         """Native signature headers of the dev user, usable once."""
         return {**sign_headers(USER), **(extra or {})}
 
+    async def s3_keys(self) -> tuple[str, str]:
+        """A new S3 access key of the dev user: (access key, secret)."""
+        response = await self.native.post("/keys", data=b"{}", headers=self.signed())
+        answer = await response.json()
+        assert response.status == 200, answer
+        return str(answer["data"]["access_key"]), str(answer["data"]["secret_key"])
+
 
 async def _serve(stack: contextlib.AsyncExitStack, app: aiohttp.web.Application) -> TestServer:
     server = TestServer(app, host="127.0.0.1")
@@ -102,7 +111,7 @@ async def _miner(
     save_key_file(root / "key.json", Keypair.generate())
     config = MinerConfig(
         data_dir=root,
-        declared_space=16 * params.idle_unit_size,
+        declared_space=MINER_UNITS * params.idle_unit_size,
         chain_rpc="in-process",
         faucet=True,
         free_disk_floor=64 * KIB,
@@ -126,9 +135,11 @@ async def open_grid(
         stack.push_async_callback(chain.close)
         count = params.total_shards + 2 if miners is None else miners
         nodes = [await _miner(stack, root / f"miner{i}", chain, params) for i in range(count)]
-        await eventually(
+        await eventually(  # every idle unit certified: the space a territory may buy
             lambda: chain.query("sminer.miners", state="positive"),
-            lambda positive: len(positive) == count,
+            lambda positive: (
+                len(positive) == count and all(m["certified"] == m["declared"] for m in positive)
+            ),
         )
         (root / "gateway").mkdir()
         save_key_file(root / "gateway" / "key.json", Keypair.generate())
@@ -152,5 +163,7 @@ async def open_grid(
         await _loop(stack, gateway.run_loops(config))
         user = ChainAccount(chain, USER)
         await user.call("oss.authorize", gateway=gateway.address)
-        await user.call("storage_handler.mint_territory", name=TERRITORY, gib=1, days=5)
+        await user.call(
+            "storage_handler.mint_territory", name=TERRITORY, gib=TERRITORY_UNITS, days=5
+        )
         yield Grid(chain, nodes, gateway, native, s3, str(s3_server.make_url("")).rstrip("/"))
