@@ -126,10 +126,14 @@ async def _miner(
 
 @contextlib.asynccontextmanager
 async def open_grid(
-    root: Path, params: NetworkParams = GRID_PARAMS, miners: int | None = None
+    root: Path,
+    params: NetworkParams = GRID_PARAMS,
+    miners: int | None = None,
+    before_serving: Callable[[Gateway], None] | None = None,
 ) -> AsyncIterator[Grid]:
     """A chain, ``miners`` (default n + 2) positive miners and a gateway, all in this
-    event loop; everything stops on the way out."""
+    event loop; everything stops on the way out. ``before_serving`` may still add to the
+    gateway's apps (signals, routes)."""
     async with contextlib.AsyncExitStack() as stack:
         chain = await LocalChain.open(root / "chain", Genesis(params=params, dev=True))
         stack.push_async_callback(chain.close)
@@ -152,6 +156,8 @@ async def open_grid(
             spool_floor=0,
         )
         gateway = await stack.enter_async_context(open_gateway(config, chain))
+        if before_serving is not None:
+            before_serving(gateway)
         native = TestClient(await _serve(stack, gateway.native))
         await native.start_server()
         stack.push_async_callback(native.close)
