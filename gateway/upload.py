@@ -10,17 +10,12 @@ fragments it had sent are orphans that miners drop after ``orphan_ttl``.
 """
 
 import asyncio
-import base64
 import dataclasses
-import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from nacl import bindings
 
 from chain_client.params import NetworkParams
 from chain_client.protocol import Chain
@@ -54,6 +49,7 @@ from gateway.records import (
     UnitRecord,
     UploadCommit,
 )
+from gateway.sealed_meta import SealedMeta, declaration
 from gateway.transfer import (
     SMALL_FRAGMENT,
     MinerClient,
@@ -62,20 +58,10 @@ from gateway.transfer import (
     TransferError,
 )
 
-__all__ = ["GroupCommit", "PlacedUnit", "UploadPath", "seal_meta"]
+__all__ = ["GroupCommit", "PlacedUnit", "UploadPath"]
 
 log = logging.getLogger("deoss.objects")
 PUT_ATTEMPTS = 4
-
-
-def seal_meta(master_key: bytes, meta: dict[str, Any]) -> bytes:
-    """The file's metadata as only this gateway's master key opens it (recorded on chain
-    as ``sealed_meta``, so a gateway that lost its disk can recover its index)."""
-    nonce = os.urandom(24)
-    sealed: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-        json.dumps(meta, separators=(",", ":")).encode(), b"deoss/sealed-meta", nonce, master_key
-    )
-    return nonce + sealed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,25 +326,7 @@ class UploadPath:
 
     def _sealed(self, record: ObjectRecord, units: Sequence[UnitRecord]) -> str:
         """A version's ``sealed_meta``: what ``deoss recover`` needs to name it again."""
-        sealed = {
-            "name": record.name,
-            "content_type": record.content_type,
-            "etag": record.etag,
-            "size": record.size,
-            "meta": record.meta,  # the version's metadata: S3 headers, user metadata, tags
-            "created": record.created_at,  # orders a name's versions (the chain's clock
-            # counts whole seconds: two versions in one would tie)
-            "units": [
-                {
-                    "unit_id": u.unit_id,
-                    "algorithm": u.algorithm,
-                    "plain_size": u.plain_size,
-                    "wrapped_key": json.loads(u.wrapped_key),
-                }
-                for u in units
-            ],
-        }
-        return base64.b64encode(seal_meta(self.master_key, sealed)).decode()
+        return SealedMeta.of(record, units).seal(self.master_key)
 
     async def encode_unit(
         self, body: AsyncIterable[bytes], layout: Layout, secret: Secret = None
@@ -472,28 +440,21 @@ class UploadPath:
             time.time(),
             meta,
         )
-        declaration = {
-            "owner": owner,
-            "territory": territory,
-            "key": name,
-            "fid": fid,
-            "size": size,
-            "data_shards": layout.k,
-            "total_shards": layout.n,
-            "segments": [
-                {
-                    "fragments": [
-                        {"id": p.fragment_id, "miner": p.miner, "size": p.size}
-                        for p in placements
-                        if p.seg_no == s.seg_no
-                    ]
-                }
-                for s in segments
-            ],
-            "sealed_meta": self._sealed(record, unit_records),
-        }
+        sealed = self._sealed(record, unit_records)
+        declared = declaration(
+            owner=owner,
+            territory=territory,
+            key=name,
+            fid=fid,
+            size=size,
+            data_shards=layout.k,
+            total_shards=layout.n,
+            segments=segments,
+            placements=placements,
+            sealed_meta=sealed,
+        )
         written = await self._commits.commit(
-            UploadCommit(record, unit_records, segments, placements, declaration, write)
+            UploadCommit(record, unit_records, segments, placements, declared, write)
         )
         self._committed()
         return written

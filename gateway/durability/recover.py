@@ -14,13 +14,9 @@ never on chain.
 """
 
 import asyncio
-import base64
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-
-from nacl import bindings
 
 from chain_client.keys import load_signer
 from chain_client.rpc_client import HttpChain
@@ -45,6 +41,7 @@ from gateway.records import (
     UploadCommit,
     split_reference,
 )
+from gateway.sealed_meta import SealedMeta, declaration
 from gateway.transfer import MinerClient, MinerDirectory
 
 __all__ = ["RecoverReport", "recover"]
@@ -60,18 +57,6 @@ class RecoverReport:
     buckets: int = 0
     unreadable: list[str] = field(default_factory=list)  # fids with no k fragments left
     foreign: int = 0  # references whose sealed_meta this master key does not open
-
-
-def open_sealed_meta(master_key: bytes, sealed: bytes) -> dict[str, Any] | None:
-    nonce, box = sealed[:24], sealed[24:]
-    try:
-        plain: bytes = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            box, b"deoss/sealed-meta", nonce, master_key
-        )
-    except Exception:
-        return None
-    meta: dict[str, Any] = json.loads(plain)
-    return meta
 
 
 async def recover(config: GatewayConfig) -> RecoverReport:
@@ -112,7 +97,7 @@ async def _recover_file(
     fid = file["fid"]
     refs = []
     for ref in file["refs"]:
-        sealed = open_sealed_meta(master_key, base64.b64decode(ref["sealed_meta"]))
+        sealed = SealedMeta.open(master_key, ref["sealed_meta"])
         if sealed is None:
             report.foreign += 1
         else:
@@ -123,33 +108,33 @@ async def _recover_file(
     units: list[UnitRecord] = []
     segments: list[SegmentRecord] = []
     placements: list[FragmentPlacement] = []
-    for unit_no, unit in enumerate(refs[0][1]["units"]):
+    for unit_no, unit in enumerate(refs[0][1].units):
         first = len(segments)
-        count = layout.segment_count(unit["plain_size"])
+        count = layout.segment_count(unit.plain_size)
         units.append(
             UnitRecord(
                 fid,
                 unit_no,
-                unit["unit_id"],
-                unit["algorithm"],
-                unit["plain_size"],
-                layout.cipher_size(unit["plain_size"]),
-                json.dumps(unit["wrapped_key"], separators=(",", ":"), sort_keys=True),
+                unit.unit_id,
+                unit.algorithm,
+                unit.plain_size,
+                layout.cipher_size(unit.plain_size),
+                unit.wrapped_key.dumps(),
                 first,
                 count,
             )
         )
         for local in range(count):
             chain_segment = file["segments"][first + local]
-            stripes = layout.stripe_count(unit["plain_size"], local)
-            size = layout.fragment_size(unit["plain_size"], local)
+            stripes = layout.stripe_count(unit.plain_size, local)
+            size = layout.fragment_size(unit.plain_size, local)
             segments.append(
                 SegmentRecord(
                     fid,
                     first + local,
                     chain_segment["id"],
                     stripes,
-                    _segment_cipher(layout, unit["plain_size"], local),
+                    _segment_cipher(layout, unit.plain_size, local),
                     size,
                 )
             )
@@ -167,7 +152,8 @@ async def _recover_file(
                 )
     state = ACTIVE if file["state"] == "active" else DECLARED
     versions = [
-        (_version_record(file, ref, sealed, state), _declaration(file, ref)) for ref, sealed in refs
+        (_version_record(file, ref, sealed, state), _declaration(file, ref, segments, placements))
+        for ref, sealed in refs
     ]
     (record, declaration), *others = versions
     # The index first (placements without roots cannot serve reads yet), then the roots.
@@ -194,7 +180,7 @@ async def _recover_file(
 
 
 def _version_record(
-    file: dict[str, Any], ref: dict[str, Any], sealed: dict[str, Any], state: str
+    file: dict[str, Any], ref: dict[str, Any], sealed: SealedMeta, state: str
 ) -> ObjectRecord:
     name, version_id = split_reference(ref["key"])
     return ObjectRecord(
@@ -202,42 +188,40 @@ def _version_record(
         ref["owner"],
         name,
         ref["territory"],
-        sealed["size"],
-        sealed["content_type"],
-        sealed["etag"],
+        sealed.size,
+        sealed.content_type,
+        sealed.etag,
         file["data_shards"],
         file["total_shards"],
         file["stored"],
         state,
-        float(sealed.get("created", ref["created_at"])),
-        sealed.get("meta") or {},
+        float(ref["created_at"] if sealed.created is None else sealed.created),
+        sealed.meta,
         version_id,
         latest=False,
     )
 
 
-def _declaration(file: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+def _declaration(
+    file: dict[str, Any],
+    ref: dict[str, Any],
+    segments: list[SegmentRecord],
+    placements: list[FragmentPlacement],
+) -> dict[str, Any]:
     """The declaration of a reference as the chain holds it (a copy's template, and what
     is declared again should the chain cancel the deal)."""
-    return {
-        "owner": ref["owner"],
-        "territory": ref["territory"],
-        "key": ref["key"],
-        "fid": file["fid"],
-        "size": file["size"],
-        "data_shards": file["data_shards"],
-        "total_shards": file["total_shards"],
-        "segments": [
-            {
-                "fragments": [
-                    {"id": f["id"], "miner": f["miner"], "size": f["size"]}
-                    for f in segment["fragments"]
-                ]
-            }
-            for segment in file["segments"]
-        ],
-        "sealed_meta": ref["sealed_meta"],
-    }
+    return declaration(
+        owner=ref["owner"],
+        territory=ref["territory"],
+        key=ref["key"],
+        fid=file["fid"],
+        size=file["size"],
+        data_shards=file["data_shards"],
+        total_shards=file["total_shards"],
+        segments=segments,
+        placements=placements,
+        sealed_meta=ref["sealed_meta"],
+    )
 
 
 def _segment_cipher(layout: Layout, plain_size: int, segment: int) -> int:
