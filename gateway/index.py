@@ -30,6 +30,7 @@ from typing import Any
 
 from chain_client.sqlite import transaction
 from gateway.conditional import etag_matches
+from gateway.keywrap import WrappedKey
 from gateway.records import (
     ACTIVE,
     DECLARE,
@@ -59,6 +60,7 @@ from gateway.records import (
     UploadCompleted,
     UploadRecord,
     WriteCondition,
+    from_row,
     new_version_id,
     prefix_end,
 )
@@ -213,23 +215,23 @@ def _record(row: tuple[Any, ...]) -> ObjectRecord:
     fid, owner, name, territory, size, content_type, etag, k, n, stored, state, at, *rest = row
     meta, version_id, latest, seq = rest
     return ObjectRecord(
-        fid,
-        owner,
-        name,
-        territory,
-        size,
-        content_type,
-        etag,
-        k,
-        n,
-        stored,
-        state,
-        at,
-        json.loads(meta),
-        version_id,
-        bool(latest),
-        fid == "",
-        seq,
+        fid=fid,
+        owner=owner,
+        name=name,
+        territory=territory,
+        size=size,
+        content_type=content_type,
+        etag=etag,
+        data_shards=k,
+        total_shards=n,
+        stored=stored,
+        state=state,
+        created_at=at,
+        meta=json.loads(meta),
+        version_id=version_id,
+        latest=bool(latest),
+        marker=fid == "",
+        seq=seq,
     )
 
 
@@ -365,7 +367,7 @@ class MetadataIndex:
                     u.algorithm,
                     u.plain_size,
                     u.cipher_size,
-                    u.wrapped_key,
+                    u.wrapped_key.dumps(),
                     u.first_segment,
                     u.segment_count,
                 )
@@ -624,20 +626,20 @@ class MetadataIndex:
                 gone = self._remove_version(db, owner, name, NULL_VERSION, chain_delete=True)
             current = self._current(db, owner, name)
             marker = ObjectRecord(
-                "",
-                owner,
-                name,
-                current.territory if current else (found.territory if found else ""),
-                0,
-                "",
-                "",
-                0,
-                0,
-                0,
-                ACTIVE,
-                time.time(),
-                {},
-                version_id,
+                fid="",
+                owner=owner,
+                name=name,
+                territory=current.territory if current else (found.territory if found else ""),
+                size=0,
+                content_type="",
+                etag="",
+                data_shards=0,
+                total_shards=0,
+                stored=0,
+                state=ACTIVE,
+                created_at=time.time(),
+                meta={},
+                version_id=version_id,
             )
             self._insert_version(db, marker, latest=True)
             if gone is not None:
@@ -1055,11 +1057,13 @@ class MetadataIndex:
 
     def units(self, fid: str) -> list[UnitRecord]:
         rows = self._rows("SELECT * FROM units WHERE fid = ? ORDER BY unit_no", (fid,))
-        return [UnitRecord(*row) for row in rows]
+        return [
+            from_row(UnitRecord, (*row[:6], WrappedKey.from_json(row[6]), *row[7:])) for row in rows
+        ]
 
     def segments(self, fid: str) -> list[SegmentRecord]:
         rows = self._rows("SELECT * FROM segments WHERE fid = ? ORDER BY seg_no", (fid,))
-        return [SegmentRecord(*row) for row in rows]
+        return [from_row(SegmentRecord, row) for row in rows]
 
     def fragments(
         self, fid: str, seg_no: int | None = None, last_segment: int | None = None
@@ -1073,7 +1077,7 @@ class MetadataIndex:
                 "ORDER BY seg_no, idx",
                 (fid, seg_no, seg_no if last_segment is None else last_segment),
             )
-        return [FragmentPlacement(*row) for row in rows]
+        return [from_row(FragmentPlacement, row) for row in rows]
 
     def outbox(self, kind: str, state: str, limit: int = 256) -> list[OutboxEntry]:
         rows = self._rows(

@@ -31,7 +31,6 @@ from gateway.index import MetadataIndex
 from gateway.keywrap import (
     KeyRequired,
     Secret,
-    WrappedKey,
     WrongKey,
     unwrap,
 )
@@ -94,7 +93,7 @@ class ReadPath:
     def data_key(self, unit: UnitRecord, secret: Secret) -> bytes:
         try:
             return unwrap(
-                WrappedKey.from_json(unit.wrapped_key),
+                unit.wrapped_key,
                 bytes.fromhex(unit.unit_id),
                 master_key=self.master_key,
                 password=secret if isinstance(secret, str) else None,

@@ -6,12 +6,15 @@ without versioning), its stored file (none for a delete marker), metadata and ta
 chain's reference key of a version is ``reference_key(name, version_id)``.
 """
 
+import dataclasses
 import json
 import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from gateway.keywrap import WrappedKey
 
 __all__ = [
     "ACTIVE",
@@ -118,7 +121,16 @@ def prefix_end(prefix: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+Record = TypeVar("Record", "UnitRecord", "SegmentRecord", "FragmentPlacement")
+
+
+def from_row(cls: type[Record], row: Sequence[Any]) -> Record:
+    """A record from a table row whose columns are the record's fields, in order."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    return cls(**dict(zip(names, row, strict=True)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ObjectRecord:
     """A version of a name and the file it refers to, as the APIs see them. A delete
     marker has no file: ``fid`` is empty."""
@@ -147,7 +159,7 @@ class ObjectRecord:
         return reference_key(self.name, self.version_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnitRecord:
     fid: str
     unit_no: int
@@ -155,12 +167,12 @@ class UnitRecord:
     algorithm: str
     plain_size: int
     cipher_size: int
-    wrapped_key: str
+    wrapped_key: WrappedKey
     first_segment: int
     segment_count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SegmentRecord:
     fid: str
     seg_no: int
@@ -170,7 +182,7 @@ class SegmentRecord:
     fragment_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FragmentPlacement:
     fid: str
     seg_no: int

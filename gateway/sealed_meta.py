@@ -77,7 +77,7 @@ class SealedMeta:
                     unit_id=u.unit_id,
                     algorithm=u.algorithm,
                     plain_size=u.plain_size,
-                    wrapped_key=WrappedKey.from_json(u.wrapped_key),
+                    wrapped_key=u.wrapped_key,
                 )
                 for u in units
             ),

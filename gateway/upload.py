@@ -35,6 +35,7 @@ from gateway.errors import (
 from gateway.index import MetadataIndex
 from gateway.keywrap import (
     Secret,
+    WrappedKey,
     wrap_master,
     wrap_with_customer_key,
     wrap_with_password,
@@ -74,7 +75,7 @@ class PlacedUnit:
     algorithm: str
     plain_size: int
     cipher_size: int
-    wrapped_key: str
+    wrapped_key: WrappedKey
     md5: str
     segments: list[SegmentRecord]
     placements: list[FragmentPlacement]
@@ -88,10 +89,10 @@ class PlacedUnit:
                     "algorithm",
                     "plain_size",
                     "cipher_size",
-                    "wrapped_key",
                     "md5",
                 )
             },
+            "wrapped_key": self.wrapped_key.dumps(),
             "segments": [
                 [s.seg_no, s.segment_id, s.stripe_count, s.cipher_size, s.fragment_size]
                 for s in self.segments
@@ -109,11 +110,29 @@ class PlacedUnit:
             algorithm=data["algorithm"],
             plain_size=data["plain_size"],
             cipher_size=data["cipher_size"],
-            wrapped_key=data["wrapped_key"],
+            wrapped_key=WrappedKey.from_json(data["wrapped_key"]),
             md5=data["md5"],
-            segments=[SegmentRecord("", *s) for s in data["segments"]],
+            segments=[
+                SegmentRecord(
+                    fid="",
+                    seg_no=s[0],
+                    segment_id=s[1],
+                    stripe_count=s[2],
+                    cipher_size=s[3],
+                    fragment_size=s[4],
+                )
+                for s in data["segments"]
+            ],
             placements=[
-                FragmentPlacement("", p[0], p[1], p[2], p[3], p[4], bytes.fromhex(p[5]))
+                FragmentPlacement(
+                    fid="",
+                    seg_no=p[0],
+                    idx=p[1],
+                    fragment_id=p[2],
+                    miner=p[3],
+                    size=p[4],
+                    block_roots=bytes.fromhex(p[5]),
+                )
                 for p in data["placements"]
             ],
         )
@@ -377,7 +396,7 @@ class UploadPath:
             algorithm=encoder.algorithm,
             plain_size=encoder.plain_size,
             cipher_size=encoder.cipher_size,
-            wrapped_key=wrapped.dumps(),
+            wrapped_key=wrapped,
             md5=encoder.md5,
             segments=upload.segments,
             placements=upload.placements,
@@ -406,15 +425,15 @@ class UploadPath:
             base = len(segments)
             unit_records.append(
                 UnitRecord(
-                    "",
-                    unit_no,
-                    unit.unit_id,
-                    unit.algorithm,
-                    unit.plain_size,
-                    unit.cipher_size,
-                    unit.wrapped_key,
-                    base,
-                    len(unit.segments),
+                    fid="",
+                    unit_no=unit_no,
+                    unit_id=unit.unit_id,
+                    algorithm=unit.algorithm,
+                    plain_size=unit.plain_size,
+                    cipher_size=unit.cipher_size,
+                    wrapped_key=unit.wrapped_key,
+                    first_segment=base,
+                    segment_count=len(unit.segments),
                 )
             )
             segments += [dataclasses.replace(s, seg_no=base + s.seg_no) for s in unit.segments]
@@ -426,19 +445,19 @@ class UploadPath:
         placements = [dataclasses.replace(p, fid=fid) for p in placements]
         size = sum(u.plain_size for u in units)
         record = ObjectRecord(
-            fid,
-            owner,
-            name,
-            territory,
-            size,
-            content_type,
-            etag,
-            layout.k,
-            layout.n,
-            sum(s.fragment_size for s in segments) * layout.n,
-            PENDING,
-            time.time(),
-            meta,
+            fid=fid,
+            owner=owner,
+            name=name,
+            territory=territory,
+            size=size,
+            content_type=content_type,
+            etag=etag,
+            data_shards=layout.k,
+            total_shards=layout.n,
+            stored=sum(s.fragment_size for s in segments) * layout.n,
+            state=PENDING,
+            created_at=time.time(),
+            meta=meta,
         )
         sealed = self._sealed(record, unit_records)
         declared = declaration(
@@ -475,19 +494,24 @@ class UploadPath:
         )
         upload.segments.append(
             SegmentRecord(
-                "", seg_no, segment.segment_id, segment.stripe_count, segment.cipher_size, size
+                fid="",
+                seg_no=seg_no,
+                segment_id=segment.segment_id,
+                stripe_count=segment.stripe_count,
+                cipher_size=segment.cipher_size,
+                fragment_size=size,
             )
         )
         for idx, miner in enumerate(results):
             upload.placements.append(
                 FragmentPlacement(
-                    "",
-                    seg_no,
-                    idx,
-                    segment.fragment_ids[idx],
-                    miner,
-                    size,
-                    segment.packed_block_roots(idx),
+                    fid="",
+                    seg_no=seg_no,
+                    idx=idx,
+                    fragment_id=segment.fragment_ids[idx],
+                    miner=miner,
+                    size=size,
+                    block_roots=segment.packed_block_roots(idx),
                 )
             )
 

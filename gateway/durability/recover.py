@@ -113,15 +113,15 @@ async def _recover_file(
         count = layout.segment_count(unit.plain_size)
         units.append(
             UnitRecord(
-                fid,
-                unit_no,
-                unit.unit_id,
-                unit.algorithm,
-                unit.plain_size,
-                layout.cipher_size(unit.plain_size),
-                unit.wrapped_key.dumps(),
-                first,
-                count,
+                fid=fid,
+                unit_no=unit_no,
+                unit_id=unit.unit_id,
+                algorithm=unit.algorithm,
+                plain_size=unit.plain_size,
+                cipher_size=layout.cipher_size(unit.plain_size),
+                wrapped_key=unit.wrapped_key,
+                first_segment=first,
+                segment_count=count,
             )
         )
         for local in range(count):
@@ -130,24 +130,24 @@ async def _recover_file(
             size = layout.fragment_size(unit.plain_size, local)
             segments.append(
                 SegmentRecord(
-                    fid,
-                    first + local,
-                    chain_segment["id"],
-                    stripes,
-                    _segment_cipher(layout, unit.plain_size, local),
-                    size,
+                    fid=fid,
+                    seg_no=first + local,
+                    segment_id=chain_segment["id"],
+                    stripe_count=stripes,
+                    cipher_size=_segment_cipher(layout, unit.plain_size, local),
+                    fragment_size=size,
                 )
             )
             for fragment in chain_segment["fragments"]:
                 placements.append(
                     FragmentPlacement(
-                        fid,
-                        first + local,
-                        fragment["index"],
-                        fragment["id"],
-                        fragment["miner"],
-                        fragment["size"],
-                        b"",  # filled below, from the fragment's bytes
+                        fid=fid,
+                        seg_no=first + local,
+                        idx=fragment["index"],
+                        fragment_id=fragment["id"],
+                        miner=fragment["miner"],
+                        size=fragment["size"],
+                        block_roots=b"",  # filled below, from the fragment's bytes
                     )
                 )
     state = ACTIVE if file["state"] == "active" else DECLARED
@@ -184,20 +184,20 @@ def _version_record(
 ) -> ObjectRecord:
     name, version_id = split_reference(ref["key"])
     return ObjectRecord(
-        file["fid"],
-        ref["owner"],
-        name,
-        ref["territory"],
-        sealed.size,
-        sealed.content_type,
-        sealed.etag,
-        file["data_shards"],
-        file["total_shards"],
-        file["stored"],
-        state,
-        float(ref["created_at"] if sealed.created is None else sealed.created),
-        sealed.meta,
-        version_id,
+        fid=file["fid"],
+        owner=ref["owner"],
+        name=name,
+        territory=ref["territory"],
+        size=sealed.size,
+        content_type=sealed.content_type,
+        etag=sealed.etag,
+        data_shards=file["data_shards"],
+        total_shards=file["total_shards"],
+        stored=file["stored"],
+        state=state,
+        created_at=float(ref["created_at"] if sealed.created is None else sealed.created),
+        meta=sealed.meta,
+        version_id=version_id,
         latest=False,
     )
 

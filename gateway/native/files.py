@@ -126,7 +126,7 @@ async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse
     fid, extension = fid_in_path(request)
     cipher = cipher_of(request)
     unit = ctx.service.index.units(fid)[0]
-    if cipher is not None and '"scheme":"cipher"' not in unit.wrapped_key.replace(" ", ""):
+    if cipher is not None and unit.wrapped_key.scheme != "cipher":
         raise NativeError(400, "CipherNotUsed", "this object was stored without a Cipher")
     etag, modified = f'"{fid}"', record.created_at
     validators = {"ETag": etag, "Last-Modified": http_date(modified)}
@@ -231,7 +231,7 @@ async def metadata(request: web.Request) -> web.Response:
             "total_shards": record.total_shards,
             "segments": len(ctx.service.index.segments(fid)),
             "content_type": record.content_type,
-            "cipher": '"scheme":"cipher"' in unit.wrapped_key.replace(" ", ""),
+            "cipher": unit.wrapped_key.scheme == "cipher",
         },
     )
 

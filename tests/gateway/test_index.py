@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.index import MetadataIndex
+from gateway.keywrap import wrap_master
 from gateway.records import (
     ACTIVE,
     DECLARE,
@@ -41,7 +42,18 @@ NONE_MATCH = WriteCondition(if_none_match=True)
 
 def record(fid: str, name: str, owner: str = OWNER) -> ObjectRecord:
     return ObjectRecord(
-        fid, owner, name, "home", 10, "text/plain", "e" * 32, 2, 4, 40, PENDING, 1.0
+        fid=fid,
+        owner=owner,
+        name=name,
+        territory="home",
+        size=10,
+        content_type="text/plain",
+        etag="e" * 32,
+        data_shards=2,
+        total_shards=4,
+        stored=40,
+        state=PENDING,
+        created_at=1.0,
     )
 
 
@@ -50,8 +62,29 @@ def upload_args(
 ) -> UploadCommit:
     return UploadCommit(
         record(fid, name, owner),
-        [UnitRecord(fid, 0, "u" * 32, "aes256gcm", 10, 26, "{}", 0, 1)],
-        [SegmentRecord(fid, 0, "s" * 64, 1, 26, 13)],
+        [
+            UnitRecord(
+                fid=fid,
+                unit_no=0,
+                unit_id="u" * 32,
+                algorithm="aes256gcm",
+                plain_size=10,
+                cipher_size=26,
+                wrapped_key=wrap_master(bytes(32), bytes(16), bytes(32)),
+                first_segment=0,
+                segment_count=1,
+            )
+        ],
+        [
+            SegmentRecord(
+                fid=fid,
+                seg_no=0,
+                segment_id="s" * 64,
+                stripe_count=1,
+                cipher_size=26,
+                fragment_size=13,
+            )
+        ],
         [],
         {"fid": fid, "key": name},
         write,

@@ -125,7 +125,18 @@ class IndexMachine(RuleBasedStateMachine):
         declaration = self.index.declaration_of(found.fid)
         assert declaration is not None
         copy = ObjectRecord(
-            found.fid, OWNER, onto, "home", 10, "text/plain", "e" * 32, 2, 4, STORED, PENDING, 2.0
+            fid=found.fid,
+            owner=OWNER,
+            name=onto,
+            territory="home",
+            size=10,
+            content_type="text/plain",
+            etag="e" * 32,
+            data_shards=2,
+            total_shards=4,
+            stored=STORED,
+            state=PENDING,
+            created_at=2.0,
         )
         replaced = next(
             (v for v in self.model.keys.get(onto, []) if v.version_id == NULL_VERSION), None
