@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from chain_client import views
 from chain_client.account import ChainAccount
 from chain_client.errors import ChainError, ChainUnavailable, ExtrinsicFailed, Rejected
 from gateway.index import MetadataIndex
@@ -228,8 +229,7 @@ class DealTracker:
     async def on_event(self, event: dict[str, Any]) -> None:
         name, data = event["name"], event["data"]
         if name == "DealTimedOut" and self.index.object(data["fid"]) is not None:
-            file = await self.chain.query("file_bank.file", fid=data["fid"])
-            if file is None:
+            if await views.file(self.chain, data["fid"]) is None:
                 return
             for seg_no, idx, _miner in data["fragments"]:
                 new_miner = await self.relocator.relocate(data["fid"], seg_no, idx)

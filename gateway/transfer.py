@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from chain_client import views
 from chain_client.errors import ChainError
 from chain_client.keys import Keypair
 from chain_client.protocol import Chain
@@ -64,16 +65,13 @@ class MinerDirectory:
         async with self._lock:
             if time.monotonic() - self._loaded > self.refresh or not self._miners:
                 try:
-                    rows = await self.chain.query("sminer.miners", state="positive")
+                    positive = await views.miners(self.chain, "positive")
                 except ChainError:
                     if not self._miners:
                         raise
                     return self._miners  # the chain is away: place on what we knew
                 self._miners = {
-                    row["account"]: MinerInfo(
-                        row["account"], row["endpoint"], int(row["idle"]), row["scheme"]
-                    )
-                    for row in rows
+                    m.account: MinerInfo(m.account, m.endpoint, m.idle, m.scheme) for m in positive
                 }
                 self._loaded = time.monotonic()
             return self._miners
@@ -82,10 +80,10 @@ class MinerDirectory:
         known = (await self.miners()).get(account)
         if known is not None:
             return known
-        row = await self.chain.query("sminer.miner", account=account)
-        if row is None:
+        found = await views.miner(self.chain, account)
+        if found is None:
             raise TransferError(account, "not a registered miner")
-        return MinerInfo(account, row["endpoint"], int(row["idle"]), row["scheme"])
+        return MinerInfo(account, found.endpoint, found.idle, found.scheme)
 
     async def may_share(self, total: int) -> bool:
         """Whether a segment of ``total`` fragments may put two on one miner: the chain

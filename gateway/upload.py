@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chain_client import views
 from chain_client.params import NetworkParams
 from chain_client.protocol import Chain
 from gateway import codec
@@ -214,16 +215,16 @@ class UploadPath:
         return Layout.from_params(self.params, total_shards=n)
 
     async def _check_territory(self, owner: str, territory: str, need: int) -> None:
-        found = await self.chain.query("storage_handler.territory", owner=owner, name=territory)
+        found = await views.territory(self.chain, owner=owner, name=territory)
         if found is None:
             raise NoSuchTerritory(owner, territory)
-        if found["state"] != "active":
-            raise TerritoryNotActive(territory, found["state"], found["deadline"])
+        if found.state != "active":
+            raise TerritoryNotActive(territory, found.state, found.deadline)
         promised = self.index.pending_bytes(owner, territory) + self._reserved.get(
             (owner, territory), 0
         )
-        if found["remaining"] - promised < need:
-            raise InsufficientTerritorySpace(territory, need, found["remaining"] - promised)
+        if found.remaining - promised < need:
+            raise InsufficientTerritorySpace(territory, need, found.remaining - promised)
 
     def max_object_size(self, layout: Layout) -> int:
         """The chain's limit: ``max_segments_per_file`` segments of plaintext."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from chain_client import views
 from chain_client.errors import ChainError, ExtrinsicFailed
 from chain_client.files import write_atomically
 from chain_client.keys import load_signer
@@ -55,7 +56,7 @@ async def register(node: MinerNode, endpoint: str) -> None:
     """Registers (or updates the endpoint of) this miner; raises RegistrationRefused with
     the chain's reason."""
     config, chain = node.config, node.chain
-    record = await chain.query("sminer.miner", account=node.address)
+    record = await views.miner(chain, node.address)
     try:
         if record is None:
             collateral = await chain.query("sminer.collateral_limit", space=config.declared_space)
@@ -75,7 +76,7 @@ async def register(node: MinerNode, endpoint: str) -> None:
                 endpoint,
                 config.declared_space,
             )
-        elif record["endpoint"] != endpoint:
+        elif record.endpoint != endpoint:
             await node.account.call("sminer.update_endpoint", endpoint=endpoint)
             log.info("endpoint updated to %s", endpoint)
         await node.account.call("sminer.heartbeat")

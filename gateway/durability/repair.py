@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from chain_client import views
 from chain_client.account import ChainAccount
 from chain_client.errors import ChainError, ExtrinsicFailed
 from chain_client.merkle import merkle_root
@@ -177,30 +178,30 @@ class RepairWorker:
 
     async def repair_pending(self) -> int:
         """One pass over the open orders of files this gateway holds; how many it repaired."""
-        orders = await self.chain.query("file_bank.restoral_orders", limit=10_000)
+        orders = await views.restoral_orders(self.chain)
         height = (await self.chain.head()).best_block
         me = self.account.address
         # Health of a segment: the fewer fragments it has left, the more orders it has.
-        open_per_segment = Counter((o["fid"], o["segment"]) for o in orders)
+        open_per_segment = Counter((o.fid, o.segment) for o in orders)
         ours = [
             o
             for o in orders
-            if (o["claimer"] in (None, me) or o["deadline"] < height) and self.index.units(o["fid"])
+            if (o.claimer in (None, me) or (o.deadline or 0) < height) and self.index.units(o.fid)
         ]
-        ours.sort(key=lambda o: -open_per_segment[(o["fid"], o["segment"])])
+        ours.sort(key=lambda o: -open_per_segment[(o.fid, o.segment)])
         gate = asyncio.Semaphore(self.parallel)
 
-        async def one(order: dict[str, Any]) -> bool:
+        async def one(order: views.RestoralOrderView) -> bool:
             async with gate:
-                mine = order["claimer"] == me and order["deadline"] >= height
+                mine = order.claimer == me and (order.deadline or 0) >= height
                 return await self.repair(order, claimed=mine)
 
         done = await asyncio.gather(*(one(o) for o in ours[: self.batch]))
         return sum(done)
 
-    async def repair(self, order: dict[str, Any], *, claimed: bool = False) -> bool:
-        fid, seg_no, idx = order["fid"], order["segment"], order["idx"]
-        where = {"fid": fid, "segment": seg_no, "index": idx}
+    async def repair(self, order: views.RestoralOrderView, *, claimed: bool = False) -> bool:
+        fid, seg_no, idx = order.fid, order.segment, order.idx
+        where: dict[str, Any] = {"fid": fid, "segment": seg_no, "index": idx}
         try:
             if not claimed:
                 await self.account.call("file_bank.claim_restoral_order", **where)

@@ -35,11 +35,25 @@ PARAMS = dev_params(data_shards=2, total_shards=4)
 OWNER = dev_keypair("Alice").address
 
 
+def territory_json(state: str, remaining: int, deadline: int = 7) -> dict[str, Any]:
+    """``storage_handler.territory`` as the chain answers it."""
+    return {
+        "owner": OWNER,
+        "name": "home",
+        "state": state,
+        "total": remaining,
+        "used": 0,
+        "locked": 0,
+        "remaining": remaining,
+        "deadline": deadline,
+    }
+
+
 class ScriptedChain:
     """Answers the two queries the checks make; ``territory`` None means none exists."""
 
     def __init__(self) -> None:
-        self.territory: dict[str, Any] | None = {"state": "active", "remaining": 10**9}
+        self.territory: dict[str, Any] | None = territory_json("active", 10**9)
         self.miners = 6
         self.down = False
 
@@ -53,8 +67,12 @@ class ScriptedChain:
                 {
                     "account": f"m{i}",
                     "endpoint": "http://127.0.0.1:1",
-                    "idle": 10**9,
                     "scheme": "sr25519",
+                    "state": "positive",
+                    "declared": 10**9,
+                    "idle": 10**9,
+                    "service": 0,
+                    "certified": 10**9,
                 }
                 for i in range(self.miners)
             ]
@@ -98,7 +116,7 @@ async def test_missing_frozen_and_expired_territories(
     chain.territory = None
     assert isinstance(await refused(service, 1), NoSuchTerritory)
     for state in ("frozen", "expired"):
-        chain.territory = {"state": state, "remaining": 10**9, "deadline": 7}
+        chain.territory = territory_json(state, 10**9)
         error = await refused(service, 1)
         assert isinstance(error, TerritoryNotActive)
         assert error.facts == {"territory": "home", "state": state, "deadline": 7}
