@@ -6,7 +6,7 @@ plays: a segment is stored while the next is read, in order, one at a time."""
 import asyncio
 import collections
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from chain_client.account import ChainAccount
 from chain_client.errors import ChainError, ChainUnavailable
 from chain_client.keys import dev_keypair
 from chain_client.params import dev_params
-from gateway.codec import Buffer, Layout
+from gateway.codec import Layout
 from gateway.errors import (
     InsufficientTerritorySpace,
     InvalidCopies,
@@ -29,7 +29,8 @@ from gateway.errors import (
 )
 from gateway.index import MetadataIndex
 from gateway.objects import ObjectService
-from gateway.transfer import MinerClient, MinerDirectory, MinerInfo, TransferError
+from gateway.transfer import MinerClient, MinerDirectory
+from tests.gateway.fakes import PlayedMiners
 
 PARAMS = dev_params(data_shards=2, total_shards=4)
 OWNER = dev_keypair("Alice").address
@@ -177,51 +178,6 @@ async def test_an_object_beyond_the_chain_limit_is_413(service: ObjectService) -
     assert limit == PARAMS.max_segments_per_file * layout.stripes_per_segment * layout.chunk_plain
     error = await refused(service, limit + 1)
     assert isinstance(error, ObjectTooLarge) and error.limit == limit
-
-
-class PlayedMiners(MinerClient):
-    """Takes fragments without a network; each PUT first waits for ``gate`` (if any) and
-    then fails if ``failing`` or its miner is one of ``refusing``. Counts the PUTs in
-    flight."""
-
-    def __init__(self) -> None:
-        super().__init__(dev_keypair("Dave"))
-        self.gate: asyncio.Event | None = None
-        self.failing = False
-        self.refusing: set[str] = set()
-        self.stalled: set[str] = set()  # miners whose GETs never answer
-        self.stored: list[str] = []
-        self.data: dict[str, bytes] = {}
-        self.gets: collections.Counter[str] = collections.Counter()
-        self.in_flight = self.most_in_flight = self.cancelled = 0
-
-    async def put(
-        self, miner: MinerInfo, fragment_id: str, pieces: Sequence[Buffer]
-    ) -> dict[str, Any]:
-        return await self.put_small(miner, fragment_id, b"".join(pieces))
-
-    async def put_small(self, miner: MinerInfo, fragment_id: str, data: bytes) -> dict[str, Any]:
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            if self.gate is not None:
-                await asyncio.wait_for(self.gate.wait(), 10)
-            if self.failing or miner.account in self.refusing:
-                raise TransferError(miner.account, "refused")
-            self.stored.append(fragment_id)
-            self.data[fragment_id] = data
-            return {}
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        finally:
-            self.in_flight -= 1
-
-    async def get(self, miner: MinerInfo, fragment_id: str, start: int, end: int) -> bytes:
-        self.gets[miner.account] += 1
-        if miner.account in self.stalled:
-            await asyncio.sleep(3600)
-        return self.data[fragment_id][start:end]
 
 
 async def segments_of(count: int, asked: list[int]) -> AsyncIterator[bytes]:
