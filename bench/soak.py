@@ -38,7 +38,7 @@ from tests.e2e.gateway_network import (
     running_network,
     signed,
 )
-from tests.e2e.test_miner import start_miner, wait_for_url
+from tests.e2e.processes import start_miner, wait_for_url
 
 HEAL_TIMEOUT = 300.0
 

@@ -9,7 +9,6 @@ owns its default territory; ``grid.native`` and ``grid.s3`` are clients of the t
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,9 @@ from miner_agent.config import MinerConfig
 from miner_agent.loops import MinerLoops
 from miner_agent.node import MinerNode
 from miner_agent.service import make_app
+from tests.polling import eventually
 
-__all__ = ["GRID_PARAMS", "TERRITORY", "USER", "Grid", "eventually", "open_grid"]
+__all__ = ["GRID_PARAMS", "TERRITORY", "USER", "Grid", "open_grid"]
 
 T = TypeVar("T")
 GRID_PARAMS = dev_params(
@@ -50,19 +50,6 @@ TERRITORY = "home"
 MINER_UNITS = 32  # idle units each miner declares: 2 MiB at the grid's sizes
 TERRITORY_UNITS = 32  # what the dev user's territory holds: 8 MiB
 USER = dev_keypair("Alice")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 30.0
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still {value!r} after {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -23,7 +23,8 @@ from chain_client.rpc_client import HttpChain
 from gateway.devnet import gateway_command, stop_process
 from gateway.native.auth import sign_headers
 from tests.conftest import ChainProcess, start_chain
-from tests.e2e.test_miner import eventually, init_miner, start_miner, wait_for_url
+from tests.e2e.processes import init_miner, start_miner, wait_for_url
+from tests.polling import eventually
 
 __all__ = [
     "GATEWAY_LOGS",

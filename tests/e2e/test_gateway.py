@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from chain_client.account import ChainAccount
 from chain_client.keys import dev_keypair
@@ -26,9 +27,11 @@ from gateway.codec import Layout, plan_range
 from gateway.devnet import stop_process
 from gateway.native.auth import sign_headers
 from tests.e2e.gateway_network import MINERS, PARAMS, USER, Network, active, signed, start_gateway
-from tests.e2e.test_miner import eventually, start_miner, wait_for_url
+from tests.e2e.processes import start_miner, wait_for_url
+from tests.polling import eventually
 
-pytestmark = pytest.mark.e2e
+# One event loop for the module: its objects are module fixtures, made once.
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +39,55 @@ def network(gateway_network: Network) -> Network:
     return gateway_network
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chain(network: Network) -> AsyncIterator[HttpChain]:
     client = HttpChain(network.chain.url)
     yield client
     await client.close()
 
 
-@pytest.fixture(scope="module")
-def state() -> dict[str, Any]:
-    return {}
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def home(network: Network, chain: HttpChain) -> str:
+    """The dev user authorized the gateway and owns the territory "home"."""
+    gateway = json.loads((network.gateway_dir / "key.json").read_text())["address"]
+    alice = ChainAccount(chain, USER)
+    await eventually(
+        functools.partial(chain.query, "sminer.miners", state="positive"),
+        lambda m: len(m) == MINERS and all(x["idle"] >= 16 * PARAMS.idle_unit_size for x in m),
+    )
+    if not await chain.query("oss.is_authorized", owner=USER.address, gateway=gateway):
+        await alice.call("oss.authorize", gateway=gateway)
+    if await chain.query("storage_handler.territory", owner=USER.address, name="home") is None:
+        await alice.call("storage_handler.mint_territory", name="home", gib=80, days=5)
+    return "home"
+
+
+async def upload(network: Network, territory: str, name: str, data: bytes) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.put(
+            f"{network.url}/object/{name}",
+            data=io.BytesIO(data),
+            headers=signed({"Territory": territory}),
+        ) as response,
+    ):
+        answer = await response.json()
+        assert response.status == 200, answer
+    return str(answer["data"]["fid"])
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cat(network: Network, home: str) -> tuple[str, bytes]:
+    """An object of three segments, ``photos/cat.bin``: (fid, bytes)."""
+    data = os.urandom(700 * KIB + 123)
+    return await upload(network, home, "photos/cat.bin", data), data
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def big(network: Network, home: str) -> tuple[str, bytes]:
+    """An object of six segments, ``big.bin``: (fid, bytes)."""
+    data = os.urandom(1300 * KIB)
+    return await upload(network, home, "big.bin", data), data
 
 
 async def bytes_served(network: Network) -> int:
@@ -63,25 +105,22 @@ async def bytes_served(network: Network) -> int:
 
 
 async def test_user_authorizes_the_gateway_and_buys_a_territory(
-    network: Network, chain: HttpChain
+    network: Network, chain: HttpChain, home: str
 ) -> None:
     gateway = json.loads((network.gateway_dir / "key.json").read_text())["address"]
-    alice = ChainAccount(chain, USER)
-    await eventually(
-        functools.partial(chain.query, "sminer.miners", state="positive"),
-        lambda m: len(m) == MINERS and all(x["idle"] >= 16 * PARAMS.idle_unit_size for x in m),
-    )
-    await alice.call("oss.authorize", gateway=gateway)
-    await alice.call("storage_handler.mint_territory", name="home", gib=50, days=5)
+    assert await chain.query("oss.is_authorized", owner=USER.address, gateway=gateway)
+    territory = await chain.query("storage_handler.territory", owner=USER.address, name=home)
+    assert territory["state"] == "active" and territory["total"] > 0
 
 
 async def test_curl_upload_downloads_byte_identical(
-    network: Network, chain: HttpChain, state: dict[str, Any], tmp_path: Path
+    network: Network, chain: HttpChain, home: str, tmp_path: Path
 ) -> None:
     data = os.urandom(700 * KIB + 123)
     source = tmp_path / "upload.bin"
     source.write_bytes(data)
-    headers = [f"-H{k}:{v}" for k, v in signed({"Territory": "home"}).items()]
+    service_before = sum(m["service"] for m in await chain.query("sminer.miners"))
+    headers = [f"-H{k}:{v}" for k, v in signed({"Territory": home}).items()]
     result = subprocess.run(
         [
             "curl",
@@ -91,7 +130,7 @@ async def test_curl_upload_downloads_byte_identical(
             *headers,
             "--data-binary",
             f"@{source}",
-            f"{network.url}/object/photos/cat.bin",
+            f"{network.url}/object/photos/curl.bin",
         ],
         capture_output=True,
         text=True,
@@ -101,7 +140,6 @@ async def test_curl_upload_downloads_byte_identical(
     answer = json.loads(result.stdout)
     assert answer["code"] == 200, answer
     fid = answer["data"]["fid"]
-    state.update(fid=fid, data=data)
     target = tmp_path / "download.bin"
     subprocess.run(
         [
@@ -120,25 +158,17 @@ async def test_curl_upload_downloads_byte_identical(
     file = await active(chain, fid, 60)
     assert {f["miner"] for s in file["segments"] for f in s["fragments"]}
     # The miners turned exactly the stored bytes from idle into service space.
-    miners = await chain.query("sminer.miners")
-    assert sum(m["service"] for m in miners) == answer["data"]["stored_bytes"]
+    service = sum(m["service"] for m in await chain.query("sminer.miners"))
+    assert service - service_before == answer["data"]["stored_bytes"]
     assert (
         sum(f["size"] for s in file["segments"] for f in s["fragments"])
         == answer["data"]["stored_bytes"]
     )
 
 
-async def test_aiohttp_upload_and_fifty_ranges(network: Network, state: dict[str, Any]) -> None:
-    data = os.urandom(1300 * KIB)
+async def test_aiohttp_upload_and_fifty_ranges(network: Network, big: tuple[str, bytes]) -> None:
+    fid, data = big
     async with aiohttp.ClientSession() as session:
-        async with session.put(
-            f"{network.url}/object/big.bin",
-            data=io.BytesIO(data),
-            headers=signed({"Territory": "home"}),
-        ) as response:
-            answer = await response.json()
-            assert response.status == 200, answer
-        fid = answer["data"]["fid"]
         async with session.get(f"{network.url}/file/open/{fid}", headers=signed()) as response:
             assert response.status == 200 and await response.read() == data
         served_before = await bytes_served(network)
@@ -157,11 +187,10 @@ async def test_aiohttp_upload_and_fifty_ranges(network: Network, state: dict[str
             needed += sum(piece.block_len for piece in plan) * PARAMS.data_shards
         # The miners' own counters: only the blocks those ranges need, k of them each.
         assert await bytes_served(network) - served_before == needed
-    state["big"] = (fid, data)
 
 
-async def test_bad_requests_are_refused_clearly(network: Network, state: dict[str, Any]) -> None:
-    fid = state["fid"]
+async def test_bad_requests_are_refused_clearly(network: Network, cat: tuple[str, bytes]) -> None:
+    fid, _ = cat
     async with aiohttp.ClientSession() as session:
         replay = signed()
         async with session.get(f"{network.url}/file/download/{fid}", headers=replay) as first:
@@ -185,11 +214,11 @@ async def test_bad_requests_are_refused_clearly(network: Network, state: dict[st
 
 
 async def test_http_semantics(
-    network: Network, chain: HttpChain, state: dict[str, Any], tmp_path: Path
+    network: Network, chain: HttpChain, cat: tuple[str, bytes], tmp_path: Path
 ) -> None:
     """Conditional reads, Format, 100-continue only after the checks, metrics, and a
     DELETE that waits for the chain."""
-    fid = state["fid"]
+    fid, _ = cat
     url = f"{network.url}/file/open/{fid}"
     async with aiohttp.ClientSession() as session:
         async with session.head(url, headers=signed()) as head:
@@ -264,7 +293,7 @@ async def test_http_semantics(
 
 
 async def test_broken_uploads_leave_nothing_and_quota_holds(
-    network: Network, chain: HttpChain
+    network: Network, chain: HttpChain, home: str
 ) -> None:
     host, port = network.url.removeprefix("http://").split(":")
     # A client that goes away after 600 KiB of a 1 MiB body: placed segments, no object.
@@ -312,7 +341,7 @@ async def test_broken_uploads_leave_nothing_and_quota_holds(
             assert answer["data"]["error"] == "InsufficientTerritorySpace"
 
 
-def test_client_commands_round_trip(network: Network, tmp_path: Path) -> None:
+async def test_client_commands_round_trip(network: Network, tmp_path: Path) -> None:
     key = tmp_path / "user.json"
     from chain_client.keys import Keypair, save_key_file
 
@@ -414,7 +443,7 @@ asyncio.run(main())
 
 
 async def test_an_interrupted_resume_upload_finishes_across_a_gateway_restart(
-    network: Network,
+    network: Network, home: str
 ) -> None:
     data = os.urandom(900 * KIB + 11)
     total = len(data)
@@ -453,9 +482,9 @@ async def test_an_interrupted_resume_upload_finishes_across_a_gateway_restart(
 
 
 async def test_a_corrupt_fragment_is_read_around_and_reported(
-    network: Network, chain: HttpChain, state: dict[str, Any]
+    network: Network, chain: HttpChain, big: tuple[str, bytes]
 ) -> None:
-    fid, data = state["big"]
+    fid, data = big
     file = await active(chain, fid, 60)
     victim = file["segments"][0]["fragments"][0]  # a systematic one: read first
     for directory, _, _ in network.miners:
@@ -507,9 +536,9 @@ async def test_a_corrupt_fragment_is_read_around_and_reported(
 
 
 async def test_any_n_minus_k_miners_may_die(
-    network: Network, chain: HttpChain, state: dict[str, Any]
+    network: Network, chain: HttpChain, cat: tuple[str, bytes]
 ) -> None:
-    fid, data = state["fid"], state["data"]
+    fid, data = cat
     file = await chain.query("file_bank.file", fid=fid)
     holders = [f["miner"] for f in file["segments"][0]["fragments"]]
     by_account = {

@@ -9,14 +9,14 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from chain_client.account import ChainAccount
 from chain_client.keys import Keypair, dev_keypair
@@ -26,8 +26,11 @@ from chain_client.request_auth import sign_request
 from chain_client.rpc_client import HttpChain
 from gateway.devnet import stop_process
 from tests.conftest import ChainProcess, start_chain
+from tests.e2e.processes import init_miner, miner_command, start_miner, wait_for_url
+from tests.polling import eventually
 
-pytestmark = pytest.mark.e2e
+# One event loop for the module: the deal its tests share is a module fixture.
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 T = TypeVar("T")
 PARAMS = dev_params(
     block_time=0.25,
@@ -67,61 +70,6 @@ class Miner:
         return stat
 
 
-def miner_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "miner_agent.cli", *args]
-
-
-def init_miner(directory: Path, chain_url: str, declared: int, *extra: str) -> None:
-    subprocess.run(
-        miner_command(
-            "init",
-            "--dir",
-            str(directory),
-            "--declared-space",
-            str(declared),
-            "--chain-rpc",
-            chain_url,
-            "--free-disk-floor",
-            str(64 * 1024),
-            *extra,
-        ),
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-def start_miner(directory: Path) -> subprocess.Popen[bytes]:
-    with open(directory / "miner.log", "ab") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            miner_command("run", "--config", str(directory / "miner.toml")),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_for_url(directory: Path, process: subprocess.Popen[bytes]) -> str:
-    deadline = time.monotonic() + 60
-    while not (directory / "miner.url").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError((directory / "miner.log").read_text()[-3000:])
-        time.sleep(0.05)
-    return (directory / "miner.url").read_text().strip()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 60.0
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still {value!r} after {timeout} s")
-        await asyncio.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChainProcess, list[Miner]]]:
     root = tmp_path_factory.mktemp("net")
@@ -145,7 +93,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChainPro
         chain.stop()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chain(network: tuple[ChainProcess, list[Miner]]) -> AsyncIterator[HttpChain]:
     client = HttpChain(network[0].url)
     yield client
@@ -188,14 +136,17 @@ async def put_fragment(
         return receipt
 
 
-@pytest.fixture(scope="module")
-def stored() -> dict[str, Any]:
-    return {}
+@dataclass
+class Deal:
+    """One active file: a fragment on each miner, declared by ``gateway``."""
+
+    layout: dict[str, Any]
+    contents: dict[str, bytes]
+    gateway: ChainAccount
 
 
-async def test_a_deal_turns_idle_space_into_service_space(
-    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, stored: dict[str, Any]
-) -> None:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def deal(network: tuple[ChainProcess, list[Miner]], chain: HttpChain) -> Deal:
     miners = network[1]
     for miner in miners:
         await eventually(
@@ -228,7 +179,13 @@ async def test_a_deal_turns_idle_space_into_service_space(
         lambda f: f is not None and f["state"] == "active",
         timeout=30,
     )
-    stored.update(layout=layout, contents=contents, gateway=gateway)
+    return Deal(layout, contents, gateway)
+
+
+async def test_a_deal_turns_idle_space_into_service_space(
+    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, deal: Deal
+) -> None:
+    miners = network[1]
     for miner in miners:
         # The fragment displaced a whole idle unit: the miner deletes one and reports it.
         record = await eventually(
@@ -245,7 +202,7 @@ async def test_a_deal_turns_idle_space_into_service_space(
 
 
 async def test_miners_pass_challenges(
-    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, stored: dict[str, Any]
+    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, deal: Deal
 ) -> None:
     alice = ChainAccount(chain, dev_keypair("Alice"))
     miner = network[1][0]
@@ -261,9 +218,9 @@ async def test_miners_pass_challenges(
 
 
 async def test_a_fragment_deleted_behind_the_miners_back_is_punished_and_restored(
-    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, stored: dict[str, Any]
+    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, deal: Deal
 ) -> None:
-    layout = stored["layout"]
+    layout = deal.layout
     victim = network[1][1]
     entry = layout["segments"][0]["fragments"][1]
     assert entry["miner"] == victim.address
@@ -315,7 +272,7 @@ async def test_a_miner_stops_at_the_free_disk_floor(
         stop_process(process)
 
 
-def test_a_miner_the_chain_refuses_says_why(
+async def test_a_miner_the_chain_refuses_says_why(
     tmp_path: Path, network: tuple[ChainProcess, list[Miner]]
 ) -> None:
     directory = tmp_path / "poor"
@@ -330,7 +287,7 @@ def test_a_miner_the_chain_refuses_says_why(
     assert "InsufficientBalance" in result.stderr
 
 
-def test_tidy_command_removes_what_does_not_belong(
+async def test_tidy_command_removes_what_does_not_belong(
     network: tuple[ChainProcess, list[Miner]],
 ) -> None:
     miner = network[1][2]
@@ -350,7 +307,7 @@ def test_tidy_command_removes_what_does_not_belong(
 
 
 async def test_a_restarted_miner_updates_its_endpoint_and_keeps_its_data(
-    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, stored: dict[str, Any]
+    network: tuple[ChainProcess, list[Miner]], chain: HttpChain, deal: Deal
 ) -> None:
     miner = network[1][0]
     old_url = miner.url
@@ -363,27 +320,27 @@ async def test_a_restarted_miner_updates_its_endpoint_and_keeps_its_data(
         lambda r: r["endpoint"] == miner.url,
     )
     assert record["service"] == PARAMS.fragment_size
-    entry = stored["layout"]["segments"][0]["fragments"][0]
+    entry = deal.layout["segments"][0]["fragments"][0]
     path = f"/fragment/{entry['id']}"
-    headers = sign_request(stored["gateway"].keypair, "GET", path, miner.address)
+    headers = sign_request(deal.gateway.keypair, "GET", path, miner.address)
     async with (
         aiohttp.ClientSession() as session,
         session.get(miner.url + path, headers=headers) as response,
     ):
         assert response.status == 200
-        assert await response.read() == stored["contents"][entry["id"]]
+        assert await response.read() == deal.contents[entry["id"]]
 
 
 async def test_reads_go_on_while_the_chain_is_down(
-    network: tuple[ChainProcess, list[Miner]], stored: dict[str, Any]
+    network: tuple[ChainProcess, list[Miner]], deal: Deal
 ) -> None:
     chain_process, miners = network
     miner = miners[3]
-    entry = stored["layout"]["segments"][0]["fragments"][3]
+    entry = deal.layout["segments"][0]["fragments"][3]
     path = f"/fragment/{entry['id']}"
 
     async def read() -> int:
-        headers = sign_request(stored["gateway"].keypair, "GET", path, miner.address)
+        headers = sign_request(deal.gateway.keypair, "GET", path, miner.address)
         async with (
             aiohttp.ClientSession() as session,
             session.get(miner.url + path, headers=headers) as response,

@@ -28,8 +28,8 @@ from chain_client.errors import ExtrinsicFailed
 from chain_client.rpc_client import HttpChain
 from gateway.records import reference_key
 from tests.e2e.gateway_network import MIN_PART, USER, Network
-from tests.e2e.test_miner import eventually
 from tests.e2e.test_s3_boto3 import client, client_with_territory, error_code
+from tests.polling import eventually
 
 pytestmark = pytest.mark.e2e
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"

@@ -41,7 +41,8 @@ from tests.e2e.gateway_network import (
     signed,
     start_gateway,
 )
-from tests.e2e.test_miner import eventually, start_miner, wait_for_url
+from tests.e2e.processes import start_miner, wait_for_url
+from tests.polling import eventually
 
 pytestmark = pytest.mark.e2e
 PARAMS = dev_params(
