@@ -36,7 +36,10 @@ __all__ = [
     "AccessKeyError",
     "AccessKeyInfo",
     "AccessKeyStore",
+    "InvalidLabel",
+    "NoSuchAccessKey",
     "SecretUnsealFailed",
+    "TooManyAccessKeys",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -66,14 +69,31 @@ _INSERT_ATTEMPTS: Final = 4
 
 
 class AccessKeyError(Exception):
-    """A refused request about access keys, with its HTTP status and S3 error code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+    """A refused request about access keys, told as facts; each API's error table says
+    it in its own terms."""
 
     def __repr__(self) -> str:
-        return f"AccessKeyError({self.status}, {self.code!r}, {self.message!r})"
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class InvalidLabel(AccessKeyError):
+    def __init__(self, label: str, reason: str) -> None:
+        super().__init__(f"label {reason}")
+        self.label, self.reason = label, reason
+
+
+class TooManyAccessKeys(AccessKeyError):
+    def __init__(self, live: int, limit: int) -> None:
+        super().__init__(f"{live} live access keys, the limit is {limit}; revoke one first")
+        self.live, self.limit = live, limit
+
+
+class NoSuchAccessKey(AccessKeyError):
+    """Unknown, or another account's: one answer for both."""
+
+    def __init__(self, access_key: str) -> None:
+        super().__init__(f"no access key {access_key} of this account")
+        self.access_key = access_key
 
 
 class SecretUnsealFailed(Exception):
@@ -113,11 +133,9 @@ def _associated_data(access_key: str, owner: str) -> bytes:
 
 def _check_label(label: str) -> None:
     if len(label) > MAX_LABEL_LENGTH:
-        raise AccessKeyError(
-            400, "InvalidArgument", f"label is {len(label)} characters; at most {MAX_LABEL_LENGTH}"
-        )
+        raise InvalidLabel(label, f"is {len(label)} characters; at most {MAX_LABEL_LENGTH}")
     if not label.isprintable():
-        raise AccessKeyError(400, "InvalidArgument", "label must not contain control characters")
+        raise InvalidLabel(label, "must not contain control characters")
 
 
 class AccessKeyStore:
@@ -206,12 +224,7 @@ class AccessKeyStore:
                     (owner,),
                 ).fetchone()
                 if live >= self.max_live_per_owner:
-                    raise AccessKeyError(
-                        400,
-                        "TooManyAccessKeys",
-                        f"{live} live access keys, the limit is {self.max_live_per_owner}; "
-                        "revoke one first",
-                    )
+                    raise TooManyAccessKeys(live, self.max_live_per_owner)
                 try:
                     db.execute(
                         "INSERT INTO access_keys VALUES (?, ?, ?, ?, ?, NULL)",
@@ -245,9 +258,7 @@ class AccessKeyStore:
             if row is None:
                 # SECURITY: one answer for unknown keys and other accounts' keys, so the
                 # existence of someone else's key does not leak.
-                raise AccessKeyError(
-                    404, "NoSuchAccessKey", f"no access key {access_key} of this account"
-                )
+                raise NoSuchAccessKey(access_key)
             if row[0] is None:
                 db.execute(
                     "UPDATE access_keys SET revoked_at = ? WHERE access_key = ?",

@@ -10,8 +10,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from chain_client.errors import ChainError
-from gateway import errors
-from gateway.access_keys import AccessKeyError
+from gateway import access_keys, errors
 from gateway.native.auth import AuthError
 from gateway.native.resume_store import ResumeError
 from gateway.records import IndexRefusal, PreconditionFailed
@@ -55,7 +54,7 @@ Entry = tuple[int, str] | Callable[[BaseException], NativeError]
 
 def _carried(exc: BaseException) -> NativeError:
     """The native API's own layers carry their status and code."""
-    assert isinstance(exc, AuthError | ResumeError | AccessKeyError)
+    assert isinstance(exc, AuthError | ResumeError)
     headers = {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'DeOSS-Signature realm="deoss"'
@@ -79,7 +78,10 @@ def _body_broke_off(exc: BaseException) -> NativeError:
 TABLE: Mapping[type[BaseException], Entry] = {
     AuthError: _carried,
     ResumeError: _carried,
-    AccessKeyError: _carried,
+    # the access-key store
+    access_keys.InvalidLabel: (400, "InvalidArgument"),
+    access_keys.TooManyAccessKeys: (400, "TooManyAccessKeys"),
+    access_keys.NoSuchAccessKey: (404, "NoSuchAccessKey"),
     # the index
     PreconditionFailed: _named(412),
     IndexRefusal: _named(409),

@@ -5,7 +5,7 @@ import json
 
 from aiohttp import web
 
-from gateway.access_keys import AccessKeyError, AccessKeyStore
+from gateway.access_keys import AccessKeyStore
 from gateway.native.context import NATIVE
 from gateway.native.errors import NativeError, envelope
 from gateway.native.params import signer
@@ -37,10 +37,7 @@ async def create_key(request: web.Request) -> web.Response:
         if not isinstance(body, dict) or not isinstance(body.get("label", ""), str):
             raise NativeError(400, "InvalidBody", 'the body is {"label": "<text>"} or empty')
         label = body.get("label", "")
-    try:
-        access_key, secret = _key_store(request).create(owner, label)
-    except AccessKeyError as exc:
-        raise NativeError(exc.status, exc.code, exc.message) from None
+    access_key, secret = _key_store(request).create(owner, label)
     return envelope(200, {"access_key": access_key, "secret_key": secret, "owner": owner})
 
 
@@ -64,8 +61,5 @@ async def list_keys(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     owner = await signer(request)
     access_key = request.match_info["access_key"]
-    try:
-        _key_store(request).revoke(owner, access_key)
-    except AccessKeyError as exc:
-        raise NativeError(exc.status, exc.code, exc.message) from None
+    _key_store(request).revoke(owner, access_key)
     return envelope(200, {"access_key": access_key, "revoked": True})

@@ -8,8 +8,7 @@ from collections.abc import Callable, Mapping
 from aiohttp.http_exceptions import BadHttpMessage
 
 from chain_client.errors import ChainError
-from gateway import errors
-from gateway.access_keys import AccessKeyError
+from gateway import access_keys, errors
 from gateway.records import (
     IndexRefusal,
     NoSuchBucket,
@@ -30,7 +29,7 @@ Entry = tuple[int, str] | Callable[[BaseException], S3Error]
 
 def _carried(exc: BaseException) -> S3Error:
     """Layers of the S3 API itself carry their S3 status and code."""
-    assert isinstance(exc, S3AuthError | ChecksumError | ChunkedError | AccessKeyError)
+    assert isinstance(exc, S3AuthError | ChecksumError | ChunkedError)
     error = S3Error(exc.status, exc.code, exc.message)
     if isinstance(exc, S3AuthError):
         error.extra.update(exc.details)
@@ -60,7 +59,9 @@ TABLE: Mapping[type[BaseException], Entry] = {
     S3AuthError: _carried,
     ChecksumError: _carried,
     ChunkedError: _carried,
-    AccessKeyError: _carried,
+    access_keys.InvalidLabel: (400, "InvalidArgument"),
+    access_keys.TooManyAccessKeys: (400, "TooManyAccessKeys"),
+    access_keys.NoSuchAccessKey: (403, "InvalidAccessKeyId"),
     # the index
     NoSuchBucket: _no_such_bucket,
     NoSuchObject: (404, "NoSuchKey"),

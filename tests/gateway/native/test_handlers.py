@@ -97,6 +97,9 @@ async def test_keys_version_health_metrics_and_what_is_not_served(grid: Grid) ->
     assert key["access_key"] in [k["access_key"] for k in listed["data"]]
     revoked = await grid.native.delete(f"/keys/{key['access_key']}", headers=grid.signed())
     assert (await revoked.json())["data"] == {"access_key": key["access_key"], "revoked": True}
+    stranger = await grid.native.delete("/keys/DOAAAAAAAAAAAAAAAAAA", headers=grid.signed())
+    assert stranger.status == 404
+    assert (await stranger.json())["data"]["error"] == "NoSuchAccessKey"
 
     version = (await (await grid.native.get("/version")).json())["data"]
     assert (version["data_shards"], version["total_shards"]) == (2, 4)
