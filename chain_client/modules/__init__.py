@@ -1,4 +1,5 @@
-"""The chain's modules, one file each, in the order their hooks run every block."""
+"""The chain's modules, one each (file_bank a package of its concerns), in the order
+their hooks run every block; a module touches only its own tables (tests/test_structure.py)."""
 
 from chain_client.modules import audit, balances, file_bank, oss, sminer, storage_handler
 from chain_client.runtime import ModuleSpec
