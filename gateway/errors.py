@@ -6,10 +6,14 @@ class's MRO by ``lookup``. An exception's facts are its public attributes; the n
 API answers them as ``data`` fields beside ``error``.
 """
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from aiohttp.http_exceptions import BadHttpMessage
+
 __all__ = [
+    "BODY_BROKE_OFF",
     "CipherRequired",
     "FragmentsUnavailable",
     "InsufficientMinerSpace",
@@ -29,9 +33,17 @@ __all__ = [
     "WrongCipher",
     "WrongSseKey",
     "lookup",
+    "translate",
 ]
 
 T = TypeVar("T")
+# The client went away or broke its own framing mid-body: nothing was stored, and each
+# API answers 400 IncompleteBody.
+BODY_BROKE_OFF: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    asyncio.IncompleteReadError,
+    BadHttpMessage,
+)
 
 
 class ObjectError(Exception):
@@ -49,6 +61,21 @@ def lookup(table: Mapping[type[BaseException], T], exc: BaseException) -> T | No
         if cls in table:
             return table[cls]
     return None
+
+
+def translate(
+    table: Mapping[type[BaseException], tuple[int, str] | Callable[[BaseException], T]],
+    exc: BaseException,
+    plain: Callable[[int, str, BaseException], T],
+) -> T | None:
+    """``exc`` as an API's table says it: a ``(status, code)`` entry through ``plain``,
+    a function entry called; None for what the table does not name (a bug)."""
+    entry = lookup(table, exc)
+    if entry is None:
+        return None
+    if isinstance(entry, tuple):
+        return plain(entry[0], entry[1], exc)
+    return entry(exc)
 
 
 # -- the request does not fit the network -----------------------------------------------

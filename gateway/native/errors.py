@@ -2,12 +2,10 @@
 API says it (docs/native-api.md §3): one table from exception type to status and
 ``data.error``, used by the one error middleware (``gateway.native.app``)."""
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage
 
 from chain_client.errors import ChainError
 from gateway import access_keys, errors
@@ -104,9 +102,7 @@ TABLE: Mapping[type[BaseException], Entry] = {
     errors.FragmentsUnavailable: (503, "FragmentsUnavailable"),
     # the outside
     ChainError: _chain,
-    ConnectionError: _body_broke_off,
-    asyncio.IncompleteReadError: _body_broke_off,
-    BadHttpMessage: _body_broke_off,
+    **dict.fromkeys(errors.BODY_BROKE_OFF, _body_broke_off),
 }
 
 
@@ -114,11 +110,9 @@ def as_native_error(exc: BaseException) -> NativeError | None:
     """``exc`` as the native API tells it; None for what no table names (a bug)."""
     if isinstance(exc, NativeError):
         return exc
-    entry = errors.lookup(TABLE, exc)
-    if entry is None:
-        return None
-    if isinstance(entry, tuple):
-        status, code = entry
-        facts = exc.facts if isinstance(exc, errors.ObjectError) else {}
-        return NativeError(status, code, str(exc), **facts)
-    return entry(exc)
+    return errors.translate(TABLE, exc, _plain)
+
+
+def _plain(status: int, code: str, exc: BaseException) -> NativeError:
+    facts = exc.facts if isinstance(exc, errors.ObjectError) else {}
+    return NativeError(status, code, str(exc), **facts)

@@ -2,10 +2,7 @@
 type to status and code, used by the one dispatcher and by DeleteObjects' per-key
 errors. Anything the table does not name is the dispatcher's 500 ``InternalError``."""
 
-import asyncio
 from collections.abc import Callable, Mapping
-
-from aiohttp.http_exceptions import BadHttpMessage
 
 from chain_client.errors import ChainError
 from gateway import access_keys, errors
@@ -88,9 +85,7 @@ TABLE: Mapping[type[BaseException], Entry] = {
     errors.FragmentsUnavailable: (503, "FragmentsUnavailable"),
     # the outside
     ChainError: _chain,
-    ConnectionError: _body_broke_off,
-    asyncio.IncompleteReadError: _body_broke_off,
-    BadHttpMessage: _body_broke_off,
+    **dict.fromkeys(errors.BODY_BROKE_OFF, _body_broke_off),
 }
 
 
@@ -98,10 +93,4 @@ def as_s3_error(exc: BaseException) -> S3Error | None:
     """``exc`` as S3 tells it; None for what no table names (a bug)."""
     if isinstance(exc, S3Error):
         return exc
-    entry = errors.lookup(TABLE, exc)
-    if entry is None:
-        return None
-    if isinstance(entry, tuple):
-        status, code = entry
-        return S3Error(status, code, str(exc))
-    return entry(exc)
+    return errors.translate(TABLE, exc, lambda status, code, exc: S3Error(status, code, str(exc)))
