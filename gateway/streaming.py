@@ -1,4 +1,5 @@
-"""Streaming an object's plaintext into an HTTP response, shared by both APIs.
+"""Bodies in and out, shared by both APIs: small request bodies read whole, and an
+object's plaintext streamed into an HTTP response.
 
 The first piece is read before the response starts, so a wrong key or a missing object
 is still a clean error; after that, a read that fails ends the body short (the client
@@ -8,11 +9,25 @@ is always closed at the end, so the object service knows the file is no longer b
 
 from collections.abc import AsyncGenerator, Callable, Mapping
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from gateway.errors import ObjectError
 
-__all__ = ["stream_pieces"]
+__all__ = ["read_up_to", "stream_pieces"]
+
+
+async def read_up_to(content: StreamReader, limit: int) -> bytes:
+    """The body's first ``limit`` bytes, or all of it if shorter. One ``read(limit)``
+    answers only what has arrived so far: a body sent in two TCP segments would be cut."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 async def stream_pieces(

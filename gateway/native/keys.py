@@ -9,6 +9,7 @@ from gateway.access_keys import AccessKeyStore
 from gateway.native.context import NATIVE
 from gateway.native.errors import NativeError, envelope
 from gateway.native.params import signer
+from gateway.streaming import read_up_to
 
 __all__ = [
     "create_key",
@@ -27,7 +28,7 @@ def _key_store(request: web.Request) -> AccessKeyStore:
 async def create_key(request: web.Request) -> web.Response:
     """A new S3 access key of the signer (docs/s3.md §2): the secret is shown once."""
     owner = await signer(request)
-    raw = await request.content.read(4097)
+    raw = await read_up_to(request.content, 4097)
     label = ""
     if raw.strip():
         try:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.s3.context import S3Request
 from gateway.s3.xml import S3Error, element, owner_element, parse_xml, xml_response
+from gateway.streaming import read_up_to
 
 __all__ = ["check_acl_headers", "get_acl", "put_acl"]
 
@@ -65,7 +66,7 @@ async def get_acl(req: S3Request) -> web.StreamResponse:
 async def put_acl(req: S3Request) -> web.StreamResponse:
     _target(req)
     check_acl_headers(req.web.headers)
-    raw = await req.web.content.read(MAX_ACL_BODY + 1)
+    raw = await read_up_to(req.web.content, MAX_ACL_BODY + 1)
     if len(raw) > MAX_ACL_BODY:
         raise S3Error(400, "MaxMessageLengthExceeded", "the ACL is too long")
     if raw.strip():

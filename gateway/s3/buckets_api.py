@@ -19,6 +19,7 @@ from gateway.s3.xml import (
     parse_xml,
     xml_response,
 )
+from gateway.streaming import read_up_to
 
 __all__ = [
     "create_bucket",
@@ -54,7 +55,7 @@ async def list_buckets(req: S3Request) -> web.StreamResponse:
 
 
 async def _configuration(req: S3Request) -> bytes:
-    body = await req.web.content.read(MAX_CONFIGURATION + 1)
+    body = await read_up_to(req.web.content, MAX_CONFIGURATION + 1)
     if len(body) > MAX_CONFIGURATION:
         raise S3Error(400, "MaxMessageLengthExceeded", "the configuration is too long")
     return body

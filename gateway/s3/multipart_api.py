@@ -38,6 +38,7 @@ from gateway.s3.xml import (
     parse_xml,
     xml_response,
 )
+from gateway.streaming import read_up_to
 
 __all__ = [
     "abort_upload",
@@ -237,7 +238,7 @@ def _completed(req: S3Request, result: dict[str, Any], etag: str) -> web.StreamR
 
 async def complete_upload(req: S3Request) -> web.StreamResponse:
     upload = _upload(req, completed=True)
-    raw = await req.web.content.read(MAX_COMPLETE_BODY + 1)
+    raw = await read_up_to(req.web.content, MAX_COMPLETE_BODY + 1)
     if len(raw) > MAX_COMPLETE_BODY:
         raise S3Error(400, "MaxMessageLengthExceeded", "the part list is too long")
     listed = _listed_parts(raw)

@@ -29,7 +29,7 @@ from gateway.s3.xml import (
     parse_xml,
     xml_response,
 )
-from gateway.streaming import stream_pieces
+from gateway.streaming import read_up_to, stream_pieces
 
 __all__ = [
     "delete_object",
@@ -449,7 +449,7 @@ async def delete_object(req: S3Request) -> web.StreamResponse:
 
 async def delete_objects(req: S3Request) -> web.StreamResponse:
     bucket = req.own_bucket()
-    raw = await req.web.content.read(MAX_XML_BODY + 1)
+    raw = await read_up_to(req.web.content, MAX_XML_BODY + 1)
     if len(raw) > MAX_XML_BODY:
         raise S3Error(400, "MaxMessageLengthExceeded", "the request is too long")
     if "Content-MD5" in req.web.headers:

@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.records import ObjectRecord
 from gateway.s3.context import S3Request
 from gateway.s3.xml import S3Error, element, leaves, parse_xml, xml_response
+from gateway.streaming import read_up_to
 
 __all__ = [
     "delete_bucket_tagging",
@@ -64,7 +65,7 @@ def tags_from_header(value: str | None) -> Tags | None:
 
 
 async def _read_tags(req: S3Request, limit: int) -> Tags:
-    raw = await req.web.content.read(MAX_TAGGING_BODY + 1)
+    raw = await read_up_to(req.web.content, MAX_TAGGING_BODY + 1)
     if len(raw) > MAX_TAGGING_BODY:
         raise S3Error(400, "MaxMessageLengthExceeded", "the tag set is too long")
     root = parse_xml(raw)

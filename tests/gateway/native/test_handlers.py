@@ -1,6 +1,7 @@
 """Every native handler through the in-process grid (tests/grid.py), as a DeOSS client
 calls it; a last test checks that the module reached every route the app has."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -110,6 +111,18 @@ async def test_keys_version_health_metrics_and_what_is_not_served(grid: Grid) ->
     for method, path in (("PUT", "/files"), ("GET", "/fragment/download")):
         refused = await grid.native.request(method, path, headers=grid.signed())
         assert refused.status == 501
+
+
+async def test_a_small_body_arriving_in_two_pieces_is_read_whole(grid: Grid) -> None:
+    async def two_pieces() -> AsyncIterator[bytes]:
+        yield b'{"label": "two'
+        await asyncio.sleep(0.2)  # the first piece is alone in the buffer for a while
+        yield b' pieces"}'
+
+    created = await grid.native.post("/keys", data=two_pieces(), headers=grid.signed())
+    assert created.status == 200, await created.text()
+    listed = await (await grid.native.get("/keys", headers=grid.signed())).json()
+    assert "two pieces" in [k["label"] for k in listed["data"]]
 
 
 async def test_every_route_of_the_app_was_reached(grid: Grid) -> None:
