@@ -23,6 +23,7 @@ __all__ = [
     "CONTENT_SHA256",
     "DIGITS",
     "EMPTY_SHA256",
+    "MAX_PRESIGNED_EXPIRES",
     "MAX_SKEW_SECONDS",
     "AuthResult",
     "ChunkSigningContext",
@@ -56,6 +57,8 @@ PayloadMode = Literal[
 ]
 SecretLookup = Callable[[str], str | None]
 
+# How far ahead a presigned URL may expire, V4 and V2 alike: AWS's 7 days.
+MAX_PRESIGNED_EXPIRES: Final = 7 * 24 * 3600
 MAX_SKEW_SECONDS: Final = 15 * 60.0
 EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 CONTENT_SHA256: Final = "x-amz-content-sha256"

@@ -19,6 +19,7 @@ from typing import Final, Literal
 from gateway.s3.signing import (
     CONTENT_SHA256,
     DIGITS,
+    MAX_PRESIGNED_EXPIRES,
     AuthResult,
     ParsedRequest,
     PayloadMode,
@@ -97,6 +98,13 @@ def verify_v2_query(
     if request.now > int(expires):
         raise denied(
             "Request has expired", {"Expires": iso(int(expires)), "ServerTime": iso(request.now)}
+        )
+    # SECURITY: capped as V4's X-Amz-Expires is, or a URL signed for the year 33658 would
+    # be a bearer credential that only revoking the key could kill (security review #15).
+    if int(expires) - request.now > MAX_PRESIGNED_EXPIRES:
+        raise denied(
+            f"Expires must be at most {MAX_PRESIGNED_EXPIRES} seconds ahead (7 days)",
+            {"Expires": expires, "ServerTime": iso(request.now)},
         )
     # Presigners move x-amz-* headers into the query (botocore's HmacV1QueryAuth): they
     # are signed as amz headers. A header of the same name wins, as it is what is acted on.

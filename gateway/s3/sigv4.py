@@ -33,6 +33,7 @@ from urllib.parse import quote
 from gateway.s3.signing import (
     CONTENT_SHA256,
     EMPTY_SHA256,
+    MAX_PRESIGNED_EXPIRES,
     MAX_SKEW_SECONDS,
     AuthResult,
     ChunkSigningContext,
@@ -71,7 +72,6 @@ __all__ = [
     "derive_signing_key",
 ]
 
-MAX_PRESIGNED_EXPIRES: Final = 7 * 24 * 3600
 _EXPIRES: Final = re.compile(r"-?[0-9]{1,12}")
 
 _V4_ALGORITHM: Final = "AWS4-HMAC-SHA256"

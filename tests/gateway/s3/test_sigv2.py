@@ -174,6 +174,15 @@ def test_v2_query_expiry_and_tampering() -> None:
     assert edit_query(signed, "Expires", "tomorrow").refused().code == "AccessDenied"
 
 
+def test_v2_query_lifetime_is_capped_at_seven_days_as_v4s() -> None:
+    """Security review #15: Expires=999999999999 (the year 33658) was accepted."""
+    assert presign_v2(expires=7 * 24 * 3600).check() is not None
+    for expires in (7 * 24 * 3600 + 1, 999999999999 - int(NOW)):
+        error = presign_v2(expires=expires).refused()
+        assert (error.status, error.code) == (403, "AccessDenied")
+        assert "at most 604800 seconds" in error.message
+
+
 def test_v2_query_signs_amz_headers_moved_into_the_query() -> None:
     signed = presign_v2("PUT", "/bucket/key", headers={"x-amz-meta-color": "blue"})
     assert "x-amz-meta-color=blue" in signed.query
