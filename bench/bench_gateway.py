@@ -73,7 +73,7 @@ from gateway.devnet import (
     start_miner_process,
     stop_process,
 )
-from gateway.native.auth import sign_headers
+from gateway.native.signing import ACCOUNT_HEADER, gateway_account, signing_middleware
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import s3peer
@@ -300,7 +300,7 @@ class GatewayClient:
 
     async def upload(self, name: str, body: Body, size: int) -> tuple[str, float]:
         """(fid, seconds) of ``PUT /object/{name}``, from the request to the answer."""
-        headers = sign_headers(self.user)
+        headers = {ACCOUNT_HEADER: self.user.address}
         headers["Content-Length"] = str(size)
         started = time.perf_counter()
         async with self.session.put(f"{self.url}/object/{name}", data=body, headers=headers) as r:
@@ -311,7 +311,7 @@ class GatewayClient:
 
     async def download(self, fid: str, sink: Callable[[bytes], object]) -> tuple[int, float]:
         """(bytes, seconds) of ``GET /file/download/{fid}``, each chunk handed to ``sink``."""
-        headers = sign_headers(self.user)
+        headers = {ACCOUNT_HEADER: self.user.address}
         received = 0
         started = time.perf_counter()
         async with self.session.get(f"{self.url}/file/download/{fid}", headers=headers) as r:
@@ -323,7 +323,7 @@ class GatewayClient:
         return received, time.perf_counter() - started
 
     async def first_byte(self, fid: str) -> float:
-        headers = sign_headers(self.user)
+        headers = {ACCOUNT_HEADER: self.user.address}
         headers["Range"] = "bytes=0-0"
         started = time.perf_counter()
         async with self.session.get(f"{self.url}/file/open/{fid}", headers=headers) as r:
@@ -340,7 +340,7 @@ class GatewayClient:
         while True:
             waiting, after = 0, ""
             while True:
-                headers = sign_headers(self.user)
+                headers = {ACCOUNT_HEADER: self.user.address}
                 query = {"limit": "1000", "start_after": after}
                 async with self.session.get(
                     f"{self.url}/file/list", params=query, headers=headers
@@ -364,7 +364,7 @@ class GatewayClient:
         miner traffic is over before the next figure is timed."""
         deadline = time.monotonic() + ACTIVE_TIMEOUT
         while True:
-            headers = sign_headers(self.user)
+            headers = {ACCOUNT_HEADER: self.user.address}
             async with self.session.get(f"{self.url}/file/metadata/{fid}", headers=headers) as r:
                 if r.status != 200:
                     raise _fail(f"GET /file/metadata/{fid} answered {r.status}: {await r.text()}")
@@ -522,7 +522,11 @@ async def measure(network: Network, layout: Layout, big: bool, peer: s3peer.S3Fi
     _report(f"codec bound ({size_label(CODEC_SIZE)}, best of {CODEC_TRIES})", f"{codec:7.1f} MB/s")
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)
     connector = aiohttp.TCPConnector(limit=2 * CONCURRENCY)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    # Each request signed for the gateway, its method, path and body, as clients must.
+    signer = signing_middleware(network.user, await gateway_account(network.gateway_url))
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, middlewares=(signer,)
+    ) as session:
         client = GatewayClient(session, network.gateway_url, network.user)
         upload_rate, fid = 0.0, ""
         for size in TIMED_SIZES:

@@ -9,17 +9,17 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
 from chain_client.account import ChainAccount
 from chain_client.errors import ChainError, ExtrinsicFailed
-from chain_client.files import write_atomically
+from chain_client.files import private_directory, write_atomically
 from chain_client.keys import load_signer
 from chain_client.protocol import Chain
 from chain_client.rpc_client import HttpChain
 from chain_client.service import run_until_signal, wait_for_genesis
+from chain_client.serving import serve
 from gateway.access_keys import AccessKeyStore
 from gateway.config import GatewayConfig
 from gateway.durability.repair import FragmentMover, RepairWorker
@@ -112,6 +112,9 @@ class Gateway:
 async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> AsyncIterator[Gateway]:
     """Everything a gateway is, on ``chain`` (else the node ``config`` names, waited for),
     closed again in reverse order on exit."""
+    # SECURITY: the index and the spools hold every user's names, sizes and metadata
+    # (review #16); each database is 0600 too.
+    private_directory(config.data_dir)
     keypair = load_signer(config.key_spec, dev=config.dev)
     master_key = load_master_key(config)
     async with contextlib.AsyncExitStack() as stack:
@@ -159,6 +162,7 @@ async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> Asy
                 replay=replay,
                 is_authorized=authorizations,
                 dev=genesis.dev,  # //Alice and friends sign only on dev networks
+                bare_reads=config.native_bare_reads,
             ),
             gateway=keypair.address,
             default_territory=config.default_territory or None,
@@ -192,26 +196,15 @@ async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> Asy
         )
 
 
-async def _site(
-    stack: contextlib.AsyncExitStack, app: web.Application, host: str, port: int
-) -> int:
-    """Serves ``app`` on ``host:port`` until ``stack`` closes; the port bound."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    await web.TCPSite(runner, host, port).start()
-    bound: Any = runner.addresses[0]
-    return int(bound[1])
-
-
 async def _serve(config: GatewayConfig) -> int:
     async with open_gateway(config) as gateway, contextlib.AsyncExitStack() as sites:
-        host, port = config.host_port
-        bound = await _site(sites, gateway.native, host, port)
-        endpoint = config.native_endpoint or f"http://{host}:{bound}"
-        s3_host, s3_port = config.s3_host_port
-        s3_bound = await _site(sites, gateway.s3, s3_host, s3_port)
-        s3_endpoint = config.s3_endpoint or f"http://{s3_host}:{s3_bound}"
+        limits = config.server_limits
+        native = await sites.enter_async_context(
+            serve(gateway.native, *config.host_port, limits=limits)
+        )
+        endpoint = config.native_endpoint or native.url
+        s3 = await sites.enter_async_context(serve(gateway.s3, *config.s3_host_port, limits=limits))
+        s3_endpoint = config.s3_endpoint or s3.url
         try:
             await register_gateway(gateway.account, config, endpoint)
         except (ExtrinsicFailed, ChainError) as exc:

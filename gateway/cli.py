@@ -7,14 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chain_client.files import write_atomically
+import aiohttp
+
+from chain_client.files import private_directory, write_atomically
 from chain_client.key_cli import add_key_commands
 from chain_client.keys import KeyMaterialError, Keypair, load_signer, save_key_file
 from chain_client.params import ConfigError
 from gateway.client import add_client_commands
 from gateway.config import GatewayConfig
 from gateway.devnet import DevnetError, run_devnet
-from gateway.native.auth import sign_headers
+from gateway.native.signing import gateway_account, sign_bare, sign_request
 
 __all__ = ["build_parser", "main"]
 
@@ -56,7 +58,7 @@ def _gateway_init(args: argparse.Namespace) -> int:
     )
     try:
         config.validate()  # before anything is written
-        directory.mkdir(parents=True, exist_ok=True)
+        private_directory(directory)  # SECURITY: the key, then the index and spools
         if args.key is None:
             save_key_file(directory / "key.json", Keypair.generate(), overwrite=args.force)
     except (ConfigError, KeyMaterialError) as exc:
@@ -112,15 +114,38 @@ def _scrub(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    """Fresh native-API headers as curl arguments: ``curl $(deoss sign) …``."""
+    """Fresh native-API headers for one request as curl arguments:
+    ``curl $(deoss sign --key K --gateway G GET /file/list) G_URL/file/list``."""
     try:
         keypair = load_signer(args.key, dev=args.dev)
-    except KeyMaterialError as exc:
+        if args.bare:
+            headers = sign_bare(keypair, ttl=args.ttl)
+        else:
+            if args.gateway is None or args.method is None or args.target is None:
+                raise ValueError("give --gateway, the METHOD and the TARGET (or --bare)")
+            gateway = args.gateway
+            if gateway.startswith(("http://", "https://")):
+                gateway = asyncio.run(gateway_account(gateway.rstrip("/")))
+            body: bytes | None = None
+            if not args.unsigned:
+                body = b"" if args.body is None else _read_body(args.body)
+            headers = sign_request(
+                keypair,
+                gateway=gateway,
+                method=args.method,
+                target=args.target,
+                body=body,
+                ttl=args.ttl,
+            )
+    except (KeyMaterialError, ValueError, OSError, aiohttp.ClientError) as exc:
         print(f"deoss sign: {exc}", file=sys.stderr)
         return 2
-    headers = sign_headers(keypair, ttl=args.ttl)
     print(" ".join(f"-H{name}:{value}" for name, value in headers.items()))
     return 0
+
+
+def _read_body(path: str) -> bytes:
+    return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,8 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     scrub.add_argument("--config", required=True, help=f"the gateway's {CONFIG_NAME}")
     scrub.add_argument("--sample", type=float, default=1.0, help="share to check (1: all)")
     scrub.set_defaults(func=_scrub)
-    sign = commands.add_parser("sign", help="print fresh Account/Message/Signature headers")
+    sign = commands.add_parser(
+        "sign", help="print fresh Account/Message/Signature headers for one request"
+    )
+    sign.add_argument("method", nargs="?", help="the request's method: GET, PUT, POST...")
+    sign.add_argument("target", nargs="?", help="its path and query, e.g. /file/list?limit=5")
     sign.add_argument("--key", required=True, help="key file, or //Name with --dev")
+    sign.add_argument("--gateway", help="the gateway's account, or its native API URL")
+    body = sign.add_mutually_exclusive_group()
+    body.add_argument("--body", help="the file the request sends ('-': stdin); signs its sha256")
+    body.add_argument("--unsigned", action="store_true", help="a streamed upload: UNSIGNED")
+    sign.add_argument(
+        "--bare", action="store_true", help="DeOSS's unbound message (reads, where allowed)"
+    )
     sign.add_argument("--dev", action="store_true")
     sign.add_argument("--ttl", type=int, default=60, help="seconds the signature lives")
     sign.set_defaults(func=_sign)

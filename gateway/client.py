@@ -19,7 +19,7 @@ import aiofiles
 import aiohttp
 
 from chain_client.keys import KeyMaterialError, Keypair, load_signer
-from gateway.native.auth import sign_headers
+from gateway.native.signing import signed_session
 
 __all__ = ["add_client_commands"]
 
@@ -94,7 +94,7 @@ async def _put(args: argparse.Namespace) -> None:
                 progress.advance(len(data))
                 yield data
 
-    headers = {**sign_headers(keypair), "Content-Length": str(size)}
+    headers = {"Content-Length": str(size)}
     for name, value in (
         ("Territory", args.territory),
         ("Cipher", args.cipher),
@@ -104,7 +104,7 @@ async def _put(args: argparse.Namespace) -> None:
             headers[name] = str(value)
     name = args.name or path.name
     async with (
-        aiohttp.ClientSession() as session,
+        signed_session(gateway, keypair) as session,
         session.put(f"{gateway}/object/{name}", data=body(), headers=headers) as response,
     ):
         data = await _answer(response)
@@ -114,7 +114,7 @@ async def _put(args: argparse.Namespace) -> None:
 
 async def _get(args: argparse.Namespace) -> None:
     gateway, keypair = _target(args)
-    headers = sign_headers(keypair)
+    headers = {}
     if args.range:
         headers["Range"] = f"bytes={args.range}"
     if args.cipher is not None:
@@ -122,7 +122,7 @@ async def _get(args: argparse.Namespace) -> None:
     output = Path(args.output)
     partial = output.with_name(f".{output.name}.part")
     async with (
-        aiohttp.ClientSession() as session,
+        signed_session(gateway, keypair) as session,
         session.get(f"{gateway}/file/download/{args.fid}", headers=headers) as response,
     ):
         if response.status >= 400:
@@ -145,8 +145,8 @@ async def _get(args: argparse.Namespace) -> None:
 async def _rm(args: argparse.Namespace) -> None:
     gateway, keypair = _target(args)
     async with (
-        aiohttp.ClientSession() as session,
-        session.delete(f"{gateway}/file/{args.fid}", headers=sign_headers(keypair)) as response,
+        signed_session(gateway, keypair) as session,
+        session.delete(f"{gateway}/file/{args.fid}") as response,
     ):
         data = await _answer(response)
     print(json.dumps(data))
@@ -155,12 +155,10 @@ async def _rm(args: argparse.Namespace) -> None:
 async def _ls(args: argparse.Namespace) -> None:
     gateway, keypair = _target(args)
     start_after = ""
-    async with aiohttp.ClientSession() as session:
+    async with signed_session(gateway, keypair) as session:
         while True:
             query = {"limit": "1000", "start_after": start_after}
-            async with session.get(
-                f"{gateway}/file/list", params=query, headers=sign_headers(keypair)
-            ) as response:
+            async with session.get(f"{gateway}/file/list", params=query) as response:
                 rows = await _answer(response)
                 more = "Link" in response.headers
             for row in rows:
@@ -173,16 +171,14 @@ async def _ls(args: argparse.Namespace) -> None:
 async def _keys(args: argparse.Namespace) -> None:
     """``deoss keys create|list|revoke``: the signer's S3 access keys (docs/s3.md §2)."""
     gateway, keypair = _target(args)
-    async with aiohttp.ClientSession() as session:
+    async with signed_session(gateway, keypair) as session:
         if args.keys_command == "create":
             body = json.dumps({"label": args.label}).encode()
-            call = session.post(f"{gateway}/keys", data=body, headers=sign_headers(keypair))
+            call = session.post(f"{gateway}/keys", data=body)
         elif args.keys_command == "list":
-            call = session.get(f"{gateway}/keys", headers=sign_headers(keypair))
+            call = session.get(f"{gateway}/keys")
         else:
-            call = session.delete(
-                f"{gateway}/keys/{args.access_key}", headers=sign_headers(keypair)
-            )
+            call = session.delete(f"{gateway}/keys/{args.access_key}")
         async with call as response:
             data = await _answer(response)
     if args.keys_command == "list":

@@ -4,6 +4,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chain_client.params import ConfigError
+from chain_client.serving import (
+    BODY_IDLE_TIMEOUT,
+    HEADER_TIMEOUT,
+    KEEPALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
+    ServerLimits,
+)
 from chain_client.tomlconfig import load_section, render_section
 
 __all__ = ["GatewayConfig"]
@@ -31,11 +38,19 @@ class GatewayConfig:
     faucet: bool = False  # dev networks only: fund the gateway account from the faucet
     default_territory: str = ""
     auth_window: float = 300.0
+    # DeOSS's bare signature (bound to no gateway or request) for GET and HEAD: for DeOSS
+    # clients that cannot sign the bound message (docs/native-api.md §2.2).
+    native_bare_reads: bool = False
     max_uploads_per_account: int = 32  # aws cli alone runs 10 requests at once
     max_uploads: int = 256
     max_resume_sessions_per_account: int = 16
     resume_ttl: float = 86_400.0  # an idle resumable upload is aborted after this
     spool_floor: int = 256 * 1024 * 1024  # free bytes the resume spool leaves on its disk
+    # Each of the two servers (native, S3) on its own (chain_client/serving.py).
+    header_timeout: float = HEADER_TIMEOUT
+    body_idle_timeout: float = BODY_IDLE_TIMEOUT
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
     source: str = "(defaults)"
 
     def path(self, name: str) -> Path:
@@ -54,6 +69,15 @@ class GatewayConfig:
     def s3_host_port(self) -> tuple[str, int]:
         host, _, port = self.s3_listen.rpartition(":")
         return host, int(port)
+
+    @property
+    def server_limits(self) -> ServerLimits:
+        return ServerLimits(
+            header_timeout=self.header_timeout,
+            body_idle_timeout=self.body_idle_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            max_connections=self.max_connections,
+        )
 
     @classmethod
     def load(cls, path: Path) -> "GatewayConfig":
@@ -92,6 +116,9 @@ class GatewayConfig:
             need(getattr(self, key) >= 1, key, "at least 1")
         need(self.resume_ttl >= 60, "resume_ttl", "seconds, at least a minute")
         need(self.spool_floor >= 0, "spool_floor", "bytes, not negative")
+        for key in ("header_timeout", "body_idle_timeout", "keepalive_timeout"):
+            need(getattr(self, key) > 0, key, "seconds, more than 0")
+        need(self.max_connections >= 1, "max_connections", "at least 1")
 
     def render(self) -> str:
         return render_section(self, SECTION)

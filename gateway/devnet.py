@@ -23,7 +23,7 @@ from chain_client.files import write_atomically
 from chain_client.keys import Keypair, dev_accounts, load_key_file, save_key_file
 from chain_client.params import MIB, Genesis, NetworkParams, devnet_params
 from chain_client.rpc_client import HttpChain
-from gateway.native.auth import sign_headers
+from gateway.native.signing import signed_session
 
 __all__ = [
     "DevnetError",
@@ -410,10 +410,8 @@ async def _access_key(root: Path, native: str, user: Keypair) -> tuple[str, str]
         saved = json.loads(path.read_text())
         return saved["access_key"], saved["secret_key"]
     async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{native}/keys", data=b'{"label": "devnet"}', headers=sign_headers(user)
-        ) as response,
+        signed_session(native, user) as session,
+        session.post(f"{native}/keys", data=b'{"label": "devnet"}') as response,
     ):
         answer = await response.json()
         if response.status != 200:
@@ -432,7 +430,7 @@ def _remove_own_info(path: Path, chain_pid: int) -> None:
 
 
 def _print_usage(root: Path, info: dict[str, Any]) -> None:
-    sign = f".venv/bin/deoss sign --key {info['key_file']}"
+    sign = f".venv/bin/deoss sign --key {info['key_file']} --gateway {info['gateway']}"
     native = info["native_endpoint"]
     print(
         f"""deoss devnet is up ({root / "devnet.json"}):
@@ -441,13 +439,15 @@ def _print_usage(root: Path, info: dict[str, Any]) -> None:
   miners       {len(info["miners"])}: curl '{info["chain_rpc"]}/query/sminer.miners'
   dev user     {info["account"]}  key {info["key_file"]}  territory {info["territory"]}
 
-Signatures expire and are refused on replay: take fresh headers for every request.
-  upload       curl -X PUT $({sign}) --data-binary @FILE {native}/object/hello.txt
-  download     curl $({sign}) {native}/file/download/FID -o out
-  a range      curl $({sign}) -H 'Range: bytes=0-99' {native}/file/open/FID
-  metadata     curl $({sign}) {native}/file/metadata/FID
-  list         curl $({sign}) {native}/file/list
-  delete       curl -X DELETE $({sign}) {native}/file/FID
+A signature is for one request (method, path, body) to this gateway, used once.
+  upload       curl -X PUT $({sign} PUT /object/hello.txt --unsigned) \
+                 --data-binary @FILE {native}/object/hello.txt
+  download     curl $({sign} GET /file/download/FID) {native}/file/download/FID -o out
+  a range      curl $({sign} GET /file/open/FID) -H 'Range: bytes=0-99' {native}/file/open/FID
+  metadata     curl $({sign} GET /file/metadata/FID) {native}/file/metadata/FID
+  list         curl $({sign} GET /file/list) {native}/file/list
+  delete       curl -X DELETE $({sign} DELETE /file/FID) {native}/file/FID
+  or simply    .venv/bin/deoss put FILE | get FID -o out | ls | rm FID
 
 S3 API         {info["s3_endpoint"]}  (buckets go to territory {info["territory"]})
   export AWS_ACCESS_KEY_ID={info["access_key"]} AWS_SECRET_ACCESS_KEY={info["secret_key"]}

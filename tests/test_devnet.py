@@ -14,10 +14,11 @@ import boto3
 import pytest
 
 
-def sign(key_file: str) -> list[str]:
-    """What the devnet's examples do: ``$(deoss sign --key KEY)``."""
+def sign(info: dict[str, Any], *request: str) -> list[str]:
+    """What the devnet's examples do: ``$(deoss sign --key KEY --gateway G METHOD PATH)``."""
+    key, gateway = info["key_file"], info["gateway"]
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "sign", "--key", key_file],
+        [sys.executable, "-m", "gateway.cli", "sign", "--key", key, "--gateway", gateway, *request],
         capture_output=True,
         text=True,
         timeout=30,
@@ -81,7 +82,7 @@ def test_devnet_runs_chain_miners_and_gateway(tmp_path: Path) -> None:
                 "-sS",
                 "-X",
                 "PUT",
-                *sign(info["key_file"]),
+                *sign(info, "PUT", "/object/hello.bin", "--unsigned"),
                 "--data-binary",
                 f"@{source}",
                 info["native_endpoint"] + "/object/hello.bin",
@@ -97,7 +98,7 @@ def test_devnet_runs_chain_miners_and_gateway(tmp_path: Path) -> None:
                 "curl",
                 "-sS",
                 "-f",
-                *sign(info["key_file"]),
+                *sign(info, "GET", f"/file/download/{fid}"),
                 info["native_endpoint"] + f"/file/download/{fid}",
             ],
             capture_output=True,

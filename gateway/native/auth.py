@@ -3,7 +3,8 @@
 What a request carries (DESIGN.md §9; reference/cess-deoss.md §1.3)::
 
     Account:   SS58 address, CESS prefix 11330 ("cX...") or generic 42 ("5...")   <= 64 chars
-    Message:   text whose expiry is its last "|"-separated part                   <= 256 bytes
+    Message:   the bound message of ``gateway.native.signing``                      <= 4096 bytes
+               (or, where allowed, for reads, DeOSS's bare one ending in an expiry)  <= 256 bytes
     Signature: 64-byte signature as hex, optionally "0x"-prefixed                 <= 200 chars
     Scheme:    "sr25519" (default) or "ed25519"
 
@@ -14,6 +15,11 @@ raw message or ``<Bytes>message</Bytes>`` (polkadot.js ``signRaw``); ed25519 the
 
 Rejected designs (what DeOSS does and we deliberately do not):
 
+- A message bound to nothing: headers that one gateway, a proxy or a log saw worked once
+  at every other gateway the user authorized, on any route; sent to ``POST /keys`` they
+  minted a permanent S3 key (security review #1). The bound message names this gateway,
+  the method, the target and the body; DeOSS's bare form is refused unless the operator
+  allows it, and then for reads only.
 - A message without an expiry ("123", "hello") that never expires: a captured header
   triple would then be a bearer credential forever. The expiry is required, and bounded
   by the configured window so a client cannot mint a year-long credential either.
@@ -29,40 +35,41 @@ Rejected designs (what DeOSS does and we deliberately do not):
 import asyncio
 import math
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from chain_client.keys import SCHEMES, Keypair, dev_public_keys, verify
+from chain_client.keys import SCHEMES, dev_public_keys, verify
 from chain_client.ss58 import InvalidAddress, ss58_decode, ss58_encode
 from gateway.native.replay_cache import AccountReplayCacheFull, ReplayCache, ReplayCacheFull
+from gateway.native.signing import (
+    ACCOUNT_HEADER,
+    MAX_BARE_MESSAGE_BYTES,
+    MAX_BOUND_MESSAGE_BYTES,
+    MESSAGE_HEADER,
+    SCHEME_HEADER,
+    SIGNATURE_HEADER,
+    UNSIGNED,
+    BoundMessage,
+    same_target,
+)
 
 __all__ = [
-    "ACCOUNT_HEADER",
     "DEFAULT_WINDOW",
     "MAX_ACCOUNT_LENGTH",
-    "MAX_MESSAGE_BYTES",
     "MAX_SIGNATURE_LENGTH",
-    "MESSAGE_HEADER",
-    "SCHEME_HEADER",
-    "SIGNATURE_HEADER",
     "AuthError",
     "NativeAuth",
+    "Signed",
     "message_expiry",
-    "sign_headers",
 ]
 
-ACCOUNT_HEADER: Final = "Account"
-MESSAGE_HEADER: Final = "Message"
-SIGNATURE_HEADER: Final = "Signature"
-SCHEME_HEADER: Final = "Scheme"
-
 MAX_ACCOUNT_LENGTH: Final = 64
-MAX_MESSAGE_BYTES: Final = 256
 MAX_SIGNATURE_LENGTH: Final = 200
 DEFAULT_WINDOW: Final = 300.0
+READS: Final = frozenset({"GET", "HEAD"})
 
 _DEFAULT_SCHEME: Final = "sr25519"
 _SIGNATURE_HEX: Final = re.compile(r"(?:0x)?([0-9a-fA-F]{128})")
@@ -71,7 +78,15 @@ _INTEGER: Final = re.compile(r"[0-9]{1,20}")
 _DATETIME: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
 _SECONDS_RANGE: Final = range(10**9, 10**12)
 _MILLISECONDS_RANGE: Final = range(10**12, 10**15)
-_NONCE_BYTES: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """Who signed a request, and the body digest they signed: None when the body is
+    UNSIGNED (a streamed upload) or the message is DeOSS's bare one (reads only)."""
+
+    account: str
+    body_sha256: str | None
 
 
 class AuthError(Exception):
@@ -93,11 +108,12 @@ class AuthError(Exception):
 class NativeAuth:
     """Checks the native signature headers of a request and who may use this gateway.
 
-    ``gateway`` is this gateway's account address, named in the 403 answer.
-    ``is_authorized(owner)`` tells whether the owner authorized this gateway on chain
-    (``oss.is_authorized(owner, gateway)``, cached by the caller); its exceptions (chain
-    unreachable) propagate unchanged. ``dev`` is true on a dev network only: elsewhere the
-    well-known dev accounts are refused.
+    ``gateway`` is this gateway's account address: a bound message must name it, and the
+    403 answer does. ``is_authorized(owner)`` tells whether the owner authorized this
+    gateway on chain (``oss.is_authorized(owner, gateway)``, cached by the caller); its
+    exceptions (chain unreachable) propagate unchanged. ``dev`` is true on a dev network
+    only: elsewhere the well-known dev accounts are refused. ``bare_reads`` accepts
+    DeOSS's bare message for GET and HEAD (docs/native-api.md §2.2); off by default.
     """
 
     def __init__(
@@ -109,6 +125,7 @@ class NativeAuth:
         is_authorized: Callable[[str], Awaitable[bool]],
         clock: Callable[[], float] = time.time,
         dev: bool = False,
+        bare_reads: bool = False,
     ) -> None:
         if not (math.isfinite(window) and window > 0):
             raise ValueError(f"window must be a positive number of seconds, got {window!r}")
@@ -116,12 +133,18 @@ class NativeAuth:
         self.window = window
         self.replay = replay
         self.dev = dev
+        self.bare_reads = bare_reads
+        self._gateway_key = ss58_decode(gateway)[0]
         self._is_authorized = is_authorized
         self._clock = clock
         # Derived here, at startup, so the first request does not block the event loop.
         self._refused_keys = frozenset[bytes]() if dev else dev_public_keys()
 
-    async def authenticate(self, headers: Mapping[str, str]) -> str:
+    async def authenticate(
+        self, headers: Mapping[str, str], *, method: str, target: str, streamed: bool = False
+    ) -> Signed:
+        """The signer of a request ``method target`` (the path and query as received);
+        ``streamed`` routes (uploads whose body is read as it arrives) may sign UNSIGNED."""
         account_text = _required(headers, ACCOUNT_HEADER)
         message_text = _required(headers, MESSAGE_HEADER)
         signature_text = _required(headers, SIGNATURE_HEADER)
@@ -148,6 +171,7 @@ class NativeAuth:
             raise AuthError(400, "InvalidAccount", str(exc)) from None
         account = ss58_encode(public_key)
         signature = _signature_bytes(signature_text)
+        body = self._check_binding(message_text, len(message), method, target, streamed)
 
         expires_at = self._check_expiry(message_text)
         # SECURITY: no constant-time compare is needed here. Verification recomputes a
@@ -185,7 +209,55 @@ class NativeAuth:
             ) from None
         if not fresh:
             raise AuthError(401, "SignatureUsed", "signature already used")
-        return account
+        return Signed(account, body)
+
+    def _check_binding(
+        self, text: str, size: int, method: str, target: str, streamed: bool
+    ) -> str | None:
+        """The signed body digest, once the message is known to be meant for this request."""
+        try:
+            bound = BoundMessage.parse(text)
+        except ValueError as exc:
+            raise AuthError(401, "InvalidMessage", str(exc)) from None
+        if bound is None:
+            # SECURITY: DeOSS's bare message names no gateway or request, so a captured one
+            # would work anywhere: at most a read, and only where the operator allows it.
+            if not (self.bare_reads and method in READS):
+                raise AuthError(
+                    401,
+                    "UnboundSignature",
+                    "sign the deoss-v1 message naming this gateway, the method, the path "
+                    "and the body (docs/native-api.md §2.1)"
+                    + ("; DeOSS's bare message serves reads only" if self.bare_reads else ""),
+                )
+            if size > MAX_BARE_MESSAGE_BYTES:
+                raise AuthError(
+                    400,
+                    "HeaderTooLarge",
+                    f"a bare {MESSAGE_HEADER} is at most {MAX_BARE_MESSAGE_BYTES} bytes",
+                )
+            return None
+        try:
+            named = ss58_decode(bound.gateway)[0]
+        except InvalidAddress:
+            named = b""
+        if named != self._gateway_key:
+            raise AuthError(
+                401,
+                "WrongGateway",
+                f"the message is signed for another gateway; this is {self.gateway}",
+            )
+        if bound.method != method or not same_target(bound.target, target):
+            raise AuthError(
+                401, "WrongRequest", f"the message is signed for another request than {method}"
+            )
+        if bound.body == UNSIGNED:
+            if not streamed:
+                raise AuthError(
+                    401, "BodyNotSigned", "only streamed uploads may sign their body UNSIGNED"
+                )
+            return None
+        return bound.body
 
     def _check_expiry(self, message: str) -> float:
         expires_at = message_expiry(message)
@@ -228,32 +300,6 @@ def message_expiry(message: str) -> float | None:
     return None
 
 
-def sign_headers(
-    keypair: Keypair, *, now: float | None = None, ttl: int = 60, purpose: str = ""
-) -> dict[str, str]:
-    """The headers a client sends: message ``[purpose|]nonce|expiry``, signed raw."""
-    if ttl < 1:
-        raise ValueError(f"ttl must be at least 1 second, got {ttl}")
-    # HTTP trims a header value's outer whitespace and forbids control characters, either
-    # of which would make the received message differ from the signed one.
-    if purpose and not (purpose.isascii() and purpose.isprintable() and purpose == purpose.strip()):
-        raise ValueError(f"purpose must be printable ASCII without outer spaces, got {purpose!r}")
-    # Rounded down, so the expiry is never more than ttl ahead (a server window of ttl holds).
-    expires_at = int(time.time() if now is None else now) + ttl
-    # The nonce makes two messages of one second differ: ed25519 signatures are
-    # deterministic, so without it the second request would be refused as a replay.
-    nonce = secrets.token_hex(_NONCE_BYTES)
-    message = f"{purpose}|{nonce}|{expires_at}" if purpose else f"{nonce}|{expires_at}"
-    if len(message.encode()) > MAX_MESSAGE_BYTES:
-        raise ValueError(f"purpose too long: the message must fit in {MAX_MESSAGE_BYTES} bytes")
-    return {
-        ACCOUNT_HEADER: keypair.address,
-        MESSAGE_HEADER: message,
-        SIGNATURE_HEADER: "0x" + keypair.sign(message.encode()).hex(),
-        SCHEME_HEADER: keypair.scheme,
-    }
-
-
 def _signature_verifies(scheme: str, public_key: bytes, message: bytes, signature: bytes) -> bool:
     if verify(scheme, public_key, message, signature):
         return True
@@ -281,10 +327,10 @@ def _required(headers: Mapping[str, str], name: str) -> str:
 
 def _message_bytes(message: str) -> bytes:
     too_large = AuthError(
-        400, "HeaderTooLarge", f"{MESSAGE_HEADER} is longer than {MAX_MESSAGE_BYTES} bytes"
+        400, "HeaderTooLarge", f"{MESSAGE_HEADER} is longer than {MAX_BOUND_MESSAGE_BYTES} bytes"
     )
     # Each character is at least one byte: refuse a huge header before encoding it.
-    if len(message) > MAX_MESSAGE_BYTES:
+    if len(message) > MAX_BOUND_MESSAGE_BYTES:
         raise too_large
     try:
         # surrogateescape undoes aiohttp's decoding of header bytes that are not UTF-8,
@@ -292,7 +338,7 @@ def _message_bytes(message: str) -> bytes:
         encoded = message.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         raise AuthError(400, "InvalidMessage", f"{MESSAGE_HEADER} is not encodable text") from None
-    if len(encoded) > MAX_MESSAGE_BYTES:
+    if len(encoded) > MAX_BOUND_MESSAGE_BYTES:
         raise too_large
     return encoded
 

@@ -22,10 +22,12 @@ from gateway.native.params import (
     check_name,
     cipher_of,
     copies_of,
+    digest_checked,
     fid_in_path,
     owned,
     signer,
     territory_of,
+    unsigned_stream,
 )
 from gateway.records import NameWrite, WriteCondition
 from gateway.streaming import stream_pieces
@@ -71,16 +73,19 @@ async def _store(
 
 
 async def put_object(request: web.Request) -> web.Response:
-    owner = await signer(request)
+    owner = await signer(request, streamed=True)
     name = check_name(request.match_info["name"])
     if request.content_length is None:
         raise NativeError(411, "LengthRequired", "Content-Length is required")
-    body = after_continue(request, request.content.iter_chunked(1024 * 1024))
+    body = digest_checked(
+        request, after_continue(request, request.content.iter_chunked(1024 * 1024))
+    )
     return await _store(request, owner, name, body, request.content_length)
 
 
 async def put_file(request: web.Request) -> web.Response:
-    owner = await signer(request)
+    owner = await signer(request, streamed=True)
+    unsigned_stream(request)
     if request.content_length is None:
         raise NativeError(411, "LengthRequired", "Content-Length is required")
     # The name is inside the form: what can be checked before the body is, then 100.

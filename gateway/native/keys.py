@@ -8,7 +8,7 @@ from aiohttp import web
 from gateway.access_keys import AccessKeyStore
 from gateway.native.context import NATIVE
 from gateway.native.errors import NativeError, envelope
-from gateway.native.params import signer
+from gateway.native.params import signed_body, signer
 from gateway.streaming import read_up_to
 
 __all__ = [
@@ -28,7 +28,7 @@ def _key_store(request: web.Request) -> AccessKeyStore:
 async def create_key(request: web.Request) -> web.Response:
     """A new S3 access key of the signer (docs/s3.md §2): the secret is shown once."""
     owner = await signer(request)
-    raw = await read_up_to(request.content, 4097)
+    raw = signed_body(request, await read_up_to(request.content, 4097))
     label = ""
     if raw.strip():
         try:

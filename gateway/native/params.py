@@ -1,12 +1,17 @@
 """The native API's request parameters (docs/native-api.md §1): who signed, the
 territory, copies and cipher headers, names and fids, each checked once."""
 
+import asyncio
+import hashlib
+import hmac
 import mimetypes
 import re
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from gateway.names import MAX_NAME_BYTES
+from gateway.native.auth import Signed
 from gateway.native.context import NATIVE
 from gateway.native.errors import NativeError
 from gateway.records import ObjectRecord
@@ -15,15 +20,19 @@ __all__ = [
     "CONTROL",
     "EXTENSION",
     "FID",
+    "SIGNED",
     "TERRITORY",
     "TYPES",
     "check_name",
     "cipher_of",
     "copies_of",
+    "digest_checked",
     "fid_in_path",
     "owned",
+    "signed_body",
     "signer",
     "territory_of",
+    "unsigned_stream",
 ]
 
 FID = re.compile(r"^[0-9a-fA-F]{64}")  # upper case accepted, and lowercased
@@ -33,8 +42,50 @@ EXTENSION = re.compile(r"^[A-Za-z0-9]{1,16}$")
 TYPES = mimetypes.MimeTypes(filenames=())  # the built-in table only, not the host's files
 
 
-async def signer(request: web.Request) -> str:
-    return await request.app[NATIVE].auth.authenticate(request.headers)
+SIGNED = web.RequestKey("signed", Signed)
+
+
+async def signer(request: web.Request, *, streamed: bool = False) -> str:
+    """The account that signed this request, for this gateway, method, path and query.
+    ``streamed`` uploads may sign their body UNSIGNED; any other body that a handler reads
+    must then match the signed digest (``signed_body``)."""
+    signed = await request.app[NATIVE].auth.authenticate(
+        request.headers, method=request.method, target=request.raw_path, streamed=streamed
+    )
+    request[SIGNED] = signed
+    return signed.account
+
+
+def signed_body(request: web.Request, body: bytes) -> bytes:
+    """The body, once it is known to be the one the signer signed."""
+    expected = request[SIGNED].body_sha256
+    if expected is not None and not hmac.compare_digest(hashlib.sha256(body).hexdigest(), expected):
+        raise NativeError(400, "BadDigest", "the body's sha256 is not the one signed")
+    return body
+
+
+async def digest_checked(
+    request: web.Request, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """A streamed body that fails at its end, before anything is committed, when the
+    signer signed its sha256 and the bytes differ."""
+    expected = request[SIGNED].body_sha256
+    digest = hashlib.sha256()
+    async for chunk in chunks:
+        if expected is not None:
+            await asyncio.to_thread(digest.update, chunk)
+        yield chunk
+    if expected is not None and not hmac.compare_digest(digest.hexdigest(), expected):
+        raise NativeError(400, "BadDigest", "the body's sha256 is not the one signed")
+
+
+def unsigned_stream(request: web.Request) -> None:
+    """Routes whose body is kept as it arrives (forms, resume chunks) cannot check a digest
+    at the end, so they take only UNSIGNED."""
+    if request[SIGNED].body_sha256 is not None:
+        raise NativeError(
+            400, "BodyDigestUnsupported", f"{request.method} {request.path} signs its body UNSIGNED"
+        )
 
 
 def territory_of(request: web.Request) -> str:

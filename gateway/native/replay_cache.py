@@ -20,6 +20,7 @@ from typing import BinaryIO, Final
 from chain_client.files import fsync_directory, write_atomically
 
 __all__ = [
+    "DEFAULT_FAIR_SHARE_ABOVE",
     "DEFAULT_MAX_REPLAY_ENTRIES",
     "DEFAULT_MAX_REPLAY_ENTRIES_PER_ACCOUNT",
     "AccountReplayCacheFull",
@@ -27,8 +28,9 @@ __all__ = [
     "ReplayCacheFull",
 ]
 
-DEFAULT_MAX_REPLAY_ENTRIES: Final = 100_000
+DEFAULT_MAX_REPLAY_ENTRIES: Final = 1_000_000
 DEFAULT_MAX_REPLAY_ENTRIES_PER_ACCOUNT: Final = 10_000
+DEFAULT_FAIR_SHARE_ABOVE: Final = 100_000
 
 log = logging.getLogger("deoss.replay_cache")
 
@@ -77,13 +79,16 @@ class ReplayCache:
 
     Bounded two ways. Time: an entry is dropped once its expiry passes, because from then
     on the expiry check refuses the message anyway; since an accepted expiry is at most
-    ``NativeAuth.window`` ahead, no entry lives longer than that window. Count: at most
-    ``max_per_account`` unexpired entries per public key (beyond that ``claim`` raises
-    ``AccountReplayCacheFull``, answered with 429) and ``max_entries`` in all
-    (``ReplayCacheFull``, 503); a live entry is never forgotten to make room, which would
-    reopen replay. Size it as peak accepted requests per second times the window: 100k
-    covers 333/s sustained over 300 s, in about 30 MB. Only verified signatures of
-    accounts that authorized this gateway are stored, so only such an account can fill it.
+    ``NativeAuth.window`` ahead, no entry lives longer than that window. Count, per
+    account first: at most ``max_per_account`` unexpired entries per public key (beyond
+    that ``claim`` raises ``AccountReplayCacheFull``, answered with 429). Once the cache
+    holds ``fair_share_above`` entries, an account holding an even share of them or more
+    is refused the same way, so accounts that filled it slow down themselves and no one
+    else (security review #5: ten throwaway accounts used to lock every user out).
+    ``max_entries`` bounds the memory (``ReplayCacheFull``, 503); reaching it takes
+    ``max_entries / max_per_account`` accounts that each authorized this gateway, which
+    costs each a fee and a funded account on chain. A live entry is never forgotten to
+    make room, which would reopen replay. 100k entries take about 30 MB.
 
     With a ``path``, every claim is also appended to that log (format above) and the log
     is reloaded here, skipping entries expired by ``clock()``; ``close()`` it when done.
@@ -94,6 +99,7 @@ class ReplayCache:
         *,
         max_entries: int = DEFAULT_MAX_REPLAY_ENTRIES,
         max_per_account: int = DEFAULT_MAX_REPLAY_ENTRIES_PER_ACCOUNT,
+        fair_share_above: int = DEFAULT_FAIR_SHARE_ABOVE,
         path: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -103,6 +109,7 @@ class ReplayCache:
             raise ValueError(f"max_per_account must be at least 1, got {max_per_account}")
         self.max_entries = max_entries
         self.max_per_account = max_per_account
+        self.fair_share_above = fair_share_above
         self.path = path
         self._keys: set[bytes] = set()
         # Invariant: exactly one heap item per key in _keys, and _live_by_account counts
@@ -132,8 +139,14 @@ class ReplayCache:
         key = hashlib.blake2b(public_key + signature, digest_size=16).digest()
         if key in self._keys:
             return False
-        if self._live_by_account.get(public_key, 0) >= self.max_per_account:
+        held = self._live_by_account.get(public_key, 0)
+        if held >= self.max_per_account:
             raise AccountReplayCacheFull(self.max_per_account)
+        if len(self._keys) >= self.fair_share_above:
+            # An account not yet in the cache counts too: it has the same right to a share.
+            share = max(1, len(self._keys) // (len(self._live_by_account) + (held == 0)))
+            if held >= share:
+                raise AccountReplayCacheFull(share)
         if len(self._keys) >= self.max_entries:
             raise ReplayCacheFull(self.max_entries)
         self._insert(key, public_key, expires_at)

@@ -6,7 +6,15 @@ from aiohttp import web
 from gateway.expect import after_continue
 from gateway.native.context import NATIVE, uploaded
 from gateway.native.errors import NativeError, envelope
-from gateway.native.params import TYPES, check_name, cipher_of, copies_of, signer, territory_of
+from gateway.native.params import (
+    SIGNED,
+    TYPES,
+    check_name,
+    cipher_of,
+    copies_of,
+    signer,
+    territory_of,
+)
 from gateway.native.resume_store import ResumeSession, parse_content_range
 from gateway.records import NameWrite, WriteCondition
 
@@ -32,7 +40,7 @@ def _progress(session: ResumeSession, content_range: str | None) -> web.Response
 
 async def put_resume(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
-    owner = await signer(request)
+    owner = await signer(request, streamed=True)
     name = check_name(request.match_info["name"])
     content_range = request.headers.get("Content-Range")
     start, end, total = parse_content_range(content_range)
@@ -74,6 +82,7 @@ async def put_resume(request: web.Request) -> web.Response:
                 start,
                 after_continue(request, request.content.iter_chunked(2**20)),
                 length,
+                sha256=request[SIGNED].body_sha256,
             )
             if session.stored < session.total:
                 return _progress(session, content_range)

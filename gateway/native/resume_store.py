@@ -10,6 +10,7 @@ acknowledged (308) only once its bytes are fsynced.
 """
 
 import asyncio
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -23,7 +24,13 @@ from typing import BinaryIO
 
 from nacl import bindings
 
-from chain_client.files import fsync_directory
+from chain_client.files import (
+    PRIVATE_FILE,
+    fsync_directory,
+    private_database,
+    private_directory,
+)
+from chain_client.strict import ascii_int
 
 __all__ = ["ResumeError", "ResumeSession", "ResumeStore", "parse_content_range"]
 
@@ -70,15 +77,72 @@ def _close_durably(handle: BinaryIO, directory: Path) -> None:
     fsync_directory(directory)
 
 
+class _StoredReader:
+    """The stored prefix of a spool read forward: records before the asked position are
+    skipped by their headers, undecrypted, and the record last decrypted is kept."""
+
+    def __init__(self, path: Path, key: bytes, session: "ResumeSession") -> None:
+        self._handle: BinaryIO | None = None
+        self._path, self._key, self._stored = path, key, session.stored
+        self._expected = 0  # where the next record's bytes start
+        self._offset, self._plain = 0, b""  # the record decrypted last
+
+    def read(self, start: int, count: int) -> bytes:
+        pieces, end = [], start + count
+        while start < end:
+            if not self._offset <= start < self._offset + len(self._plain) and not self._seek(
+                start
+            ):
+                break  # past the stored prefix: the caller compares and refuses
+            cut = min(end, self._offset + len(self._plain))
+            pieces.append(self._plain[start - self._offset : cut - self._offset])
+            start = cut
+        return b"".join(pieces)
+
+    def _seek(self, position: int) -> bool:
+        if self._handle is None or position < self._offset:
+            self.close()
+            self._handle = open(self._path, "rb")  # noqa: SIM115 - closed by close()
+            self._expected, self._offset, self._plain = 0, 0, b""
+        handle = self._handle
+        while len(header := handle.read(_HEADER.size)) == _HEADER.size:
+            offset, length = _HEADER.unpack(header)
+            if not _continues(offset, length, self._expected, self._stored):
+                return False
+            self._expected = offset + length
+            if offset + length <= position:
+                handle.seek(_NONCE + length + _TAG, os.SEEK_CUR)
+                continue
+            nonce = handle.read(_NONCE)
+            sealed = handle.read(length + _TAG)
+            self._offset = offset
+            self._plain = bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                sealed, header, nonce, self._key
+            )
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "_StoredReader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class ResumeError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
 
-def _digits(text: str) -> bool:
-    """ASCII digits only, and few enough for any size (``isdigit`` alone admits "²")."""
-    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+def _number(text: str) -> int | None:
+    """A size or an offset: ASCII digits, few enough for any size."""
+    return ascii_int(text, max_digits=20)
 
 
 def parse_content_range(header: str | None) -> tuple[int | None, int | None, int]:
@@ -86,15 +150,15 @@ def parse_content_range(header: str | None) -> tuple[int | None, int | None, int
     if header is None or not header.startswith("bytes "):
         raise ResumeError(400, "InvalidContentRange", "Content-Range: bytes <start>-<end>/<total>")
     span, _, total_text = header[6:].strip().partition("/")
-    if not _digits(total_text) or int(total_text) < 1:
+    total = _number(total_text)
+    if total is None or total < 1:
         raise ResumeError(400, "InvalidContentRange", "the total must be a positive integer")
-    total = int(total_text)
     if span == "*":
         return None, None, total
     first, sep, last = span.partition("-")
-    if not sep or not _digits(first) or not _digits(last):
+    start, end = _number(first), _number(last)
+    if not sep or start is None or end is None:
         raise ResumeError(400, "InvalidContentRange", f"bad range {span!r}")
-    start, end = int(first), int(last)
     if not start <= end < total:
         raise ResumeError(400, "InvalidContentRange", f"need 0 <= start <= end < total, got {span}")
     return start, end, total
@@ -137,11 +201,15 @@ class ResumeStore:
         self._swept = 0.0
         self.directory = directory
         self.spool_dir = directory / "spool"
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        # SECURITY: who uploads what, and sealed spools, are the gateway's own (review #16).
+        private_directory(directory)
+        private_directory(self.spool_dir)
         self.master_key = master_key
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
-            directory / "resume.db", isolation_level=None, check_same_thread=False
+            private_database(directory / "resume.db"),
+            isolation_level=None,
+            check_same_thread=False,
         )
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
@@ -239,7 +307,7 @@ class ResumeStore:
             key, b"deoss/resume-key", nonce, self.master_key
         )
         spool = f"{os.urandom(16).hex()}.spool"
-        (self.spool_dir / spool).touch()
+        (self.spool_dir / spool).touch(mode=PRIVATE_FILE)
         with self._lock:
             self._db.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?)",
@@ -305,20 +373,23 @@ class ResumeStore:
 
     def read_back(self, session: ResumeSession, start: int, end: int) -> bytes:
         """Stored bytes ``start..end`` (exclusive), to compare an overlapping chunk."""
-        pieces = []
-        for offset, plain in self._records(session):
-            lo, hi = max(start, offset), min(end, offset + len(plain))
-            if lo < hi:
-                pieces.append(plain[lo - offset : hi - offset])
-        return b"".join(pieces)
+        with _StoredReader(self.spool_dir / session.spool, self._key(session), session) as reader:
+            return reader.read(start, end - start)
 
     async def append(
-        self, session: ResumeSession, start: int, body: AsyncIterable[bytes], length: int
+        self,
+        session: ResumeSession,
+        start: int,
+        body: AsyncIterable[bytes],
+        length: int,
+        *,
+        sha256: str | None = None,
     ) -> ResumeSession:
         """Adds one chunk as it streams in (memory: one piece): its part below the stored
         prefix must match what is stored (else nothing is kept), the rest is appended.
         Whatever was appended is fsynced and counted before this returns, also when the
-        body breaks off, so a 308 means durable and a failure leaves a durable prefix."""
+        body breaks off, so a 308 means durable and a failure leaves a durable prefix;
+        but a chunk whose signer signed its ``sha256`` counts only whole and matching."""
         stored = session.stored
         if start > stored:
             raise ResumeError(
@@ -326,17 +397,22 @@ class ResumeStore:
             )
         key = self._key(session)
         position, end = start, start + length
+        digest = hashlib.sha256() if sha256 is not None else None
         await asyncio.to_thread(self._trim, session)
         handle = await asyncio.to_thread(open, self.spool_dir / session.spool, "ab")
+        # One forward reader per chunk: each stored record is decrypted at most once, so a
+        # retried overlap sent a byte at a time costs its length, not its length times the
+        # spool (security review #6).
+        stored_bytes = _StoredReader(self.spool_dir / session.spool, key, session)
         try:
             async for piece in body:
                 if position + len(piece) > end:
                     raise ResumeError(400, "IncompleteBody", "body longer than its Content-Range")
+                if digest is not None:
+                    await asyncio.to_thread(digest.update, piece)
                 if position < stored:  # a retried overlap: it must be what we have
                     cut = min(len(piece), stored - position)
-                    kept = await asyncio.to_thread(
-                        self.read_back, session, position, position + cut
-                    )
+                    kept = await asyncio.to_thread(stored_bytes.read, position, cut)
                     if kept != piece[:cut]:
                         raise ResumeError(
                             409, "ChunkMismatch", "the overlap differs from what is stored"
@@ -346,8 +422,12 @@ class ResumeStore:
                     await asyncio.to_thread(_append_record, handle, key, position, piece)
                     position += len(piece)
         finally:
+            stored_bytes.close()
             await asyncio.to_thread(_close_durably, handle, self.spool_dir)
-            if position > stored:
+            whole = position == end and (digest is None or digest.hexdigest() == sha256)
+            # SECURITY: bytes under a signed digest count only once all of them matched;
+            # what was written beyond the stored prefix is trimmed at the next append.
+            if position > stored and (digest is None or whole):
                 with self._lock:
                     self._db.execute(
                         "UPDATE sessions SET stored = ?, updated_at = ? "
@@ -356,6 +436,8 @@ class ResumeStore:
                     )
         if position != end:
             raise ResumeError(400, "IncompleteBody", f"got {position - start} of {length} bytes")
+        if not whole:
+            raise ResumeError(400, "BadDigest", "the chunk's sha256 is not the one signed")
         found = self.session(session.owner, session.name)
         assert found is not None
         return found

@@ -17,11 +17,11 @@ import aiohttp
 import pytest
 
 from chain_client.account import ChainAccount
-from chain_client.keys import dev_keypair
+from chain_client.keys import Keypair, dev_keypair
 from chain_client.params import KIB, Genesis, NetworkParams, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
 from gateway.devnet import gateway_command, stop_process
-from gateway.native.auth import sign_headers
+from gateway.native.signing import ACCOUNT_HEADER, sign_request, signing_middleware
 from tests.conftest import ChainProcess, start_chain
 from tests.e2e.processes import init_miner, start_miner, wait_for_url
 from tests.polling import eventually
@@ -76,6 +76,10 @@ class Network:
     gateway_dir: Path
     url: str
     s3_url: str
+
+    @property
+    def gateway_account(self) -> str:
+        return str(json.loads((self.gateway_dir / "key.json").read_text())["address"])
 
 
 def start_gateway(directory: Path) -> tuple[subprocess.Popen[bytes], str, str]:
@@ -174,7 +178,29 @@ def running_network(
 
 
 def signed(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**sign_headers(USER), **(extra or {})}
+    """Headers that make a ``native_session`` sign the request as the dev user."""
+    return {ACCOUNT_HEADER: USER.address, **(extra or {})}
+
+
+def native_session(network: Network) -> aiohttp.ClientSession:
+    """A session that signs each request carrying ``signed()`` for this gateway, as the
+    ``deoss`` client does."""
+    return aiohttp.ClientSession(middlewares=(signing_middleware(USER, network.gateway_account),))
+
+
+def signed_for(
+    network: Network,
+    method: str,
+    target: str,
+    body: bytes | None = b"",
+    extra: dict[str, str] | None = None,
+    keypair: Keypair = USER,
+) -> dict[str, str]:
+    """One request's signature made by hand, as curl users do (``body=None``: UNSIGNED)."""
+    headers = sign_request(
+        keypair, gateway=network.gateway_account, method=method, target=target, body=body
+    )
+    return {**headers, **(extra or {})}
 
 
 async def prepare_s3(network: Network) -> tuple[str, str]:
@@ -182,7 +208,7 @@ async def prepare_s3(network: Network) -> tuple[str, str]:
     key: (access key, secret)."""
     chain = HttpChain(network.chain.url)
     try:
-        address = json.loads((network.gateway_dir / "key.json").read_text())["address"]
+        address = network.gateway_account
         await eventually(
             functools.partial(chain.query, "sminer.miners", state="positive"),
             lambda m: len(m) >= PARAMS.total_shards,
@@ -198,7 +224,7 @@ async def prepare_s3(network: Network) -> tuple[str, str]:
     finally:
         await chain.close()
     async with (
-        aiohttp.ClientSession() as session,
+        native_session(network) as session,
         session.post(f"{network.url}/keys", data=b"{}", headers=signed()) as response,
     ):
         answer = await response.json()

@@ -25,8 +25,17 @@ from chain_client.params import KIB
 from chain_client.rpc_client import HttpChain
 from gateway.codec import Layout, plan_range
 from gateway.devnet import stop_process
-from gateway.native.auth import sign_headers
-from tests.e2e.gateway_network import MINERS, PARAMS, USER, Network, active, signed, start_gateway
+from tests.e2e.gateway_network import (
+    MINERS,
+    PARAMS,
+    USER,
+    Network,
+    active,
+    native_session,
+    signed,
+    signed_for,
+    start_gateway,
+)
 from tests.e2e.processes import start_miner, wait_for_url
 from tests.polling import eventually
 
@@ -64,7 +73,7 @@ async def home(network: Network, chain: HttpChain) -> str:
 
 async def upload(network: Network, territory: str, name: str, data: bytes) -> str:
     async with (
-        aiohttp.ClientSession() as session,
+        native_session(network) as session,
         session.put(
             f"{network.url}/object/{name}",
             data=io.BytesIO(data),
@@ -93,7 +102,7 @@ async def big(network: Network, home: str) -> tuple[str, bytes]:
 async def bytes_served(network: Network) -> int:
     """Fragment bytes all live miners say they served (their Prometheus counters)."""
     total = 0
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         for _, process, url in network.miners:
             if process.poll() is not None:
                 continue
@@ -120,7 +129,8 @@ async def test_curl_upload_downloads_byte_identical(
     source = tmp_path / "upload.bin"
     source.write_bytes(data)
     service_before = sum(m["service"] for m in await chain.query("sminer.miners"))
-    headers = [f"-H{k}:{v}" for k, v in signed({"Territory": home}).items()]
+    put = signed_for(network, "PUT", "/object/photos/curl.bin", None, {"Territory": home})
+    headers = [f"-H{k}:{v}" for k, v in put.items()]
     result = subprocess.run(
         [
             "curl",
@@ -146,7 +156,7 @@ async def test_curl_upload_downloads_byte_identical(
             "curl",
             "-sS",
             "-f",
-            *[f"-H{k}:{v}" for k, v in signed().items()],
+            *[f"-H{k}:{v}" for k, v in signed_for(network, "GET", f"/file/download/{fid}").items()],
             "-o",
             str(target),
             f"{network.url}/file/download/{fid}",
@@ -168,7 +178,7 @@ async def test_curl_upload_downloads_byte_identical(
 
 async def test_aiohttp_upload_and_fifty_ranges(network: Network, big: tuple[str, bytes]) -> None:
     fid, data = big
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         async with session.get(f"{network.url}/file/open/{fid}", headers=signed()) as response:
             assert response.status == 200 and await response.read() == data
         served_before = await bytes_served(network)
@@ -191,15 +201,15 @@ async def test_aiohttp_upload_and_fifty_ranges(network: Network, big: tuple[str,
 
 async def test_bad_requests_are_refused_clearly(network: Network, cat: tuple[str, bytes]) -> None:
     fid, _ = cat
-    async with aiohttp.ClientSession() as session:
-        replay = signed()
+    async with native_session(network) as session:
+        replay = signed_for(network, "GET", f"/file/download/{fid}")
         async with session.get(f"{network.url}/file/download/{fid}", headers=replay) as first:
             assert first.status == 200
         async with session.get(f"{network.url}/file/download/{fid}", headers=replay) as again:
             assert again.status == 401 and (await again.json())["data"]["error"] == "SignatureUsed"
         async with session.get(f"{network.url}/file/download/{fid}") as unsigned:
             assert unsigned.status == 401
-        stranger = sign_headers(dev_keypair("Bob"))
+        stranger = signed_for(network, "GET", f"/file/download/{fid}", keypair=dev_keypair("Bob"))
         async with session.get(f"{network.url}/file/download/{fid}", headers=stranger) as other:
             assert other.status == 403  # Bob never authorized this gateway
         async with session.put(
@@ -220,7 +230,7 @@ async def test_http_semantics(
     DELETE that waits for the chain."""
     fid, _ = cat
     url = f"{network.url}/file/open/{fid}"
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         async with session.head(url, headers=signed()) as head:
             etag, modified = head.headers["ETag"], head.headers["Last-Modified"]
             assert head.headers["Content-Type"] == "application/octet-stream"  # cat.bin
@@ -267,11 +277,11 @@ async def test_http_semantics(
             check=True,
         ).stderr
 
-    refused = curl_put({**signed(), "Territory": "nope"})
+    refused = curl_put(signed_for(network, "PUT", "/object/two.bin", None, {"Territory": "nope"}))
     assert "HTTP/1.1 100 Continue" not in refused and "HTTP/1.1 404" in refused, refused
-    accepted = curl_put(signed({"Territory": "home"}))
+    accepted = curl_put(signed_for(network, "PUT", "/object/two.bin", None, {"Territory": "home"}))
     assert "HTTP/1.1 100 Continue" in accepted and "HTTP/1.1 200" in accepted
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         async with session.get(f"{network.url}/file/list", headers=signed()) as listing:
             two = next(o for o in (await listing.json())["data"] if o["name"] == "two.bin")
         await eventually(
@@ -297,7 +307,8 @@ async def test_broken_uploads_leave_nothing_and_quota_holds(
 ) -> None:
     host, port = network.url.removeprefix("http://").split(":")
     # A client that goes away after 600 KiB of a 1 MiB body: placed segments, no object.
-    head = "".join(f"{k}: {v}\r\n" for k, v in signed({"Territory": "home"}).items())
+    cut = signed_for(network, "PUT", "/object/cut.bin", None, {"Territory": "home"})
+    head = "".join(f"{k}: {v}\r\n" for k, v in cut.items())
     _, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         f"PUT /object/cut.bin HTTP/1.1\r\nHost: {host}\r\n{head}"
@@ -308,7 +319,7 @@ async def test_broken_uploads_leave_nothing_and_quota_holds(
     await asyncio.sleep(1.0)  # the gateway places what it has
     writer.close()
     await writer.wait_closed()
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         await asyncio.sleep(0.5)
         async with session.get(f"{network.url}/file/list", headers=signed()) as listing:
             assert "cut.bin" not in {o["name"] for o in (await listing.json())["data"]}
@@ -457,7 +468,7 @@ async def test_an_interrupted_resume_upload_finishes_across_a_gateway_restart(
         async with session.put(network.url + name, data=payload, headers=headers) as response:
             return response.status, dict(response.headers), await response.json()
 
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         status, headers, answer = await chunk(session, 0, 300 * KIB - 1)
         assert status == 308 and headers["Range"] == f"bytes=0-{300 * KIB - 1}", answer
         status, _, answer = await chunk(session, 400 * KIB, 500 * KIB - 1)
@@ -470,7 +481,7 @@ async def test_an_interrupted_resume_upload_finishes_across_a_gateway_restart(
     # The gateway goes away mid-upload and comes back on another port.
     stop_process(network.gateway)
     network.gateway, network.url, network.s3_url = start_gateway(network.gateway_dir)
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         async with session.get(network.url + name, headers=signed()) as response:
             progress = await response.json()
             assert progress["data"]["stored"] == 500 * KIB
@@ -511,7 +522,7 @@ async def test_a_corrupt_fragment_is_read_around_and_reported(
             db.close()
             break
     async with (
-        aiohttp.ClientSession() as session,
+        native_session(network) as session,
         session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
     ):
         assert response.status == 200 and await response.read() == data
@@ -529,7 +540,7 @@ async def test_a_corrupt_fragment_is_read_around_and_reported(
     assert len(set(segment_miners)) == len(segment_miners)  # still all apart
     assert not [o for o in await chain.query("file_bank.restoral_orders") if o["fid"] == fid]
     async with (
-        aiohttp.ClientSession() as session,
+        native_session(network) as session,
         session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
     ):
         assert response.status == 200 and await response.read() == data
@@ -550,7 +561,7 @@ async def test_any_n_minus_k_miners_may_die(
     await asyncio.sleep(0.5)
     try:
         async with (
-            aiohttp.ClientSession() as session,
+            native_session(network) as session,
             session.get(f"{network.url}/file/download/{fid}", headers=signed()) as response,
         ):
             assert response.status == 200 and await response.read() == data

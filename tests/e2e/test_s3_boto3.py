@@ -22,8 +22,7 @@ from chain_client.account import ChainAccount
 from chain_client.keys import dev_keypair
 from chain_client.params import KIB
 from chain_client.rpc_client import HttpChain
-from gateway.native.auth import sign_headers
-from tests.e2e.gateway_network import MIN_PART, S3_DOMAIN, USER, Network
+from tests.e2e.gateway_network import MIN_PART, S3_DOMAIN, USER, Network, signed_for
 
 pytestmark = pytest.mark.e2e
 
@@ -504,7 +503,9 @@ def test_bucket_names_are_global(gateway_network: Network, s3: BaseClient) -> No
         async with (
             aiohttp.ClientSession() as session,
             session.post(
-                f"{gateway_network.url}/keys", data=b"{}", headers=sign_headers(bob)
+                f"{gateway_network.url}/keys",
+                data=b"{}",
+                headers=signed_for(gateway_network, "POST", "/keys", b"{}", keypair=bob),
             ) as response,
         ):
             data = (await response.json())["data"]

@@ -1,4 +1,5 @@
 import re
+from collections.abc import Mapping
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,14 +11,10 @@ from multidict import CIMultiDict
 
 from chain_client.keys import DEV_ACCOUNT_NAMES, SCHEMES, Keypair, Scheme, dev_keypair
 from chain_client.ss58 import GENERIC_SS58_PREFIX, ss58_encode
-from gateway.native.auth import (
-    MAX_MESSAGE_BYTES,
-    AuthError,
-    NativeAuth,
-    message_expiry,
-    sign_headers,
-)
+from gateway.native.auth import AuthError, NativeAuth, message_expiry
 from gateway.native.replay_cache import ReplayCache
+from gateway.native.signing import MAX_BARE_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from gateway.native.signing import sign_bare
 
 NOW = 1_750_000_000.0
 GATEWAY = dev_keypair("Ferdie").address
@@ -61,9 +58,21 @@ def replay() -> ReplayCache:
 @pytest.fixture
 def auth(clock: FakeClock, authorizer: Authorizer, replay: ReplayCache) -> NativeAuth:
     # A dev network: most tests sign as //Alice, which a production network refuses.
+    # Most tests check DeOSS's bare message forms, which reads accept when allowed;
+    # tests/gateway/native/test_signing.py checks the bound message.
     return NativeAuth(
-        gateway=GATEWAY, replay=replay, is_authorized=authorizer, clock=clock, dev=True
+        gateway=GATEWAY,
+        replay=replay,
+        is_authorized=authorizer,
+        clock=clock,
+        dev=True,
+        bare_reads=True,
     )
+
+
+async def accepts(auth: NativeAuth, headers: Mapping[str, str]) -> str:
+    """The signer of a read of the file list, the route every test here signs for."""
+    return (await auth.authenticate(headers, method="GET", target="/file/list")).account
 
 
 def signed(
@@ -87,44 +96,44 @@ def signed(
 
 async def refused(auth: NativeAuth, headers: dict[str, str], status: int, code: str) -> AuthError:
     with pytest.raises(AuthError) as caught:
-        await auth.authenticate(headers)
+        await accepts(auth, headers)
     assert (caught.value.status, caught.value.code) == (status, code), caught.value
     return caught.value
 
 
-async def test_sign_headers_round_trip(auth: NativeAuth, alice: Keypair) -> None:
-    headers = sign_headers(alice, now=NOW)
+async def test_sign_bare_round_trip(auth: NativeAuth, alice: Keypair) -> None:
+    headers = sign_bare(alice, now=NOW)
     assert set(headers) == {"Account", "Message", "Signature", "Scheme"}
     assert headers["Scheme"] == "sr25519"
     assert re.fullmatch(r"[0-9a-f]{16}\|1750000060", headers["Message"])
-    assert await auth.authenticate(headers) == alice.address
+    assert await accepts(auth, headers) == alice.address
 
 
-async def test_sign_headers_with_purpose(auth: NativeAuth, alice: Keypair) -> None:
-    headers = sign_headers(alice, now=NOW + 0.9, ttl=30, purpose="upload|bucket")
+async def test_sign_bare_with_purpose(auth: NativeAuth, alice: Keypair) -> None:
+    headers = sign_bare(alice, now=NOW + 0.9, ttl=30, purpose="upload|bucket")
     assert re.fullmatch(r"upload\|bucket\|[0-9a-f]{16}\|1750000030", headers["Message"])
-    assert await auth.authenticate(headers) == alice.address
+    assert await accepts(auth, headers) == alice.address
 
 
 async def test_sr25519_raw_with_generic_address(auth: NativeAuth, alice: Keypair) -> None:
     headers = signed(alice, "1750000060")
     headers["Account"] = ss58_encode(alice.public_key, GENERIC_SS58_PREFIX)
     assert headers["Account"].startswith("5")
-    assert await auth.authenticate(headers) == alice.address
+    assert await accepts(auth, headers) == alice.address
 
 
 async def test_sr25519_bytes_wrapped(auth: NativeAuth, alice: Keypair) -> None:
-    assert await auth.authenticate(signed(alice, "1750000060", wrap=True)) == alice.address
+    assert await accepts(auth, signed(alice, "1750000060", wrap=True)) == alice.address
 
 
 async def test_sr25519_is_the_default_scheme(auth: NativeAuth, alice: Keypair) -> None:
     headers = signed(alice, "1750000060")
     del headers["Scheme"]
-    assert await auth.authenticate(headers) == alice.address
+    assert await accepts(auth, headers) == alice.address
 
 
 async def test_ed25519_raw(auth: NativeAuth) -> None:
-    assert await auth.authenticate(signed(ED25519, "1750000060")) == ED25519.address
+    assert await accepts(auth, signed(ED25519, "1750000060")) == ED25519.address
 
 
 async def test_ed25519_bytes_wrapped_is_refused(auth: NativeAuth) -> None:
@@ -139,7 +148,7 @@ async def test_scheme_must_match_the_key(auth: NativeAuth, alice: Keypair) -> No
 
 @pytest.mark.parametrize("encoding", ["0x", "bare", "upper"])
 async def test_signature_encodings(auth: NativeAuth, alice: Keypair, encoding: str) -> None:
-    assert await auth.authenticate(signed(alice, "1750000060", encoding=encoding))
+    assert await accepts(auth, signed(alice, "1750000060", encoding=encoding))
 
 
 @pytest.mark.parametrize(
@@ -159,7 +168,7 @@ async def test_message_forms(
 ) -> None:
     assert NOW < expected <= NOW + 300  # the cases are meant to be valid right now
     assert message_expiry(message) == expected
-    assert await auth.authenticate(signed(alice, message)) == alice.address
+    assert await accepts(auth, signed(alice, message)) == alice.address
 
 
 @pytest.mark.parametrize(
@@ -197,7 +206,7 @@ async def test_expired(auth: NativeAuth, alice: Keypair, message: str) -> None:
 
 
 async def test_expiry_at_the_window_edge(auth: NativeAuth, alice: Keypair) -> None:
-    assert await auth.authenticate(signed(alice, "1750000300"))
+    assert await accepts(auth, signed(alice, "1750000300"))
     error = await refused(auth, signed(alice, "1750000301"), 401, "ExpiryTooFar")
     assert "300 s" in error.message
     await refused(auth, signed(alice, "1750000300001"), 401, "ExpiryTooFar")
@@ -205,6 +214,7 @@ async def test_expiry_at_the_window_edge(auth: NativeAuth, alice: Keypair) -> No
 
 async def test_configured_window(clock: FakeClock, authorizer: Authorizer, alice: Keypair) -> None:
     narrow = NativeAuth(
+        bare_reads=True,
         gateway=GATEWAY,
         window=30,
         replay=ReplayCache(),
@@ -214,20 +224,26 @@ async def test_configured_window(clock: FakeClock, authorizer: Authorizer, alice
     )
     error = await refused(narrow, signed(alice, "1750000060"), 401, "ExpiryTooFar")
     assert "30 s" in error.message
-    assert await narrow.authenticate(signed(alice, "1750000030"))
+    assert await accepts(narrow, signed(alice, "1750000030"))
 
 
 @pytest.mark.parametrize("window", [0, -1, float("inf"), float("nan")])
 def test_window_must_be_positive(window: float, authorizer: Authorizer) -> None:
     with pytest.raises(ValueError, match="window"):
-        NativeAuth(gateway=GATEWAY, window=window, replay=ReplayCache(), is_authorized=authorizer)
+        NativeAuth(
+            bare_reads=True,
+            gateway=GATEWAY,
+            window=window,
+            replay=ReplayCache(),
+            is_authorized=authorizer,
+        )
 
 
 async def test_replay_refused_until_expiry(
     auth: NativeAuth, alice: Keypair, clock: FakeClock, replay: ReplayCache
 ) -> None:
     headers = signed(alice, "1750000060")
-    assert await auth.authenticate(headers) == alice.address
+    assert await accepts(auth, headers) == alice.address
     error = await refused(auth, headers, 401, "SignatureUsed")
     assert error.message == "signature already used"
     # Another spelling of the same account or signature is the same signature.
@@ -241,21 +257,21 @@ async def test_replay_refused_until_expiry(
     clock.now = NOW + 60
     await refused(auth, headers, 401, "Expired")
     assert len(replay) == 1
-    assert await auth.authenticate(signed(alice, "1750000090")) == alice.address
+    assert await accepts(auth, signed(alice, "1750000090")) == alice.address
     assert len(replay) == 1  # the old entry was evicted, the new one recorded
 
 
 async def test_fresh_signature_of_same_message_accepted(auth: NativeAuth, alice: Keypair) -> None:
     # sr25519 signatures are randomised: signing again gives a new, unused signature.
-    assert await auth.authenticate(signed(alice, "1750000060"))
-    assert await auth.authenticate(signed(alice, "1750000060"))
+    assert await accepts(auth, signed(alice, "1750000060"))
+    assert await accepts(auth, signed(alice, "1750000060"))
 
 
 async def test_ed25519_same_second_signatures_differ(auth: NativeAuth) -> None:
-    first, second = sign_headers(ED25519, now=NOW), sign_headers(ED25519, now=NOW)
+    first, second = sign_bare(ED25519, now=NOW), sign_bare(ED25519, now=NOW)
     assert first["Signature"] != second["Signature"]
-    assert await auth.authenticate(first) == ED25519.address
-    assert await auth.authenticate(second) == ED25519.address
+    assert await accepts(auth, first) == ED25519.address
+    assert await accepts(auth, second) == ED25519.address
 
 
 async def test_wrong_account(auth: NativeAuth, alice: Keypair, authorizer: Authorizer) -> None:
@@ -310,7 +326,7 @@ async def test_oversized_headers(auth: NativeAuth, alice: Keypair, header: str, 
 async def test_message_of_exactly_the_limit(auth: NativeAuth, alice: Keypair) -> None:
     message = "x" * (MAX_MESSAGE_BYTES - 11) + "|1750000060"
     assert len(message.encode()) == MAX_MESSAGE_BYTES
-    assert await auth.authenticate(signed(alice, message))
+    assert await accepts(auth, signed(alice, message))
 
 
 @pytest.mark.parametrize("header", ["Account", "Message", "Signature"])
@@ -324,9 +340,9 @@ async def test_missing_headers(auth: NativeAuth, alice: Keypair, header: str) ->
 
 async def test_header_names_are_case_insensitive(auth: NativeAuth, alice: Keypair) -> None:
     lowered = {name.lower(): value for name, value in signed(alice, "1750000060").items()}
-    assert await auth.authenticate(lowered) == alice.address
+    assert await accepts(auth, lowered) == alice.address
     multidict = CIMultiDict(signed(alice, "1750000060"))
-    assert await auth.authenticate(multidict) == alice.address
+    assert await accepts(auth, multidict) == alice.address
 
 
 @pytest.mark.parametrize(
@@ -361,7 +377,7 @@ async def test_unauthorized_owner(
     # A refused request does not use up its signature.
     assert len(replay) == 0
     authorizer.allowed.add(bob.address)
-    assert await auth.authenticate(headers) == bob.address
+    assert await accepts(auth, headers) == bob.address
 
 
 async def test_replay_cache_full_answers_503(
@@ -369,13 +385,18 @@ async def test_replay_cache_full_answers_503(
 ) -> None:
     replay = ReplayCache(max_entries=2)
     auth = NativeAuth(
-        gateway=GATEWAY, replay=replay, is_authorized=authorizer, clock=clock, dev=True
+        bare_reads=True,
+        gateway=GATEWAY,
+        replay=replay,
+        is_authorized=authorizer,
+        clock=clock,
+        dev=True,
     )
-    assert await auth.authenticate(signed(alice, "1750000010"))
-    assert await auth.authenticate(signed(alice, "1750000020"))
+    assert await accepts(auth, signed(alice, "1750000010"))
+    assert await accepts(auth, signed(alice, "1750000020"))
     await refused(auth, signed(alice, "1750000030"), 503, "ReplayCacheFull")
     clock.now = NOW + 10  # the first entry expires and makes room
-    assert await auth.authenticate(signed(alice, "1750000030"))
+    assert await accepts(auth, signed(alice, "1750000030"))
     assert len(replay) == 2
 
 
@@ -384,25 +405,35 @@ async def test_per_account_cap_answers_429(
 ) -> None:
     replay = ReplayCache(max_per_account=2)
     auth = NativeAuth(
-        gateway=GATEWAY, replay=replay, is_authorized=authorizer, clock=clock, dev=True
+        bare_reads=True,
+        gateway=GATEWAY,
+        replay=replay,
+        is_authorized=authorizer,
+        clock=clock,
+        dev=True,
     )
-    assert await auth.authenticate(signed(alice, "1750000010"))
-    assert await auth.authenticate(signed(alice, "1750000020"))
+    assert await accepts(auth, signed(alice, "1750000010"))
+    assert await accepts(auth, signed(alice, "1750000020"))
     error = await refused(auth, signed(alice, "1750000030"), 429, "TooManyRequests")
     assert alice.address in error.message
-    assert await auth.authenticate(signed(ED25519, "1750000030")) == ED25519.address
+    assert await accepts(auth, signed(ED25519, "1750000030")) == ED25519.address
     clock.now = NOW + 10
-    assert await auth.authenticate(signed(alice, "1750000030")) == alice.address
+    assert await accepts(auth, signed(alice, "1750000030")) == alice.address
 
 
 async def test_global_cap_counts_every_account(clock: FakeClock, alice: Keypair) -> None:
     authorizer = Authorizer(alice.address, ED25519.address, STRANGER.address)
     replay = ReplayCache(max_entries=2, max_per_account=1)
     auth = NativeAuth(
-        gateway=GATEWAY, replay=replay, is_authorized=authorizer, clock=clock, dev=True
+        bare_reads=True,
+        gateway=GATEWAY,
+        replay=replay,
+        is_authorized=authorizer,
+        clock=clock,
+        dev=True,
     )
-    assert await auth.authenticate(signed(alice, "1750000010"))
-    assert await auth.authenticate(signed(ED25519, "1750000010"))
+    assert await accepts(auth, signed(alice, "1750000010"))
+    assert await accepts(auth, signed(ED25519, "1750000010"))
     await refused(auth, signed(STRANGER, "1750000010"), 503, "ReplayCacheFull")
     # The account's own cap is checked first: its 429 says that waiting on it helps.
     await refused(auth, signed(alice, "1750000010"), 429, "TooManyRequests")
@@ -413,13 +444,18 @@ async def test_restart_keeps_used_signatures_refused(
 ) -> None:
     def gateway(replay: ReplayCache) -> NativeAuth:
         return NativeAuth(
-            gateway=GATEWAY, replay=replay, is_authorized=authorizer, clock=clock, dev=True
+            bare_reads=True,
+            gateway=GATEWAY,
+            replay=replay,
+            is_authorized=authorizer,
+            clock=clock,
+            dev=True,
         )
 
     headers = signed(alice, "1750000060")
     log_path = tmp_path / "replay.log"
     with closing(ReplayCache(path=log_path, clock=clock)) as replay:
-        assert await gateway(replay).authenticate(headers) == alice.address
+        assert await accepts(gateway(replay), headers) == alice.address
     clock.now = NOW + 30
     with closing(ReplayCache(path=log_path, clock=clock)) as replay:
         await refused(gateway(replay), headers, 401, "SignatureUsed")
@@ -434,7 +470,9 @@ async def test_dev_accounts_refused_off_dev_networks(
     assert keypair.scheme == scheme  # an ed25519 run must really sign with ed25519
     authorizer = Authorizer(keypair.address)
     replay = ReplayCache()
-    production = NativeAuth(gateway=GATEWAY, replay=replay, is_authorized=authorizer, clock=clock)
+    production = NativeAuth(
+        bare_reads=True, gateway=GATEWAY, replay=replay, is_authorized=authorizer, clock=clock
+    )
     headers = signed(keypair, "1750000060")
     error = await refused(production, headers, 401, "DevAccountRefused")
     assert keypair.address in error.message
@@ -443,14 +481,23 @@ async def test_dev_accounts_refused_off_dev_networks(
     assert authorizer.asked == []
     assert len(replay) == 0
     dev = NativeAuth(
-        gateway=GATEWAY, replay=replay, is_authorized=authorizer, clock=clock, dev=True
+        bare_reads=True,
+        gateway=GATEWAY,
+        replay=replay,
+        is_authorized=authorizer,
+        clock=clock,
+        dev=True,
     )
-    assert await dev.authenticate(headers) == keypair.address
+    assert await accepts(dev, headers) == keypair.address
 
 
 async def test_dev_account_signature_checked_first(clock: FakeClock, alice: Keypair) -> None:
     production = NativeAuth(
-        gateway=GATEWAY, replay=ReplayCache(), is_authorized=Authorizer(), clock=clock
+        bare_reads=True,
+        gateway=GATEWAY,
+        replay=ReplayCache(),
+        is_authorized=Authorizer(),
+        clock=clock,
     )
     headers = signed(alice, "1750000060")
     headers["Message"] = "1750000061"
@@ -460,23 +507,24 @@ async def test_dev_account_signature_checked_first(clock: FakeClock, alice: Keyp
 @pytest.mark.parametrize("keypair", [STRANGER, ED25519], ids=["sr25519", "ed25519"])
 async def test_other_accounts_accepted_off_dev_networks(clock: FakeClock, keypair: Keypair) -> None:
     production = NativeAuth(
+        bare_reads=True,
         gateway=GATEWAY,
         replay=ReplayCache(),
         is_authorized=Authorizer(keypair.address),
         clock=clock,
     )
-    assert await production.authenticate(sign_headers(keypair, now=NOW)) == keypair.address
+    assert await accepts(production, sign_bare(keypair, now=NOW)) == keypair.address
 
 
-def test_sign_headers_validates() -> None:
+def test_sign_bare_validates() -> None:
     alice = dev_keypair("Alice")
     with pytest.raises(ValueError, match="ttl"):
-        sign_headers(alice, ttl=0)
+        sign_bare(alice, ttl=0)
     for purpose in ["a\nb", " lead", "caf\u00e9"]:
         with pytest.raises(ValueError, match="purpose"):
-            sign_headers(alice, purpose=purpose)
+            sign_bare(alice, purpose=purpose)
     with pytest.raises(ValueError, match="purpose too long"):
-        sign_headers(alice, purpose="x" * MAX_MESSAGE_BYTES)
+        sign_bare(alice, purpose="x" * MAX_MESSAGE_BYTES)
 
 
 async def test_undecodable_message_bytes(auth: NativeAuth, alice: Keypair) -> None:
@@ -486,7 +534,7 @@ async def test_undecodable_message_bytes(auth: NativeAuth, alice: Keypair) -> No
     headers = signed(alice, "1750000060")
     headers["Message"] = raw.decode("utf-8", "surrogateescape")
     headers["Signature"] = "0x" + alice.sign(raw).hex()
-    assert await auth.authenticate(headers) == alice.address
+    assert await accepts(auth, headers) == alice.address
     headers["Message"] = "\ud800|1750000060"  # a lone surrogate no byte decodes to
     await refused(auth, headers, 400, "InvalidMessage")
 
@@ -504,6 +552,7 @@ header_text = st.text(max_size=300) | st.sampled_from(["", "0x", "1750000060", "
 async def test_random_messages_never_crash(prefix: str, nonce: str, expiry: str) -> None:
     alice = dev_keypair("Alice")
     auth = NativeAuth(
+        bare_reads=True,
         gateway=GATEWAY,
         replay=ReplayCache(),
         is_authorized=Authorizer(alice.address),
@@ -522,7 +571,7 @@ async def test_random_messages_never_crash(prefix: str, nonce: str, expiry: str)
     }
     outcome: str | AuthError
     try:
-        outcome = await auth.authenticate(headers)
+        outcome = await accepts(auth, headers)
     except AuthError as error:
         outcome = error
     if isinstance(outcome, AuthError):
@@ -539,9 +588,13 @@ async def test_random_headers_never_crash(
     account: str, message: str, signature: str, scheme: str
 ) -> None:
     auth = NativeAuth(
-        gateway=GATEWAY, replay=ReplayCache(), is_authorized=Authorizer(), clock=FakeClock(NOW)
+        bare_reads=True,
+        gateway=GATEWAY,
+        replay=ReplayCache(),
+        is_authorized=Authorizer(),
+        clock=FakeClock(NOW),
     )
     headers = {"Account": account, "Message": message, "Signature": signature, "Scheme": scheme}
     with pytest.raises(AuthError) as caught:
-        await auth.authenticate(headers)
+        await accepts(auth, headers)
     assert caught.value.status in (400, 401)

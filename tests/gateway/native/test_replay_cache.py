@@ -197,3 +197,25 @@ def test_replay_log_tolerates_any_tail(tail: bytes) -> None:
             assert cache.claim(bytes(32), signature_number(2), NOW + 60, NOW)
         with reopened(path) as cache:
             assert not cache.claim(bytes(32), signature_number(2), NOW + 60, NOW)
+
+
+def test_accounts_that_filled_the_cache_slow_down_only_themselves() -> None:
+    """Security review #5: ten throwaway accounts filled the gateway-wide cache and every
+    user got 503 ReplayCacheFull."""
+    cache = ReplayCache(max_entries=1000, max_per_account=10, fair_share_above=100)
+    throwaway = [bytes([1, n]) + bytes(30) for n in range(10)]
+    for account in throwaway:
+        for n in range(10):
+            assert cache.claim(account, signature_number(n), 300.0, 0.0)
+    assert len(cache) == 100
+    honest = bytes([2]) * 32
+    for n in range(9):  # an even share of what is there, 100 // 11
+        assert cache.claim(honest, signature_number(n), 60.0, 1.0)
+    with pytest.raises(AccountReplayCacheFull) as caught:
+        cache.claim(honest, signature_number(9), 60.0, 1.0)
+    assert caught.value.max_per_account == 9
+    # A heavy account is held to its share while the cache is past the threshold.
+    with pytest.raises(AccountReplayCacheFull):
+        cache.claim(throwaway[0], signature_number(99), 300.0, 1.0)
+    # Another newcomer still gets in: no account can lock the others out.
+    assert cache.claim(bytes([3]) * 32, signature_number(0), 60.0, 1.0)
