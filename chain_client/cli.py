@@ -7,10 +7,8 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-from aiohttp import web
 
 from chain_client.errors import GenesisMismatch
 from chain_client.files import write_atomically
@@ -18,6 +16,14 @@ from chain_client.key_cli import add_key_commands
 from chain_client.local import LocalChain
 from chain_client.params import ConfigError, Genesis, NetworkParams, dev_params
 from chain_client.rpc_server import make_app
+from chain_client.serving import (
+    BODY_IDLE_TIMEOUT,
+    HEADER_TIMEOUT,
+    KEEPALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
+    ServerLimits,
+    serve,
+)
 
 __all__ = ["main", "parse_listen"]
 
@@ -30,6 +36,19 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {value!r}")
+        return number
+
+    return parse
 
 
 def _genesis_for(args: argparse.Namespace) -> Genesis:
@@ -53,28 +72,27 @@ async def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    host, port = args.listen
-    runner = web.AppRunner(make_app(chain), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0]
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{bound[1]}"
-    write_atomically(directory / "rpc.url", url + "\n")
-    mode = "manual blocks" if chain.manual else f"a block every {chain.block_time:g} s"
-    print(
-        f"deoss-chain: serving {url} ({'dev, ' if chain.node.dev else ''}{mode}; "
-        f"genesis {chain.node.genesis_hash_hex})",
-        flush=True,
+    limits = ServerLimits(
+        header_timeout=args.header_timeout,
+        body_idle_timeout=args.body_idle_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        async with serve(make_app(chain), *args.listen, limits=limits) as site:
+            write_atomically(directory / "rpc.url", site.url + "\n")
+            mode = "manual blocks" if chain.manual else f"a block every {chain.block_time:g} s"
+            print(
+                f"deoss-chain: serving {site.url} ({'dev, ' if chain.node.dev else ''}{mode}; "
+                f"genesis {chain.node.genesis_hash_hex})",
+                flush=True,
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
     finally:
-        await runner.cleanup()
         await chain.close()
         with contextlib.suppress(FileNotFoundError):
             (directory / "rpc.url").unlink()
@@ -124,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="dev network: fund the well-known dev accounts, enable dev calls",
     )
+    # The RPC's connection limits (docs/chain.md §7.1).
+    for flag, kind, default, text in (
+        ("--header-timeout", float, HEADER_TIMEOUT, "seconds a request head may take"),
+        ("--body-idle-timeout", float, BODY_IDLE_TIMEOUT, "seconds a request body may pause"),
+        ("--keepalive-timeout", float, KEEPALIVE_TIMEOUT, "seconds an idle connection stays"),
+        ("--max-connections", int, MAX_CONNECTIONS, "open connections at most"),
+    ):
+        run.add_argument(flag, type=_positive(kind), default=default, help=f"{text} ({default})")
     run.set_defaults(func=_run)
     genesis = commands.add_parser("genesis", help="print a genesis config to start from")
     genesis.add_argument("--dev", action="store_true", help="small dev parameters")

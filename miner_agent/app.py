@@ -5,9 +5,6 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
-
-from aiohttp import web
 
 from chain_client import views
 from chain_client.errors import ChainError, ExtrinsicFailed
@@ -16,6 +13,7 @@ from chain_client.keys import load_signer
 from chain_client.protocol import Chain
 from chain_client.rpc_client import HttpChain
 from chain_client.service import run_until_signal, wait_for_genesis
+from chain_client.serving import serve
 from miner_agent.config import MinerConfig
 from miner_agent.loops import MinerLoops
 from miner_agent.node import MinerNode
@@ -85,26 +83,21 @@ async def register(node: MinerNode, endpoint: str) -> None:
 
 
 async def _serve(config: MinerConfig) -> int:
-    async with open_node(config) as node:
-        runner = web.AppRunner(make_app(node), access_log=None)
-        await runner.setup()
-        host, port = config.host_port
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound: Any = runner.addresses[0]
-        endpoint = config.endpoint or f"http://{host}:{bound[1]}"
+    async with (
+        open_node(config) as node,
+        serve(make_app(node), *config.host_port, limits=config.server_limits) as site,
+    ):
+        endpoint = config.endpoint or site.url
         try:
             await register(node, endpoint)
         except (RegistrationRefused, ChainError) as exc:
             print(f"deoss-miner: {exc}", file=sys.stderr, flush=True)
-            await runner.cleanup()
             return 2
         write_atomically(config.data_dir / "miner.url", endpoint + "\n")
         print(f"deoss-miner: {node.address} serving {endpoint}", flush=True)
         try:
             await run_until_signal(MinerLoops(node).run())
         finally:
-            await runner.cleanup()
             (config.data_dir / "miner.url").unlink(missing_ok=True)
     print("deoss-miner: stopped", flush=True)
     return 0

@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chain_client.params import GIB, ConfigError
+from chain_client.serving import (
+    BODY_IDLE_TIMEOUT,
+    HEADER_TIMEOUT,
+    KEEPALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
+    ServerLimits,
+)
 from chain_client.tomlconfig import load_section, render_section
 from miner_agent.store import statvfs_free
 
@@ -44,6 +51,11 @@ class MinerConfig:
     free_space_probe: str = "statvfs"  # or "file:PATH"
     poll_seconds: float = 1.0
     tidy_seconds: float = 600.0
+    # The fragment server's connection limits (chain_client/serving.py).
+    header_timeout: float = HEADER_TIMEOUT
+    body_idle_timeout: float = BODY_IDLE_TIMEOUT
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
     source: str = "(defaults)"
 
     @property
@@ -61,6 +73,15 @@ class MinerConfig:
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host, int(port)
+
+    @property
+    def server_limits(self) -> ServerLimits:
+        return ServerLimits(
+            header_timeout=self.header_timeout,
+            body_idle_timeout=self.body_idle_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            max_connections=self.max_connections,
+        )
 
     @classmethod
     def load(cls, path: Path) -> "MinerConfig":
@@ -92,6 +113,9 @@ class MinerConfig:
         )
         need(self.poll_seconds > 0, "poll_seconds", "more than 0")
         need(self.tidy_seconds > 0, "tidy_seconds", "more than 0")
+        for key in ("header_timeout", "body_idle_timeout", "keepalive_timeout"):
+            need(getattr(self, key) > 0, key, "seconds, more than 0")
+        need(self.max_connections >= 1, "max_connections", "at least 1")
 
 
 def render_config(config: MinerConfig) -> str:
