@@ -25,6 +25,7 @@ from typing import Any
 
 from chain_client.errors import GenesisMismatch, Rejected
 from chain_client.extrinsic import Extrinsic, canonical_json
+from chain_client.files import private_database, private_directory
 from chain_client.keys import is_dev_address
 from chain_client.merkle import root_of_hashes
 from chain_client.modules import MODULES
@@ -135,8 +136,9 @@ class LedgerNode:
         # follower: a page of committed blocks never changes, and is read once.
         self._event_pages: OrderedDict[tuple[int, int], list[dict[str, Any]]] = OrderedDict()
         self._pages_lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = _connect(path)
+        # SECURITY: the node's directory and database are its own (review #16).
+        private_directory(path.parent)
+        self._db = _connect(private_database(path))
         self._check_schema_version()
         self._db.executescript(NODE_SCHEMA + "".join(self.runtime.schema()))
         stored = self._db.execute("SELECT value FROM chain_meta WHERE key = 'genesis'").fetchone()
@@ -338,7 +340,10 @@ class LedgerNode:
             raise
 
     def _admit(self, extrinsic: Extrinsic) -> str:
-        size = len(canonical_json(extrinsic.to_json()))
+        try:
+            size = len(canonical_json(extrinsic.to_json()))
+        except ValueError:  # NaN or an infinity in the args: no canonical form to sign
+            raise Rejected("Malformed", "the args hold a number JSON cannot write") from None
         if size > self.params.max_extrinsic_bytes:
             raise Rejected("TooLarge", f"{size} bytes, at most {self.params.max_extrinsic_bytes}")
         signer = canonical_address(extrinsic.signer)

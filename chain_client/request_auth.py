@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from chain_client.keys import Keypair, verify
 from chain_client.ss58 import InvalidAddress, canonical_address, ss58_decode
+from chain_client.strict import ascii_int
 
 __all__ = [
     "ACCOUNT",
@@ -100,9 +101,9 @@ class SignedRequest:
         except InvalidAddress as exc:
             raise RequestAuthError(401, "BadAccount", str(exc)) from None
         raw_time, digest, raw_signature = headers[TIME], headers[CONTENT_SHA256], headers[SIGNATURE]
-        if not raw_time.isdigit() or len(raw_time) > 12:
+        timestamp = ascii_int(raw_time, max_digits=12)
+        if timestamp is None:
             raise RequestAuthError(401, "BadTime", f"{TIME} must be unix seconds")
-        timestamp = int(raw_time)
         current = time.time() if now is None else now
         if abs(current - timestamp) > MAX_SKEW:
             raise RequestAuthError(401, "RequestTimeSkewed", f"more than {MAX_SKEW} s from now")

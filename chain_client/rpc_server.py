@@ -7,6 +7,7 @@ records, 403 for dev-only routes on a production node, 503 when the pool is full
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from chain_client.errors import InvalidArguments, Rejected, UnknownCall
 from chain_client.extrinsic import Extrinsic, MalformedExtrinsic
 from chain_client.local import LocalChain
 from chain_client.ss58 import InvalidAddress
+from chain_client.strict import StrictJSONError, ascii_int, strict_json
 
 __all__ = ["CHAIN", "MAX_EVENT_WAIT", "MAX_SUBMIT_WAIT", "make_app"]
 
@@ -31,6 +33,10 @@ EVENT_BODIES_KEPT = 64
 MAX_SUBMIT_WAIT = 120.0
 MAX_EVENT_WAIT = 60.0
 _REJECTION_STATUS = {"PoolFull": 503, "DevOnly": 403, "NotManual": 409}
+_HEIGHT_DIGITS = 18
+# Seconds as str(float) writes them, but no "nan", "inf", "1_0", spaces or other scripts'
+# digits, which float() also takes.
+_SECONDS = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,20})?(?:[eE][-+]?[0-9]{1,3})?")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -61,29 +67,30 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _json_body(request: web.Request) -> Any:
+    # Bounded depth and numbers, no NaN: what is admitted can be written canonically.
     try:
-        return json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return strict_json(await request.read())
+    except StrictJSONError as exc:
         raise Rejected("Malformed", f"body is not JSON: {exc}") from None
 
 
-def _number(request: web.Request, name: str, default: float, *, low: float, high: float) -> float:
+def _seconds(request: web.Request, name: str, default: float, *, high: float) -> float:
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise Rejected("Malformed", f"query parameter {name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise Rejected("Malformed", f"query parameter {name} must be {low}..{high}")
+    if not _SECONDS.fullmatch(raw):
+        raise Rejected("Malformed", f"query parameter {name}={raw[:40]!r} is not a number")
+    value = float(raw)
+    if value > high:
+        raise Rejected("Malformed", f"query parameter {name} must be 0..{high}")
     return value
 
 
-def _height(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
-        raise Rejected("Malformed", f"{raw!r} is not a block height")
-    return int(raw)
+def _integer(raw: str, what: str, *, low: int = 0, high: int | None = None) -> int:
+    value = ascii_int(raw, max_digits=_HEIGHT_DIGITS)
+    if value is None or value < low or (high is not None and value > high):
+        raise Rejected("Malformed", f"{raw[:40]!r} is not {what}")
+    return value
 
 
 async def health(request: web.Request) -> web.Response:
@@ -118,7 +125,7 @@ async def submit(request: web.Request) -> web.Response:
     if not wait:
         tx_hash = await chain.submit(extrinsic)
         return web.json_response({"hash": tx_hash, "status": "pending"}, status=202)
-    timeout = _number(request, "timeout", 60.0, low=0.0, high=MAX_SUBMIT_WAIT)
+    timeout = _seconds(request, "timeout", 60.0, high=MAX_SUBMIT_WAIT)
     try:
         result = await chain.submit_and_wait(extrinsic, timeout=timeout)
     except TimeoutError:
@@ -162,7 +169,7 @@ async def query_get(request: web.Request) -> web.Response:
 async def block(request: web.Request) -> web.Response:
     chain = request.app[CHAIN]
     raw = request.match_info["height"]
-    height = (await chain.head()).best_block if raw == "latest" else _height(raw)
+    height = (await chain.head()).best_block if raw == "latest" else _integer(raw, "a block height")
     header = request.query.get("header", "0")
     if header not in ("0", "1"):
         return _error(400, "InvalidArguments", "header is 0 or 1")
@@ -173,9 +180,9 @@ async def block(request: web.Request) -> web.Response:
 
 
 async def events(request: web.Request) -> web.Response:
-    start = _height(request.query.get("from", "0"))
-    timeout = _number(request, "timeout", 0.0, low=0.0, high=MAX_EVENT_WAIT)
-    max_blocks = int(_number(request, "max_blocks", 100, low=1, high=1000))
+    start = _integer(request.query.get("from", "0"), "a block height")
+    timeout = _seconds(request, "timeout", 0.0, high=MAX_EVENT_WAIT)
+    max_blocks = _integer(request.query.get("max_blocks", "100"), "1..1000", low=1, high=1000)
     page = await request.app[CHAIN].events(start, timeout=timeout, max_blocks=max_blocks)
     # Blocks from..next-1 are committed: their page is encoded once for all followers.
     bodies: dict[tuple[int, int], bytes] = request.app[EVENT_BODIES]

@@ -7,7 +7,8 @@ Why not the built-ins alone: ``str.isdigit`` admits "²" (which ``int`` refuses)
 ``int`` admits " 7", "+7", "1_000" and other scripts' digits; ``int`` and ``json.loads``
 raise ``ValueError`` past 4300 digits; ``json.loads`` recurses once per nesting level
 (``RecursionError``) and turns ``NaN``, ``Infinity`` and ``1e999`` into floats that
-``json.dumps(allow_nan=False)`` then refuses.
+``json.dumps(allow_nan=False)`` then refuses, and "\\udcff" into a string that nothing
+can encode.
 """
 
 import json
@@ -32,6 +33,8 @@ _ESCAPE: Final = re.compile(rb"\\.", re.DOTALL)
 # Once escapes are gone a string holds no quote: each match is linear, never backtracks.
 _STRING: Final = re.compile(rb'"[^"]*"')
 _NOT_BRACKET: Final = bytes(b for b in range(256) if b not in b"[]{}")
+# \ud800-\udfff: json.loads turns a lone one into a str that no encoder takes.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
 _ONE_KIND: Final = bytes.maketrans(b"{}", b"[]")
 
 
@@ -68,8 +71,9 @@ def strict_json(
     max_number: int = MAX_JSON_NUMBER,
 ) -> Any:
     """One JSON document, UTF-8, nested at most ``max_depth`` deep, with no ``NaN`` or
-    infinities and no number literal longer than ``max_number`` characters. Raises
-    ``StrictJSONError`` (a ``ValueError``) for anything else."""
+    infinities, no number literal longer than ``max_number`` characters and no string
+    escaping half a surrogate pair. Raises ``StrictJSONError`` (a ``ValueError``) for
+    anything else."""
     if not 0 < max_number <= _MAX_DIGITS_ALLOWED:
         raise ValueError(f"max_number is 1..{_MAX_DIGITS_ALLOWED}, not {max_number}")
     try:
@@ -95,8 +99,14 @@ def strict_json(
         raise StrictJSONError(f"{name} is not JSON")
 
     try:
-        return json.loads(text, parse_int=integer, parse_float=real, parse_constant=constant)
+        value = json.loads(text, parse_int=integer, parse_float=real, parse_constant=constant)
     except StrictJSONError:
         raise
     except ValueError as exc:  # JSONDecodeError, with its position
         raise StrictJSONError(f"not JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(raw):  # rare: only then is every string checked
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise StrictJSONError("a string holds half of a surrogate pair") from None
+    return value

@@ -126,6 +126,9 @@ def test_brackets_inside_strings_do_not_count(text: str) -> None:
         b"[1",
         b"",
         b'"\\',
+        b'["\\udcff"]',  # json.loads gives a str that no encoder takes
+        b'{"\\ud83d": 1}',
+        b'["\\ude00\\ud83d"]',
     ],
 )
 def test_strict_json_refuses(body: bytes) -> None:
@@ -140,3 +143,7 @@ def test_strict_json_keeps_big_finite_numbers() -> None:
         "ratio": 1e300,
     }
     assert math.isfinite(strict_json("1e308"))
+
+
+def test_strict_json_keeps_escaped_pairs_and_backslashes() -> None:
+    assert strict_json(b'["\\ud83d\\ude00", "\\\\udcff"]') == ["\U0001f600", "\\udcff"]
