@@ -4,7 +4,6 @@ signature."""
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +15,7 @@ from chain_client.errors import ChainError
 from chain_client.protocol import Chain
 from chain_client.receipt import sign_receipt
 from chain_client.request_auth import RequestAuthError, SignedRequest
+from chain_client.strict import StrictJSONError, ascii_int, strict_json
 from miner_agent.node import MinerNode
 from miner_agent.store import StoreError, check_fragment_id
 
@@ -25,6 +25,8 @@ NODE = web.AppKey("node", MinerNode)
 MAX_BATCH_FRAGMENTS = 256
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_MANIFEST_DEPTH = 4  # {"fragments": [{"id": ..., "size": ...}]} is 3 deep
+RANGE_DIGITS = 20
 GATEWAY_CACHE_SECONDS = 30.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -122,10 +124,18 @@ async def put_fragment(request: web.Request) -> web.Response:
 
 def _parse_manifest(raw: bytes, body_left: int) -> list[tuple[str, int]]:
     try:
-        manifest = json.loads(raw)
-        entries = [(str(e["id"]), int(e["size"])) for e in manifest["fragments"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(400, "BadBatch", f"manifest: {exc!r}") from None
+        manifest = strict_json(raw, max_depth=MAX_MANIFEST_DEPTH)
+    except StrictJSONError as exc:
+        raise StoreError(400, "BadBatch", f"manifest: {exc}") from None
+    listed = manifest.get("fragments") if isinstance(manifest, dict) else None
+    if not isinstance(listed, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("id"), str)
+        and type(e.get("size")) is int  # not a float, not a bool
+        for e in listed
+    ):
+        raise StoreError(400, "BadBatch", 'manifest: {"fragments": [{"id": str, "size": int}]}')
+    entries = [(str(e["id"]), int(e["size"])) for e in listed]
     if not 1 <= len(entries) <= MAX_BATCH_FRAGMENTS:
         raise StoreError(400, "BadBatch", f"1 to {MAX_BATCH_FRAGMENTS} fragments")
     if sum(size for _, size in entries) != body_left or any(size < 1 for _, size in entries):
@@ -195,15 +205,23 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, sep, last = header[6:].strip().partition("-")
     if not sep or (not first and not last):
         return None
-    if not (first.isdigit() or not first) or not (last.isdigit() or not last):
-        return None
+    digits = first + last
+    if not (digits.isascii() and digits.isdigit()):
+        return None  # not a byte range ("²" and "+1" included): the whole body
+
+    def position(text: str) -> int:
+        # Longer than RANGE_DIGITS, a position is past any fragment's end, and the
+        # rules below answer what they answer for one.
+        value = ascii_int(text, max_digits=RANGE_DIGITS)
+        return size if value is None else value
+
     if not first:
-        length = int(last)
+        length = position(last)
         if length == 0:
             raise ValueError("empty suffix range")
         return max(size - length, 0), size
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
+    start = position(first)
+    end = min(position(last) + 1, size) if last else size
     if start >= size or end <= start:
         raise ValueError("range outside the fragment")
     return start, end

@@ -28,7 +28,12 @@ from typing import Any
 
 import xxhash
 
-from chain_client.files import fsync_directory
+from chain_client.files import (
+    fsync_directory,
+    private_database,
+    private_directory,
+    private_opener,
+)
 from chain_client.merkle import MerkleTree, leaf_hash, root_of_hashes
 from chain_client.sqlite import transaction
 
@@ -117,7 +122,8 @@ class _Receiver:
     def __init__(self, path: Path, leaf_size: int, *, hash_content: bool) -> None:
         self.path = path
         self.leaf_size = leaf_size
-        self.file = open(path, "wb")  # noqa: SIM115 - closed in finish/abort
+        # Closed in finish or abort.
+        self.file = open(path, "wb", opener=private_opener)  # noqa: SIM115
         self.content = hashlib.sha256() if hash_content else None
         self.leaf_hashes: list[bytes] = []
         self.checks: list[bytes] = []
@@ -175,10 +181,14 @@ class MinerStore:
         self.fragment_dir = root / "fragments"
         self.idle_dir = root / "idle"
         self.tmp_dir = root / "tmp"
-        for directory in (self.fragment_dir, self.idle_dir, self.tmp_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        # SECURITY: the miner's files are its own (review #16): its key and which
+        # fragments it holds, for whom.
+        for directory in (root, self.fragment_dir, self.idle_dir, self.tmp_dir):
+            private_directory(directory)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(root / "miner.db", isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            private_database(root / "miner.db"), isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.executescript(SCHEMA)
         version = self.get_meta("schema_version")
@@ -387,7 +397,7 @@ class MinerStore:
                     continue
                 temp = self.tmp_dir / f"{fragment_id}.{os.getpid()}.{time.monotonic_ns()}.part"
                 try:
-                    with open(temp, "wb") as handle:
+                    with open(temp, "wb", opener=private_opener) as handle:
                         handle.write(data)
                         handle.flush()
                         os.fsync(handle.fileno())
@@ -497,7 +507,7 @@ class MinerStore:
         """Atomically writes an idle unit's last layer and indexes it (state generated)."""
         temp = self.tmp_dir / f"idle-{unit_index}.{time.monotonic_ns()}.part"
         try:
-            with open(temp, "wb") as handle:
+            with open(temp, "wb", opener=private_opener) as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

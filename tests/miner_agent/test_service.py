@@ -5,6 +5,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,10 +163,22 @@ async def test_get_whole_ranges_and_head(setup: Setup) -> None:
         ("bytes=8-", 10, (8, 10)),
         ("bytes=0-1,3-4", 10, None),
         ("items=0-1", 10, None),
+        # Not a byte range (int() refused "²": a 416 it never meant): the whole fragment.
+        ("bytes=²-3", 10, None),
+        ("bytes=0-٣", 10, None),
+        ("bytes=+1-3", 10, None),
+        # More digits than int() reads: past any end, so as for any such position.
+        ("bytes=2-" + "9" * 5000, 10, (2, 10)),
+        ("bytes=-" + "9" * 5000, 10, (0, 10)),
     ],
 )
 def test_parse_range(header: str | None, size: int, expected: tuple[int, int] | None) -> None:
     assert parse_range(header, size) == expected
+
+
+def test_parse_range_past_the_end_with_many_digits() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        parse_range("bytes=" + "9" * 5000 + "-", 10)
 
 
 async def test_requests_must_be_signed_by_a_registered_gateway(setup: Setup) -> None:
@@ -184,6 +197,12 @@ async def test_requests_must_be_signed_by_a_registered_gateway(setup: Setup) -> 
     )
     tampered = await setup.client.put(path + "?x=1", data=data, headers=signed)
     assert tampered.status == 401
+    for when in ("²", "1_700000000", "+1700000000", "9" * 5000):  # "²" was int()'s 500
+        signed = sign_request(
+            setup.gateway, "PUT", path, setup.node.address, content_sha256=fragment_id
+        )
+        late = await setup.client.put(path, data=data, headers={**signed, "X-Deoss-Time": when})
+        assert late.status == 401 and (await late.json())["error"]["code"] == "BadTime", when
     assert setup.node.store.fragments() == [] and leftovers(setup.node) == []
 
 
@@ -286,6 +305,32 @@ async def test_batch_put_answers_each_fragment(setup: Setup) -> None:
     for body in (b"\x00\x00\x00\x05{}", b"\x00\x00\x00\x02{}", b"garbage"):
         refused = await setup.request("POST", "/fragments", body)
         assert refused.status == 400, body
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        b'{"fragments": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",  # was RecursionError
+        b'{"fragments": [{"id": "' + b"a" * 64 + b'", "size": NaN}]}',
+        b'{"fragments": [{"id": "' + b"a" * 64 + b'", "size": 1e999}]}',
+        b'{"fragments": [{"id": "' + b"a" * 64 + b'", "size": ' + b"9" * 5000 + b"}]}",
+        b'{"fragments": [{"id": "' + b"a" * 64 + b'", "size": 1.5}]}',
+        b'{"fragments": [{"id": "' + b"a" * 64 + b'", "size": true}]}',
+        b'{"fragments": [{"id": 7, "size": 1}]}',
+        b'{"fragments": {"id": "x"}}',
+    ],
+)
+async def test_batch_manifests_the_strict_parser_refuses(setup: Setup, manifest: bytes) -> None:
+    body = len(manifest).to_bytes(4, "big") + manifest + b"x"
+    response = await setup.request("POST", "/fragments", body)
+    assert response.status == 400 and (await response.json())["error"]["code"] == "BadBatch"
+    assert setup.node.store.fragments() == [] and leftovers(setup.node) == []
+
+
+def test_the_miner_directory_and_database_are_private(setup: Setup) -> None:
+    root = setup.node.store.root
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "miner.db").stat().st_mode) == 0o600
 
 
 async def test_batch_with_a_body_that_was_not_signed_keeps_nothing(setup: Setup) -> None:
