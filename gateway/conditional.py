@@ -12,6 +12,8 @@ import email.utils
 import re
 from collections.abc import Mapping
 
+from chain_client.strict import ascii_int
+
 __all__ = [
     "NOT_MODIFIED",
     "PRECONDITION_FAILED",
@@ -24,6 +26,9 @@ __all__ = [
 
 NOT_MODIFIED = 304
 PRECONDITION_FAILED = 412
+RANGE_DIGITS = 20  # any object's size fits in fewer
+# [0-9], not \d: \d also matches other scripts' digits.
+_BYTE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
 def http_date(timestamp: float) -> str:
@@ -115,16 +120,23 @@ def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     Raises ValueError when the range cannot be satisfied."""
     if header is None:
         return None
-    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    match = _BYTE_RANGE.fullmatch(header.strip())
     if match is None or (not match[1] and not match[2]):
         return None
+
+    def position(digits: str) -> int:
+        # Longer than RANGE_DIGITS, a position is past any object's end, and the rules
+        # below answer what they answer for one.
+        value = ascii_int(digits, max_digits=RANGE_DIGITS)
+        return size if value is None else value
+
     if not match[1]:
-        suffix = int(match[2])
+        suffix = position(match[2])
         if suffix == 0 or size == 0:
             raise ValueError("empty suffix")
         return max(size - suffix, 0), size
-    start = int(match[1])
-    end = min(int(match[2]) + 1, size) if match[2] else size
+    start = position(match[1])
+    end = min(position(match[2]) + 1, size) if match[2] else size
     if start >= size or end <= start:
         raise ValueError("outside the object")
     return start, end

@@ -16,6 +16,7 @@ __all__ = [
     "BODY_BROKE_OFF",
     "CipherRequired",
     "FragmentsUnavailable",
+    "HeaderNotText",
     "InsufficientMinerSpace",
     "InsufficientTerritorySpace",
     "InvalidBucketName",
@@ -76,6 +77,17 @@ def translate(
     if isinstance(entry, tuple):
         return plain(entry[0], entry[1], exc)
     return entry(exc)
+
+
+# -- the request itself -----------------------------------------------------------------
+
+
+class HeaderNotText(ObjectError):
+    """A header the request needs as text carries bytes that are not UTF-8."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__(f"header {header} is not UTF-8 text")
+        self.header = header
 
 
 # -- the request does not fit the network -----------------------------------------------

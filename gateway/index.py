@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from chain_client.files import private_database, private_directory
 from chain_client.sqlite import transaction
 from gateway.conditional import etag_matches
 from gateway.keywrap import WrappedKey
@@ -255,9 +256,12 @@ def _within(prefix: str, column: str = "n.name") -> tuple[str, list[Any]]:
 
 class MetadataIndex:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # SECURITY: every user's names, sizes, content headers and metadata (review #16).
+        private_directory(path.parent)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(
+            private_database(path), isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")  # an acknowledged upload survives a crash
         self._open_schema(path)

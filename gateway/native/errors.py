@@ -84,6 +84,7 @@ TABLE: Mapping[type[BaseException], Entry] = {
     PreconditionFailed: _named(412),
     IndexRefusal: _named(409),
     # the object pipeline
+    errors.HeaderNotText: (400, "InvalidHeader"),
     errors.InvalidCopies: (400, "InvalidCopies"),
     errors.TooManyCopies: (400, "TooManyCopies"),
     errors.ObjectTooLarge: (413, "ObjectTooLarge"),

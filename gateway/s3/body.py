@@ -3,10 +3,10 @@ counted, and checked against everything the client vouched for, the signed SHA-2
 ``Content-MD5``, an ``x-amz-checksum-*`` header or trailer, before the last byte is
 handed over. A mismatch raises then, so the object service never commits the object.
 
-Framing (docs/s3.md §2): only a ``STREAMING-*`` payload hash makes the body aws-chunked
-(``aws-chunked`` in ``Content-Encoding`` alone does not); a plain body has a
-``Content-Length`` or arrives with ``Transfer-Encoding: chunked``, its length then known
-only at its end.
+Framing (docs/s3.md §2): only a ``STREAMING-*`` payload hash makes the body aws-chunked;
+``aws-chunked`` in ``Content-Encoding`` with any other payload hash is refused (its
+framing would be stored as the object's bytes). A plain body has a ``Content-Length`` or
+arrives with ``Transfer-Encoding: chunked``, its length then known only at its end.
 """
 
 import asyncio
@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from chain_client.strict import ascii_int
 from gateway.expect import send_continue
 from gateway.s3 import checksums
 from gateway.s3.checksums import Algorithm, Checksum
@@ -25,6 +26,7 @@ from gateway.s3.xml import S3Error
 __all__ = ["UploadBody", "upload_body"]
 
 PIECE = 1024 * 1024
+LENGTH_DIGITS = 20
 _STREAMING = ("streaming-signed", "streaming-signed-trailer", "streaming-unsigned-trailer")
 
 
@@ -47,12 +49,20 @@ def upload_body(req: S3Request, meta: dict[str, Any], max_length: int) -> Upload
     auth = request[AUTH]
     headers = request.headers
     streaming = auth.payload in _STREAMING
+    codings = headers.get("Content-Encoding", "").lower().split(",")
+    if not streaming and "aws-chunked" in (coding.strip() for coding in codings):
+        raise S3Error(
+            400,
+            "InvalidRequest",
+            "aws-chunked encoding needs a STREAMING-* x-amz-content-sha256, "
+            f"not {headers.get('x-amz-content-sha256', '')[:64]!r}",
+        )
     length: int | None
     if streaming:
-        raw = headers.get("x-amz-decoded-content-length", "")
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
+        decoded = headers.get("x-amz-decoded-content-length", "")
+        length = ascii_int(decoded, max_digits=LENGTH_DIGITS)
+        if length is None:
             raise S3Error(411, "MissingContentLength", "x-amz-decoded-content-length is required")
-        length = int(raw)
     elif request.content_length is not None:
         length = request.content_length
     elif "chunked" in headers.get("Transfer-Encoding", "").lower():

@@ -6,6 +6,7 @@ import contextlib
 from aiohttp import web
 
 from gateway.errors import InsufficientTerritorySpace
+from gateway.headers import header_text
 from gateway.names import check_bucket_name
 from gateway.records import ENABLED, SUSPENDED
 from gateway.s3.acl_api import check_acl_headers
@@ -67,7 +68,7 @@ async def create_bucket(req: S3Request) -> web.StreamResponse:
     body = await _configuration(req)
     if body.strip():
         parse_xml(body)  # a LocationConstraint: one region here, so only checked for form
-    territory = req.web.headers.get("x-deoss-territory") or req.ctx.default_territory
+    territory = header_text(req.web.headers, "x-deoss-territory") or req.ctx.default_territory
     if not territory:
         raise S3Error(
             400, "InvalidArgument", "name a territory in x-deoss-territory (no default is set)"

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Protocol
 
+from chain_client.strict import ascii_int
 from gateway.s3.sigv4 import EMPTY_SHA256, AuthResult, ChunkSigningContext, PayloadMode
 
 __all__ = [
@@ -51,7 +52,6 @@ _SIGNED_HEADER: Final = re.compile(rb"([0-9a-fA-F]{1,16});chunk-signature=([0-9a
 # Extensions of an unsigned chunk carry nothing S3 uses; they are ignored.
 _UNSIGNED_HEADER: Final = re.compile(rb"([0-9a-fA-F]{1,16})(?:;[\x20-\x7e]*)?\r\n")
 _TRAILER_LINE: Final = re.compile(rb"([A-Za-z0-9-]{1,128}):[ \t]*([\x20-\x7e]*?)[ \t]*\r\n")
-_DECIMAL: Final = re.compile(r"[0-9]{1,19}")
 
 
 class ChunkedError(Exception):
@@ -119,11 +119,12 @@ def parse_decoded_content_length(value: str | None) -> int:
         raise ChunkedError(
             411, "MissingContentLength", "You must provide the Content-Length HTTP header."
         )
-    if not _DECIMAL.fullmatch(value.strip()):
+    length = ascii_int(value.strip(), max_digits=19)
+    if length is None:
         raise ChunkedError(
             400, "InvalidArgument", f"x-amz-decoded-content-length is not a number: {value!r}"
         )
-    return int(value)
+    return length
 
 
 def parse_trailer_names(value: str | None) -> frozenset[str]:
@@ -187,7 +188,8 @@ class AwsChunkedDecoder:
             "streaming-signed-trailer",
             "streaming-unsigned-trailer",
         ):
-            raise ValueError(f"not an aws-chunked payload: {payload!r}")
+            # A request whose body only claims the encoding (the caller checks first).
+            raise ChunkedError(400, "InvalidRequest", f"not an aws-chunked payload: {payload!r}")
         self._signed = payload != "streaming-unsigned-trailer"
         if self._signed and chunk_signing is None:
             raise ValueError(f"{payload} needs the request's chunk_signing context")

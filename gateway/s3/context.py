@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway.access_keys import AccessKeyStore
+from gateway.headers import header_text
 from gateway.index import MetadataIndex
 from gateway.names import MAX_NAME_BYTES
 from gateway.objects import ObjectService
@@ -18,6 +19,7 @@ from gateway.s3.xml import S3Error
 
 __all__ = [
     "AUTH",
+    "INT_DIGITS",
     "S3",
     "CopySource",
     "S3Context",
@@ -46,6 +48,8 @@ class S3Context:
 
 
 S3 = web.AppKey("s3", S3Context)
+# S3's integer parameters are 32-bit: more digits are refused (chain_client.strict).
+INT_DIGITS = 10
 AUTH = web.RequestKey("s3_auth", AuthResult)  # who signed the request, and how
 
 
@@ -125,7 +129,7 @@ def copy_source(req: S3Request) -> CopySource:
     """``x-amz-copy-source``: ``[/]<bucket>/<percent-encoded key>[?versionId=<id>]``. The
     query is split off before the key is decoded, so a key with an encoded ``?`` (or
     anything else) survives, as every SDK sends it."""
-    raw = req.web.headers["x-amz-copy-source"]
+    raw = header_text(req.web.headers, "x-amz-copy-source") or ""
     path, _, query = raw.partition("?")
     bucket, _, key = urllib.parse.unquote(path).lstrip("/").partition("/")
     if not bucket or not key:

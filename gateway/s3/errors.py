@@ -43,6 +43,11 @@ def _no_such_upload(exc: BaseException) -> S3Error:
     return S3Error(404, "NoSuchUpload", "the upload does not exist", UploadId=exc.upload_id)
 
 
+def _header_not_text(exc: BaseException) -> S3Error:
+    assert isinstance(exc, errors.HeaderNotText)
+    return S3Error(400, "InvalidArgument", str(exc), ArgumentName=exc.header)
+
+
 def _chain(exc: BaseException) -> S3Error:
     return S3Error(503, "ServiceUnavailable", f"the chain is unreachable: {exc}")
 
@@ -67,6 +72,7 @@ TABLE: Mapping[type[BaseException], Entry] = {
     UploadCompleted: _no_such_upload,
     IndexRefusal: (409, "OperationAborted"),
     # the object pipeline
+    errors.HeaderNotText: _header_not_text,
     errors.InvalidCopies: (400, "InvalidArgument"),
     errors.TooManyCopies: (400, "InvalidArgument"),
     errors.ObjectTooLarge: (400, "EntityTooLarge"),

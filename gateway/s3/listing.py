@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from chain_client.strict import ascii_int
 from gateway.index import MetadataIndex
 from gateway.records import ObjectRecord, is_version_id, prefix_end
-from gateway.s3.context import S3Request
+from gateway.s3.context import INT_DIGITS, S3Request
 from gateway.s3.xml import S3Error, element, iso_time, leaves, owner_element, xml_response
 
 __all__ = [
@@ -140,10 +141,10 @@ def after_marker(base: str, prefix: str, delimiter: str, marker: str) -> Cursor:
 
 
 def _max_keys(req: S3Request) -> int:
-    raw = req.web.query.get("max-keys", str(MAX_KEYS))
-    if not (raw.isascii() and raw.isdigit()):
+    count = ascii_int(req.web.query.get("max-keys", str(MAX_KEYS)), max_digits=INT_DIGITS)
+    if count is None:
         raise S3Error(400, "InvalidArgument", "max-keys is a non-negative integer")
-    return min(int(raw[:9]), MAX_KEYS)
+    return min(count, MAX_KEYS)
 
 
 def _encoder(req: S3Request) -> Callable[[str], str]:

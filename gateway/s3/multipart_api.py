@@ -17,13 +17,15 @@ from typing import Any
 
 from aiohttp import web
 
+from chain_client.strict import ascii_int
 from gateway.objects import PlacedUnit
 from gateway.records import NameWrite, PartRecord, UploadCompleted, UploadRecord, new_upload_id
 from gateway.s3 import checksums, sse
 from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.body import upload_body
-from gateway.s3.context import S3Request, copy_source
+from gateway.s3.context import INT_DIGITS, S3Request, copy_source
 from gateway.s3.objects_api import (
+    content_type,
     source_version,
     sse_c_key,
     stored_meta,
@@ -87,7 +89,7 @@ async def create_upload(req: S3Request) -> web.StreamResponse:
         owner=req.owner,
         name=req.name,
         territory=bucket.territory,
-        content_type=req.web.headers.get("Content-Type") or "binary/octet-stream",
+        content_type=content_type(req.web.headers, "binary/octet-stream"),
         meta=stored_meta(req.web.headers),
         created_at=time.time(),
     )
@@ -103,10 +105,10 @@ async def create_upload(req: S3Request) -> web.StreamResponse:
 
 
 def _part_number(req: S3Request) -> int:
-    raw = req.web.query.get("partNumber", "")
-    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw[:6]) <= MAX_PARTS):
+    number = ascii_int(req.web.query.get("partNumber", ""), max_digits=INT_DIGITS)
+    if number is None or not 1 <= number <= MAX_PARTS:
         raise S3Error(400, "InvalidArgument", f"partNumber is 1 to {MAX_PARTS}")
-    return int(raw)
+    return number
 
 
 async def upload_part(req: S3Request) -> web.StreamResponse:
@@ -198,10 +200,11 @@ def _listed_parts(raw: bytes) -> list[tuple[int, str]]:
     listed: list[tuple[int, str]] = []
     for node in root.findall("Part"):
         text, etag = node.findtext("PartNumber"), node.findtext("ETag")
-        number = (text or "").strip()
-        if not (number.isascii() and number.isdigit() and len(number) <= 6) or etag is None:
+        # XML text may be indented around the number (S3 SDKs write it bare).
+        number = ascii_int((text or "").strip(), max_digits=INT_DIGITS)
+        if number is None or etag is None:
             raise S3Error(400, "MalformedXML", "each Part has a PartNumber and an ETag")
-        listed.append((int(number), etag.strip().strip('"')))
+        listed.append((number, etag.strip().strip('"')))
     if not listed:
         raise S3Error(400, "MalformedXML", "the part list is empty")
     numbers = [number for number, _ in listed]
@@ -287,19 +290,20 @@ async def abort_upload(req: S3Request) -> web.StreamResponse:
 
 
 def _limit(req: S3Request, name: str) -> int:
-    raw = req.web.query.get(name, str(MAX_LISTED))
-    if not (raw.isascii() and raw.isdigit()):
+    count = ascii_int(req.web.query.get(name, str(MAX_LISTED)), max_digits=INT_DIGITS)
+    if count is None:
         raise S3Error(400, "InvalidArgument", f"{name} is a non-negative integer")
-    return min(int(raw[:9]), MAX_LISTED)
+    return min(count, MAX_LISTED)
 
 
 async def list_parts(req: S3Request) -> web.StreamResponse:
     upload = _upload(req)
     marker = req.web.query.get("part-number-marker", "0")
-    if not (marker.isascii() and marker.isdigit() and len(marker) <= 6):
+    after = ascii_int(marker, max_digits=INT_DIGITS)
+    if after is None:
         raise S3Error(400, "InvalidArgument", "part-number-marker is an integer")
     limit = _limit(req, "max-parts")
-    parts = req.ctx.index.parts(upload.upload_id, int(marker), limit + 1)
+    parts = req.ctx.index.parts(upload.upload_id, after, limit + 1)
     truncated = len(parts) > limit
     parts = parts[:limit]
     root = element(

@@ -7,17 +7,21 @@ index, which checks them in the transaction that writes the version.
 """
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from chain_client.strict import ascii_int
 from gateway.conditional import http_date, parse_byte_range, precondition, range_applies
+from gateway.errors import HeaderNotText
+from gateway.headers import header_text, is_text
 from gateway.records import BucketRecord, NameWrite, ObjectRecord, WriteCondition, is_version_id
 from gateway.s3 import checksums, sse
 from gateway.s3.acl_api import check_acl_headers
 from gateway.s3.body import upload_body
-from gateway.s3.context import CopySource, S3Request, copy_source, object_name
+from gateway.s3.context import INT_DIGITS, CopySource, S3Request, copy_source, object_name
 from gateway.s3.errors import as_s3_error
 from gateway.s3.tagging_api import tags_from_header
 from gateway.s3.xml import (
@@ -32,6 +36,7 @@ from gateway.s3.xml import (
 from gateway.streaming import read_up_to, stream_pieces
 
 __all__ = [
+    "content_type",
     "delete_object",
     "delete_objects",
     "get_object",
@@ -65,20 +70,33 @@ RESPONSE_OVERRIDES = {
 }
 # What a version keeps from its source whatever the metadata directive: its bytes' facts.
 _CONTENT_FACTS = ("checksum", "sse_c", "parts")
+# An override is answered as a header, and aiohttp refuses to write these (HTAB is fine).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def content_type(headers: Mapping[str, str], default: str) -> str:
+    """The ``Content-Type`` an upload stores, checked before any byte is placed."""
+    return header_text(headers, "Content-Type") or default
 
 
 def stored_meta(headers: Mapping[str, str]) -> dict[str, Any]:
-    """What an upload's headers say to keep with the object."""
-    user = {
-        name[len("x-amz-meta-") :].lower(): value
-        for name, value in headers.items()
-        if name.lower().startswith("x-amz-meta-")
-    }
+    """What an upload's headers say to keep with the object: every value valid text
+    (``InvalidArgument`` otherwise, before the body is read), since each is stored and
+    answered back."""
+    user: dict[str, str] = {}
+    for name, value in headers.items():
+        if name.lower().startswith("x-amz-meta-"):
+            if not is_text(value):  # names are tokens: ASCII, or aiohttp refuses them
+                raise HeaderNotText(name)
+            user[name[len("x-amz-meta-") :].lower()] = value
     if sum(len(k) + len(v) for k, v in user.items()) > MAX_USER_METADATA:
         raise S3Error(
             400, "MetadataTooLarge", f"user metadata is at most {MAX_USER_METADATA} bytes"
         )
-    kept = {name: headers[name] for name in CONTENT_HEADERS if name in headers}
+    kept: dict[str, str] = {}
+    for name in CONTENT_HEADERS:
+        if (text := header_text(headers, name)) is not None:
+            kept[name] = text
     if "Content-Encoding" in kept:
         # aws-chunked says how this request's body was framed, not what the object is.
         codings = [
@@ -91,7 +109,7 @@ def stored_meta(headers: Mapping[str, str]) -> dict[str, Any]:
         else:
             del kept["Content-Encoding"]
     meta: dict[str, Any] = {"headers": kept, "user": user}
-    tags = tags_from_header(headers.get("x-amz-tagging"))
+    tags = tags_from_header(header_text(headers, "x-amz-tagging"))
     if tags:
         meta["tags"] = tags
     return meta
@@ -190,6 +208,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     condition = write_condition(headers)
     req.ctx.index.check_condition(req.owner, name, condition)  # before the body is read
     meta = stored_meta(headers)
+    stored_type = content_type(headers, "binary/octet-stream")
     key = sse.customer_key(headers)
     if key is not None:
         meta["sse_c"] = sse.key_md5(key)
@@ -203,7 +222,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
         name=name,
         body=body.chunks,
         size_hint=body.length,
-        content_type=headers.get("Content-Type") or "binary/octet-stream",
+        content_type=stored_type,
         meta=meta,  # the body adds the verified checksum as it ends
         write=NameWrite(bucket=bucket.bucket, condition=condition),
     )
@@ -279,11 +298,11 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
     facts = {name: source.meta[name] for name in _CONTENT_FACTS if name in source.meta}
     if metadata == "REPLACE":
         meta = {**stored_meta(headers), **facts}
-        content_type = headers.get("Content-Type") or source.content_type
+        stored_type = content_type(headers, source.content_type)
     else:
         meta = {name: value for name, value in source.meta.items() if name != "tags"}
-        content_type = source.content_type
-    tags = tags_from_header(headers.get("x-amz-tagging")) if tagging == "REPLACE" else None
+        stored_type = source.content_type
+    tags = tags_from_header(header_text(headers, "x-amz-tagging")) if tagging == "REPLACE" else None
     if tagging == "COPY":
         tags = source.meta.get("tags")
     meta.pop("tags", None)
@@ -295,7 +314,7 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
         owner=req.owner,
         territory=bucket.territory,
         name=req.name,
-        content_type=content_type,
+        content_type=stored_type,
         meta=meta,
         write=NameWrite(bucket=bucket.bucket, condition=condition),
     )
@@ -334,10 +353,11 @@ def _span(req: S3Request, record: ObjectRecord) -> tuple[int, int, bool]:
     part = req.web.query.get("partNumber")
     if part is not None:
         parts = record.meta.get("parts") or [record.size]
-        if not (part.isascii() and part.isdigit() and 1 <= int(part[:6]) <= len(parts)):
+        number = ascii_int(part, max_digits=INT_DIGITS)
+        if number is None or not 1 <= number <= len(parts):
             raise S3Error(416, "InvalidPartNumber", "the part number is out of range")
-        start = sum(parts[: int(part) - 1])
-        return start, start + parts[int(part) - 1], len(parts) > 1
+        start = sum(parts[: number - 1])
+        return start, start + parts[number - 1], len(parts) > 1
     header = req.web.headers.get("Range")
     if header is not None and not range_applies(
         req.web.headers, etag=f'"{record.etag}"', last_modified=record.created_at
@@ -354,8 +374,22 @@ def _span(req: S3Request, record: ObjectRecord) -> tuple[int, int, bool]:
     return span[0], span[1], True
 
 
+def _overrides(req: S3Request) -> dict[str, str]:
+    """The ``response-*`` headers asked for: text a header can carry, else
+    ``InvalidArgument`` (a CR or LF would otherwise fail as the answer is written)."""
+    wanted = {}
+    for parameter, header in RESPONSE_OVERRIDES.items():
+        value = req.web.query.get(parameter)
+        if value is not None:
+            if _CONTROL.search(value):
+                raise S3Error(400, "InvalidArgument", f"{parameter} holds a control character")
+            wanted[header] = value
+    return wanted
+
+
 async def _read(req: S3Request, *, body: bool) -> web.StreamResponse:
     bucket = req.own_bucket()
+    overrides = _overrides(req)
     record = _object(req, bucket)
     checksum_mode = req.web.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     headers = object_headers(record, checksum_mode=checksum_mode)
@@ -378,9 +412,7 @@ async def _read(req: S3Request, *, body: bool) -> web.StreamResponse:
         await req.ctx.service.check_secret(record, key)  # a wrong key: 403 before any byte
         headers.update(sse.response_headers(record.meta["sse_c"]))
     start, end, partial = _span(req, record)
-    for parameter, header in RESPONSE_OVERRIDES.items():
-        if parameter in req.web.query:
-            headers[header] = req.web.query[parameter]
+    headers.update(overrides)
     if "partNumber" in req.web.query:
         headers["x-amz-mp-parts-count"] = str(len(record.meta.get("parts") or [1]))
     status = 206 if partial else 200

@@ -6,7 +6,6 @@ the object's metadata, to echo and to tell a missing key from a wrong one.
 """
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -34,14 +33,15 @@ def customer_key(headers: Mapping[str, str], prefix: str = PREFIX) -> bytes | No
         raise S3Error(400, "InvalidEncryptionAlgorithmError", "the SSE-C algorithm must be AES256")
     try:
         key = base64.b64decode(encoded or "", validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII at all
         key = b""
     if len(key) != 32:
         raise S3Error(
             400, "InvalidArgument", "The secret key was invalid for the specified algorithm."
         )
     # SECURITY: constant-time compare (the MD5 guards against a mangled key, not a secret).
-    if digest is None or not hmac.compare_digest(key_md5(key), digest):
+    # compare_digest takes only ASCII text: a header with other bytes is no digest.
+    if digest is None or not digest.isascii() or not hmac.compare_digest(key_md5(key), digest):
         raise S3Error(
             400,
             "InvalidArgument",

@@ -3,6 +3,7 @@ deletions, buckets, multipart uploads, and listing order."""
 
 import asyncio
 import sqlite3
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -289,3 +290,18 @@ def test_a_version_2_index_is_migrated(tmp_path: Path) -> None:
     assert index.find(OWNER, "photos/a") == newer
     index.close()
     assert MetadataIndex(path).find(OWNER, "photos/a") is not None  # opens again as version 3
+
+
+def test_an_index_left_readable_by_an_older_version_is_narrowed(tmp_path: Path) -> None:
+    # Security review #16: index.db and its -wal were 0644 in a 0755 directory.
+    data_dir = tmp_path / "gateway"
+    MetadataIndex(data_dir / "index.db").close()
+    data_dir.chmod(0o755)
+    for path in data_dir.iterdir():
+        path.chmod(0o644)
+    index = MetadataIndex(data_dir / "index.db")
+    index.create_bucket("b", OWNER, "home")
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.iterdir()}
+    assert "index.db-wal" in modes and set(modes.values()) == {0o600}
+    index.close()

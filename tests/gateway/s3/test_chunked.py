@@ -424,8 +424,9 @@ async def test_iteration_resumes_and_trailers_come_at_the_end() -> None:
 
 def test_construction_errors() -> None:
     reader = mock.Mock()
-    with pytest.raises(ValueError, match="not an aws-chunked"):
+    with pytest.raises(ChunkedError, match="not an aws-chunked") as refused:
         AwsChunkedDecoder(reader, payload="signed", decoded_length=1)
+    assert (refused.value.status, refused.value.code) == (400, "InvalidRequest")
     with pytest.raises(ValueError, match="chunk_signing"):
         AwsChunkedDecoder(reader, payload="streaming-signed", decoded_length=1)
     with pytest.raises(ChunkedError) as caught:
@@ -438,7 +439,7 @@ def test_construction_errors() -> None:
         )
     assert caught.value.code == "InvalidRequest"
     unsigned = AuthResult("AK", "v4-header", "unsigned")
-    with pytest.raises(ValueError, match="not an aws-chunked"):
+    with pytest.raises(ChunkedError, match="not an aws-chunked"):
         AwsChunkedDecoder.for_request(reader, unsigned, {"x-amz-decoded-content-length": "1"})
 
 
@@ -447,7 +448,7 @@ def test_header_parsers() -> None:
     with pytest.raises(ChunkedError) as caught:
         parse_decoded_content_length(None)
     assert (caught.value.status, caught.value.code) == (411, "MissingContentLength")
-    for bad in ("-1", "1e3", "", "0x10"):
+    for bad in ("-1", "1e3", "", "0x10", "²", "1_0", "9" * 20, "5" * 5000):
         with pytest.raises(ChunkedError):
             parse_decoded_content_length(bad)
     assert parse_trailer_names(None) == frozenset()
