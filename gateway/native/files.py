@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
 
+from chain_client.strict import ascii_int
 from gateway.conditional import (
     NOT_MODIFIED,
     http_date,
@@ -271,20 +272,20 @@ async def list_files(request: web.Request) -> web.Response:
     claimed = request.query.get("Account") or request.headers.get("Account")
     if claimed is not None and claimed != owner and not owner.endswith(claimed[-8:]):
         raise NativeError(403, "NotOwner", "list your own files")
-    raw_limit = request.query.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    limit = ascii_int(request.query.get("limit", "100"), max_digits=4)
+    if limit is None or not 1 <= limit <= 1000:
         raise NativeError(400, "InvalidPagination", "limit is 1..1000")
     territory = request.query.get("territory") or request.headers.get("Territory")
     start_after = request.query.get("start_after", "")
     records = [
         r
-        for r in ctx.service.index.objects_by_name(owner, start_after, int(raw_limit) + 1)
+        for r in ctx.service.index.objects_by_name(owner, start_after, limit + 1)
         if territory is None or r.territory == territory
     ]
-    more = len(records) > int(raw_limit)
-    records = records[: int(raw_limit)]
+    more = len(records) > limit
+    records = records[:limit]
     headers = {}
     if more and records:
-        following = urllib.parse.urlencode({"start_after": records[-1].name, "limit": raw_limit})
+        following = urllib.parse.urlencode({"start_after": records[-1].name, "limit": limit})
         headers["Link"] = f'</file/list?{following}>; rel="next"'
     return envelope(200, [record_json(r) for r in records], headers=headers)

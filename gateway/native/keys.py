@@ -1,10 +1,9 @@
 """The native API's S3 access key routes (docs/native-api.md §8, docs/s3.md §2): an
 account creates, lists and revokes its own keys with a native signature."""
 
-import json
-
 from aiohttp import web
 
+from chain_client.strict import StrictJSONError, strict_json
 from gateway.access_keys import AccessKeyStore
 from gateway.native.context import NATIVE
 from gateway.native.errors import NativeError, envelope
@@ -32,8 +31,9 @@ async def create_key(request: web.Request) -> web.Response:
     label = ""
     if raw.strip():
         try:
-            body = json.loads(raw) if len(raw) <= 4096 else None
-        except ValueError:
+            # {"label": ...} is one level deep: a deeper body is no key request.
+            body = strict_json(raw, max_depth=2) if len(raw) <= 4096 else None
+        except StrictJSONError:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("label", ""), str):
             raise NativeError(400, "InvalidBody", 'the body is {"label": "<text>"} or empty')

@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from chain_client.strict import ascii_int
+from gateway.errors import HeaderNotText
+from gateway.headers import header_text, is_text
 from gateway.names import MAX_NAME_BYTES
 from gateway.native.auth import Signed
 from gateway.native.context import NATIVE
@@ -40,6 +43,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # not in native names (S3 keys may hol
 TERRITORY = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
 EXTENSION = re.compile(r"^[A-Za-z0-9]{1,16}$")
 TYPES = mimetypes.MimeTypes(filenames=())  # the built-in table only, not the host's files
+COPIES_DIGITS = 9
 
 
 SIGNED = web.RequestKey("signed", Signed)
@@ -88,8 +92,18 @@ def unsigned_stream(request: web.Request) -> None:
         )
 
 
+def _text(request: web.Request, name: str, error: str) -> str | None:
+    """A header used as text; 400 ``error`` (the header's own refusal) when its bytes
+    are not UTF-8."""
+    try:
+        return header_text(request.headers, name)
+    except HeaderNotText as exc:
+        raise NativeError(400, error, str(exc)) from None
+
+
 def territory_of(request: web.Request) -> str:
-    territory = request.headers.get("Territory") or request.app[NATIVE].default_territory
+    territory = _text(request, "Territory", "InvalidTerritory")
+    territory = territory or request.app[NATIVE].default_territory
     if not territory:
         raise NativeError(400, "MissingTerritory", "header Territory is required")
     if not TERRITORY.match(territory):
@@ -101,13 +115,14 @@ def copies_of(request: web.Request) -> int | None:
     raw = request.headers.get("Copies")
     if raw is None:
         return None
-    if not raw.isdigit():
+    copies = ascii_int(raw, max_digits=COPIES_DIGITS)  # the network's range is checked later
+    if copies is None:
         raise NativeError(400, "InvalidCopies", "Copies is an integer")
-    return int(raw)
+    return copies
 
 
 def cipher_of(request: web.Request) -> str | None:
-    cipher = request.headers.get("Cipher")
+    cipher = _text(request, "Cipher", "InvalidCipher")
     if cipher is not None and not 1 <= len(cipher.encode()) <= 256:
         raise NativeError(400, "InvalidCipher", "Cipher is 1..256 bytes")
     return cipher
@@ -116,7 +131,8 @@ def cipher_of(request: web.Request) -> str | None:
 def check_name(name: str) -> str:
     if not name:
         raise NativeError(400, "MissingName", "an object needs a name")
-    if len(name.encode()) > MAX_NAME_BYTES or CONTROL.search(name):
+    # A Filename header's bytes that are not UTF-8 arrive as lone surrogates.
+    if not is_text(name) or len(name.encode()) > MAX_NAME_BYTES or CONTROL.search(name):
         raise NativeError(
             400,
             "InvalidName",
