@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from chain_client.files import private_database, private_directory
 from chain_client.keys import is_dev_address
 from chain_client.merkle import root_of_hashes
 from chain_client.modules import MODULES
+from chain_client.modules.balances import balance, extrinsic_fee, pay_fee
 from chain_client.params import Genesis, NetworkParams
+from chain_client.pool import Pending, Pool
 from chain_client.protocol import ExtrinsicResult
 from chain_client.runtime import (
     CallContext,
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 ZERO_HASH = "0x" + "00" * 32
 
 EVENT_PAGES_KEPT = 64
-SCHEMA_VERSION = 1  # of every table below and the modules': raised when they change
+SCHEMA_VERSION = 2  # of every table below and the modules': raised when they change
 NODE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
@@ -104,15 +106,6 @@ class NodeStats:
     block_seconds: float = 0.0
 
 
-@dataclass(slots=True)
-class _Pending:
-    extrinsic: Extrinsic
-    hash: str
-    signer: str
-    size: int
-    received: float = field(default_factory=time.monotonic)
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
@@ -129,8 +122,7 @@ class LedgerNode:
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._pool_lock = threading.Lock()
-        self._pool: OrderedDict[str, _Pending] = OrderedDict()
-        self._pool_by_signer: dict[str, int] = {}
+        self._pool: Pool | None = None  # sized by the genesis params, below
         self._listeners: list[Callable[[BlockResult], None]] = []
         # Every miner follows the head, so most event pages are asked for once per
         # follower: a page of committed blocks never changes, and is read once.
@@ -154,6 +146,11 @@ class LedgerNode:
         self.genesis_hash_hex = self._meta("genesis_hash")
         self.genesis_hash = bytes.fromhex(self.genesis_hash_hex[2:])
         self._reader = _connect(path)
+        self._pool = Pool(
+            max_extrinsics=self.params.max_pool_extrinsics,
+            max_bytes=self.params.max_pool_bytes,
+            max_per_signer=self.params.max_pool_per_signer,
+        )
 
     # -- set-up -----------------------------------------------------------------
 
@@ -247,7 +244,12 @@ class LedgerNode:
     def next_nonce(self, account: str) -> int:
         account = canonical_address(account)
         with self._pool_lock:
-            return self.state_nonce(account) + self._pool_by_signer.get(account, 0)
+            return self.state_nonce(account) + self.pool.queued(account)[0]
+
+    @property
+    def pool(self) -> Pool:
+        assert self._pool is not None
+        return self._pool
 
     def block(self, height: int, *, header_only: bool = False) -> dict[str, Any] | None:
         """The block at ``height``: its header, and unless ``header_only`` its extrinsics
@@ -327,7 +329,7 @@ class LedgerNode:
 
     def pool_size(self) -> int:
         with self._pool_lock:
-            return len(self._pool)
+            return len(self.pool)
 
     # -- submission ---------------------------------------------------------------
 
@@ -360,39 +362,47 @@ class LedgerNode:
         if not extrinsic.signature_valid(self.genesis_hash):
             raise Rejected("BadSignature", f"signature does not verify for {signer}")
         tx_hash = extrinsic.hash(self.genesis_hash)
+        fee = 0 if spec.dev_only else extrinsic_fee(self.params, spec.weight, size)
+        with self._read_lock:
+            free, _ = balance(self._reader, signer)
         with self._pool_lock:
-            if tx_hash in self._pool:
+            if tx_hash in self.pool:
                 raise Rejected("AlreadyInPool", tx_hash)
-            expected = self.state_nonce(signer) + self._pool_by_signer.get(signer, 0)
+            queued, queued_fees = self.pool.queued(signer)
+            # SECURITY: an extrinsic costs its signer a fee, so strangers cannot fill the
+            # ledger for free (security review #2); an account below the existential
+            # deposit does not transact at all.
+            available = free - queued_fees  # what the signer holds once its queue paid
+            if fee and available < self.params.existential_deposit:
+                raise Rejected(
+                    "BelowExistentialDeposit",
+                    f"{signer} holds {available} beyond the fees of its {queued} queued "
+                    f"extrinsics; an account needs {self.params.existential_deposit} to transact",
+                )
+            if fee > available:
+                raise Rejected(
+                    "InsufficientFee", f"the fee is {fee}; {signer} has {available} free"
+                )
+            expected = self.state_nonce(signer) + queued
             if extrinsic.nonce < expected:
                 raise Rejected(
                     "StaleNonce", f"nonce {extrinsic.nonce} already used; next is {expected}"
                 )
             if extrinsic.nonce > expected:
                 raise Rejected("FutureNonce", f"nonce {extrinsic.nonce}; next is {expected}")
-            if len(self._pool) >= self.params.max_pool_extrinsics:
-                raise Rejected("PoolFull", f"{len(self._pool)} extrinsics waiting; retry later")
-            self._pool[tx_hash] = _Pending(extrinsic, tx_hash, signer, size)
-            self._pool_by_signer[signer] = self._pool_by_signer.get(signer, 0) + 1
+            evicted = self.pool.admit(Pending(extrinsic, tx_hash, signer, size, fee))
+        for pending in evicted:
+            log.info("pool full: evicted %s of %s for %s", pending.hash, pending.signer, signer)
         self.stats.submitted += 1
         return tx_hash
 
-    def _take(self, limit: int) -> list[_Pending]:
+    def _take(self, limit: int) -> list[Pending]:
         with self._pool_lock:
-            taken: list[_Pending] = []
-            while self._pool and len(taken) < limit:
-                _, pending = self._pool.popitem(last=False)
-                taken.append(pending)
-            return taken
+            return self.pool.take(limit)
 
-    def _release(self, pending: list[_Pending]) -> None:
+    def _release(self, pending: list[Pending]) -> None:
         with self._pool_lock:
-            for item in pending:
-                left = self._pool_by_signer[item.signer] - 1
-                if left:
-                    self._pool_by_signer[item.signer] = left
-                else:
-                    del self._pool_by_signer[item.signer]
+            self.pool.release(pending)
 
     # -- block production -----------------------------------------------------------
 
@@ -424,8 +434,8 @@ class LedgerNode:
                 for pending in batch:
                     index = len(rows)
                     outcome = self._apply(db, pending, height, randomness, index)
-                    if outcome is None:
-                        dropped.append((pending.hash, "StaleNonce"))
+                    if isinstance(outcome, str):
+                        dropped.append((pending.hash, outcome))
                         continue
                     ok, error, call_events = outcome
                     rows.append(
@@ -486,9 +496,7 @@ class LedgerNode:
         except BaseException:
             # Put the batch back, in order, ahead of anything that arrived meanwhile.
             with self._pool_lock:
-                for pending in reversed(batch):
-                    self._pool[pending.hash] = pending
-                    self._pool.move_to_end(pending.hash, last=False)
+                self.pool.put_back(batch)
             raise
         self._release(batch)
         self.stats.applied += sum(1 for r in results if r.success)
@@ -496,13 +504,18 @@ class LedgerNode:
         return BlockResult(height, block_hash, tuple(results), tuple(dropped))
 
     def _apply(
-        self, db: sqlite3.Connection, pending: _Pending, height: int, randomness: bytes, index: int
-    ) -> tuple[bool, str | None, list[Event]] | None:
+        self, db: sqlite3.Connection, pending: Pending, height: int, randomness: bytes, index: int
+    ) -> tuple[bool, str | None, list[Event]] | str:
+        """The extrinsic's outcome, or why it was dropped without being included."""
         extrinsic, signer = pending.extrinsic, pending.signer
         row = db.execute("SELECT nonce FROM nonces WHERE account = ?", (signer,)).fetchone()
         nonce = row[0] if row else 0
         if extrinsic.nonce != nonce:
-            return None
+            return "StaleNonce"
+        # The fee is paid outside the call's savepoint: a call that fails still pays it.
+        fee_ctx = CallContext(db, self.params, height, randomness, self.dev, signer)
+        if pending.fee and not pay_fee(fee_ctx, signer, pending.fee):
+            return "InsufficientFee"  # spent since admission: not included, nonce kept
         # The nonce is consumed even when the call fails, so a failed extrinsic cannot be
         # replayed later, when it might succeed.
         db.execute(
@@ -532,10 +545,10 @@ class LedgerNode:
                     "error": exc.error,
                 },
             )
-            return False, exc.reason, [failed]
+            return False, exc.reason, [*fee_ctx.events, failed]
         db.execute("RELEASE extrinsic")
         success = Event("system", "ExtrinsicSuccess", {"hash": pending.hash})
-        return True, None, [*ctx.events, success]
+        return True, None, [*fee_ctx.events, *ctx.events, success]
 
     def _run_hooks(self, db: sqlite3.Connection, height: int, randomness: bytes) -> list[Event]:
         events: list[Event] = []

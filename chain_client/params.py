@@ -103,6 +103,18 @@ class NetworkParams:
     territory_min_days: int = 30
     faucet_amount: int = 1_000_000 * TOKEN
     dev_endowment: int = 1_000_000_000 * TOKEN
+    # Fees (docs/chain.md §2.2): base + per byte of the signed extrinsic + per unit of the
+    # call's weight, paid from free balance before the call runs, also when it fails.
+    existential_deposit: int = TOKEN // 100
+    base_fee: int = TOKEN // 1_000
+    byte_fee: int = TOKEN // 1_000_000
+    weight_fee: int = TOKEN // 10_000
+    # Bonds (docs/chain.md §5): a gateway reserves gateway_bond to serve; a restoral
+    # claim it lets lapse costs it restoral_claim_slash, a report the miner disproves
+    # false_report_slash.
+    gateway_bond: int = 1_000 * TOKEN
+    restoral_claim_slash: int = 100 * TOKEN
+    false_report_slash: int = 10 * TOKEN
     # Deadlines.
     grace_period: int = 7 * 14_400
     deal_report_timeout: int = 600
@@ -119,6 +131,8 @@ class NetworkParams:
     max_extrinsic_bytes: int = 4 * MIB
     max_block_extrinsics: int = 4096
     max_pool_extrinsics: int = 20_000
+    max_pool_bytes: int = 256 * MIB
+    max_pool_per_signer: int = 256
 
     def __post_init__(self) -> None:
         self.validate("genesis")
@@ -184,6 +198,12 @@ class NetworkParams:
             "idle and service power percents must add up to 100",
         )
         need(self.max_block_extrinsics >= 1, "max_block_extrinsics", "at least 1")
+        need(self.max_pool_per_signer >= 1, "max_pool_per_signer", "at least 1")
+        need(
+            self.max_pool_bytes >= self.max_extrinsic_bytes,
+            "max_pool_bytes",
+            "must hold one extrinsic of max_extrinsic_bytes",
+        )
         schedule = self.penalties
         if not schedule.miss_fine_percent or any(
             not 0 <= p <= 100 for p in schedule.miss_fine_percent

@@ -137,6 +137,9 @@ class CallSpec(Generic[A]):
     args: type[A]
     run: Callable[[CallContext, A], None]
     dev_only: bool = False
+    # What the call costs the node to run, in units of weight_fee (docs/chain.md §2.2):
+    # 1 for a few rows read and written; proofs and batches more.
+    weight: int = 1
 
 
 @dataclass(frozen=True, slots=True)

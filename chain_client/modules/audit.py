@@ -497,8 +497,8 @@ MODULE = ModuleSpec(
     name=NAME,
     schema=SCHEMA,
     calls=(
-        CallSpec("submit_service_proof", ProofArgs, submit_service_proof),
-        CallSpec("submit_idle_proof", ProofArgs, submit_idle_proof),
+        CallSpec("submit_service_proof", ProofArgs, submit_service_proof, weight=10),
+        CallSpec("submit_idle_proof", ProofArgs, submit_idle_proof, weight=10),
         CallSpec("report_fragment", ReportArgs, report_fragment),
         CallSpec("challenge_now", ChallengeNowArgs, challenge_now, dev_only=True),
     ),

@@ -8,7 +8,7 @@ import hashlib
 import sqlite3
 
 from chain_client.keys import dev_accounts
-from chain_client.params import Genesis
+from chain_client.params import Genesis, NetworkParams
 from chain_client.runtime import (
     CallContext,
     CallSpec,
@@ -28,7 +28,9 @@ __all__ = [
     "balance",
     "credit",
     "debit",
+    "extrinsic_fee",
     "mint",
+    "pay_fee",
     "reserve",
     "slash_reserved",
     "unreserve",
@@ -107,6 +109,24 @@ def slash_reserved(ctx: CallContext, account: str, amount: int) -> int:
     return taken
 
 
+def extrinsic_fee(params: NetworkParams, weight: int, length: int) -> int:
+    """What an extrinsic of ``length`` signed bytes calling a call of ``weight`` pays
+    (docs/chain.md §2.2), as Substrate's transaction payment: base + length + weight."""
+    return params.base_fee + params.byte_fee * length + params.weight_fee * weight
+
+
+def pay_fee(ctx: CallContext, account: str, fee: int) -> bool:
+    """Moves an extrinsic's fee from the signer's free balance to the treasury, before its
+    call runs; False (nothing moved) when the free balance does not cover it."""
+    free, reserved = balance(ctx.db, account)
+    if free < fee:
+        return False
+    _store(ctx, account, free - fee, reserved)
+    credit(ctx, TREASURY, fee)
+    ctx.emit(NAME, "FeePaid", who=account, fee=fee)
+    return True
+
+
 class TransferArgs(Args):
     dest: Address
     amount: U128
@@ -114,6 +134,14 @@ class TransferArgs(Args):
 
 def transfer(ctx: CallContext, args: TransferArgs) -> None:
     ensure(args.dest != ctx.caller, NAME, "SelfTransfer", "sender and destination are the same")
+    # An account below the existential deposit cannot transact, so creating one that small
+    # would only leave dust on the ledger.
+    ensure(
+        args.amount >= ctx.params.existential_deposit or sum(balance(ctx.db, args.dest)) > 0,
+        NAME,
+        "ExistentialDeposit",
+        f"a new account needs at least {ctx.params.existential_deposit}",
+    )
     debit(ctx, ctx.caller, args.amount)
     credit(ctx, args.dest, args.amount)
     ctx.emit(NAME, "Transfer", source=ctx.caller, dest=args.dest, amount=args.amount)

@@ -18,6 +18,9 @@ from chain_client.protocol import Chain
 from chain_client.rpc_client import HttpChain
 from tests.conftest import ChainProcess
 
+ED = dev_params().existential_deposit
+ALICE = dev_keypair("Alice").address
+
 
 @pytest.fixture(params=["local", pytest.param("http", marks=pytest.mark.e2e)])
 async def chain(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Chain]:
@@ -65,19 +68,19 @@ async def test_genesis_and_head(chain: Chain) -> None:
 async def test_submit_include_and_receipt(chain: Chain) -> None:
     sender = await funded(chain)
     dest = Keypair.generate().address
-    tx_hash = await sender.submit("balances.transfer", dest=dest, amount=77)
+    tx_hash = await sender.submit("balances.transfer", dest=dest, amount=ED + 77)
     assert await chain.receipt(tx_hash) is None
     await chain.produce_block()
     receipt = await chain.receipt(tx_hash)
     assert receipt is not None and receipt.success and receipt.error is None
-    assert receipt.events_named("balances", "Transfer")[0]["amount"] == 77
-    assert await chain.query("balances.account", account=dest) == {"free": 77, "reserved": 0}
+    assert receipt.events_named("balances", "Transfer")[0]["amount"] == ED + 77
+    assert await chain.query("balances.account", account=dest) == {"free": ED + 77, "reserved": 0}
 
 
 async def test_call_waits_for_its_block(chain: Chain) -> None:
     sender = await funded(chain)
     call = asyncio.create_task(
-        sender.call("balances.transfer", dest=Keypair.generate().address, amount=1, timeout=20)
+        sender.call("balances.transfer", dest=Keypair.generate().address, amount=ED, timeout=20)
     )
     while await chain.next_nonce(sender.address) == 0:
         await asyncio.sleep(0.01)
@@ -87,9 +90,10 @@ async def test_call_waits_for_its_block(chain: Chain) -> None:
 
 
 async def test_failed_call_raises_with_the_reason(chain: Chain) -> None:
-    poor = ChainAccount(chain, Keypair.generate())
+    poor = await funded(chain)
+    much = 10**37  # more than the faucet gave, within u128
     call = asyncio.create_task(
-        poor.call("balances.transfer", dest=Keypair.generate().address, amount=5, timeout=20)
+        poor.call("balances.transfer", dest=Keypair.generate().address, amount=much, timeout=20)
     )
     while await chain.next_nonce(poor.address) == 0:
         await asyncio.sleep(0.01)
@@ -102,7 +106,13 @@ async def test_failed_call_raises_with_the_reason(chain: Chain) -> None:
 
 async def test_rejections_are_the_same_everywhere(chain: Chain) -> None:
     genesis_hash, _ = await chain.genesis()
-    signer = Keypair.generate()
+    unfunded = Extrinsic.sign(
+        Keypair.generate(), genesis_hash, "balances.transfer", {"dest": ALICE, "amount": ED}, 0
+    )
+    with pytest.raises(Rejected) as refused:
+        await chain.submit(unfunded)
+    assert refused.value.code == "BelowExistentialDeposit"
+    signer = (await funded(chain)).keypair
     good = Extrinsic.sign(
         signer, genesis_hash, "balances.transfer", {"dest": signer.address, "amount": 1}, 0
     )

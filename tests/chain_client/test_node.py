@@ -12,8 +12,10 @@ from chain_client.errors import GenesisMismatch, Rejected
 from chain_client.extrinsic import Extrinsic, MalformedExtrinsic, canonical_json
 from chain_client.keys import Keypair, dev_keypair
 from chain_client.node import LedgerNode
-from chain_client.params import Genesis, NetworkParams
+from chain_client.params import TOKEN, Genesis, NetworkParams, dev_params
 from tests.chain_client.sim import Sim
+
+ED = dev_params().existential_deposit  # the least a new account may be given
 
 
 def signed(
@@ -51,25 +53,58 @@ def test_blocks_are_hash_linked_with_randomness_from_the_parent(sim: Sim) -> Non
 
 def test_transfer_applies_and_emits_events(sim: Sim, alice: Keypair) -> None:
     bob = Keypair.generate()
-    result = sim.ok(alice, "balances.transfer", dest=bob.address, amount=1234)
+    result = sim.ok(alice, "balances.transfer", dest=bob.address, amount=ED + 1234)
     assert result.events_named("balances", "Transfer") == [
-        {"source": alice.address, "dest": bob.address, "amount": 1234}
+        {"source": alice.address, "dest": bob.address, "amount": ED + 1234}
     ]
     assert result.events_named("system", "ExtrinsicSuccess")
-    assert sim.query("balances.account", account=bob.address) == {"free": 1234, "reserved": 0}
+    assert sim.query("balances.account", account=bob.address) == {"free": ED + 1234, "reserved": 0}
+    # Dust would be an account that cannot transact: refused.
+    sim.fails(
+        alice,
+        "balances.transfer",
+        "balances.ExistentialDeposit",
+        dest=Keypair.generate().address,
+        amount=ED - 1,
+    )
 
 
-def test_failed_extrinsic_changes_nothing_but_its_nonce(sim: Sim, alice: Keypair) -> None:
+def test_failed_extrinsic_changes_nothing_but_its_nonce_and_pays_its_fee(
+    sim: Sim, alice: Keypair
+) -> None:
     poor = Keypair.generate()
-    sim.ok(alice, "balances.transfer", dest=poor.address, amount=10)
+    sim.ok(alice, "balances.transfer", dest=poor.address, amount=TOKEN)
+    treasury = sim.query("balances.treasury")
     before = state_dump(sim.node)
     result = sim.fails(
-        poor, "balances.transfer", "balances.InsufficientBalance", dest=alice.address, amount=11
+        poor,
+        "balances.transfer",
+        "balances.InsufficientBalance",
+        dest=alice.address,
+        amount=2 * TOKEN,
     )
     assert result.events_named("system", "ExtrinsicFailed")[0]["reason"].startswith(
         "balances.InsufficientBalance"
     )
-    assert state_dump(sim.node) == before
+    (paid,) = result.events_named("balances", "FeePaid")
+    assert paid["who"] == poor.address and paid["fee"] > 0
+    # The fee is by weight and length (docs/chain.md §2.2), and moved to the treasury.
+    block = sim.node.block(result.height)
+    assert block is not None
+    included = block["extrinsics"][result.index]
+    body = {k: v for k, v in included.items() if k not in ("index", "hash", "success", "error")}
+    params = sim.node.params
+    length = len(canonical_json(body))
+    assert paid["fee"] == params.base_fee + params.byte_fee * length + params.weight_fee
+    after = state_dump(sim.node)
+
+    def free(rows: list[tuple[object, ...]], account: str) -> int:
+        found = [r for r in rows if r[0] == "balances" and r[1] == account]
+        return int(str(found[0][2])) if found else 0
+
+    assert free(after, poor.address) == free(before, poor.address) - paid["fee"]
+    assert free(after, treasury) == free(before, treasury) + paid["fee"]
+    assert [r for r in after if r[0] != "balances"] == [r for r in before if r[0] != "balances"]
     assert sim.node.next_nonce(poor.address) == 1
 
 
@@ -78,7 +113,7 @@ def test_a_failure_inside_a_call_rolls_back_its_earlier_writes(sim: Sim, alice: 
     miner = Keypair.generate()
     sim.fund(alice, miner)
     before = sim.query("balances.account", account=miner.address)
-    sim.fails(
+    result = sim.fails(
         miner,
         "sminer.register",
         "sminer.DeclaredSpaceTooSmall",
@@ -86,7 +121,11 @@ def test_a_failure_inside_a_call_rolls_back_its_earlier_writes(sim: Sim, alice: 
         declared_space=1,
         collateral=10**30,
     )
-    assert sim.query("balances.account", account=miner.address) == before
+    (paid,) = result.events_named("balances", "FeePaid")  # the fee only: nothing reserved
+    assert sim.query("balances.account", account=miner.address) == {
+        "free": before["free"] - paid["fee"],
+        "reserved": 0,
+    }
 
 
 def test_restart_continues_from_the_last_committed_block(
@@ -96,7 +135,7 @@ def test_restart_continues_from_the_last_committed_block(
     node = LedgerNode(tmp_path / "c.db", genesis)
     sim = Sim(node)
     bob = Keypair.generate()
-    sim.ok(alice, "balances.transfer", dest=bob.address, amount=5)
+    sim.ok(alice, "balances.transfer", dest=bob.address, amount=ED + 5)
     sim.blocks(2)
     best = node.best()
     extrinsic = signed(node, alice, "balances.transfer", dest=bob.address, amount=7)
@@ -107,7 +146,7 @@ def test_restart_continues_from_the_last_committed_block(
     reopened = LedgerNode(tmp_path / "c.db")  # no genesis needed: the chain is on disk
     assert reopened.best()[0] == best[0] + 1
     assert reopened.block(best[0])["hash"] == best[1]  # type: ignore[index]
-    assert reopened.query("balances.account", {"account": bob.address})["free"] == 12
+    assert reopened.query("balances.account", {"account": bob.address})["free"] == ED + 12
     # SECURITY: the same signed extrinsic is refused after the restart.
     with pytest.raises(Rejected) as refused:
         reopened.submit(extrinsic)
@@ -140,7 +179,7 @@ def test_a_chain_of_another_schema_is_refused_clearly(
 
 
 def test_replayed_extrinsic_is_refused(node: LedgerNode, alice: Keypair) -> None:
-    extrinsic = signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=1)
+    extrinsic = signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=ED)
     node.submit(extrinsic)
     with pytest.raises(Rejected) as in_pool:
         node.submit(extrinsic)
@@ -155,14 +194,14 @@ def test_replayed_extrinsic_is_refused(node: LedgerNode, alice: Keypair) -> None
     ("mutate", "code"),
     [
         (lambda e: replace(e, signature=bytes(64)), "BadSignature"),
-        (lambda e: replace(e, args={**e.args, "amount": 2}), "BadSignature"),
+        (lambda e: replace(e, args={**e.args, "amount": 2 * ED}), "BadSignature"),
         (lambda e: replace(e, nonce=e.nonce + 1), "BadSignature"),
     ],
 )
 def test_tampered_extrinsics_are_refused(
     node: LedgerNode, alice: Keypair, mutate: object, code: str
 ) -> None:
-    extrinsic = signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=1)
+    extrinsic = signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=ED)
     tampered = mutate(extrinsic)  # type: ignore[operator]
     with pytest.raises(Rejected) as refused:
         node.submit(tampered)
@@ -176,7 +215,9 @@ def test_extrinsic_for_another_chain_is_refused(
     other = LedgerNode(
         tmp_path / "other.db", Genesis(params=params.replace(chain_name="x"), dev=True)
     )
-    extrinsic = signed(other, alice, "balances.transfer", dest=Keypair.generate().address, amount=1)
+    extrinsic = signed(
+        other, alice, "balances.transfer", dest=Keypair.generate().address, amount=ED
+    )
     other.close()
     with pytest.raises(Rejected) as refused:
         node.submit(extrinsic)
@@ -236,10 +277,10 @@ def test_bad_calls_are_refused_before_the_pool(
 def test_wrong_nonces_are_refused(node: LedgerNode, alice: Keypair) -> None:
     dest = Keypair.generate().address
     with pytest.raises(Rejected) as future:
-        node.submit(signed(node, alice, "balances.transfer", nonce=5, dest=dest, amount=1))
+        node.submit(signed(node, alice, "balances.transfer", nonce=5, dest=dest, amount=ED))
     assert future.value.code == "FutureNonce"
-    node.submit(signed(node, alice, "balances.transfer", dest=dest, amount=1))
-    node.submit(signed(node, alice, "balances.transfer", dest=dest, amount=1))  # nonce 1, pooled
+    node.submit(signed(node, alice, "balances.transfer", dest=dest, amount=ED))
+    node.submit(signed(node, alice, "balances.transfer", dest=dest, amount=ED))  # nonce 1, pooled
     assert node.next_nonce(alice.address) == 2
     block = node.produce_block()
     assert [r.success for r in block.results] == [True, True]
@@ -305,7 +346,7 @@ def test_dev_accounts_and_dev_calls_only_exist_on_a_dev_network(
     alice = dev_keypair("Alice")
     with pytest.raises(Rejected) as dev_account:
         node.submit(
-            signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=1)
+            signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=ED)
         )
     assert dev_account.value.code == "DevAccountRefused"
     someone = Keypair.generate()

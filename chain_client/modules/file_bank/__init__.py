@@ -88,9 +88,9 @@ MODULE = ModuleSpec(
     name=NAME,
     schema=SCHEMA,
     calls=(
-        CallSpec("upload_declaration", DeclarationArgs, upload_declaration),
+        CallSpec("upload_declaration", DeclarationArgs, upload_declaration, weight=5),
         CallSpec("transfer_report", FidArgs, transfer_report),
-        CallSpec("transfer_reports", FidsArgs, transfer_reports),
+        CallSpec("transfer_reports", FidsArgs, transfer_reports, weight=2),
         CallSpec("reassign_fragment", ReassignArgs, reassign_fragment),
         CallSpec("delete_file", DeleteArgs, delete_file),
         CallSpec("generate_restoral_order", FragmentArgs, generate_restoral_order),

@@ -67,7 +67,8 @@ def test_miner_registration_rules(sim: Sim, alice: Keypair) -> None:
         declared_space=declared,
         collateral=limit - 1,
     )
-    broke = Keypair.generate()
+    broke = Keypair.generate()  # enough for fees, not for the collateral
+    sim.ok(alice, "balances.transfer", dest=broke.address, amount=limit // 2)
     sim.fails(
         broke,
         "sminer.register",
