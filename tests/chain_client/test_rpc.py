@@ -15,9 +15,12 @@ from chain_client.account import ChainAccount
 from chain_client.errors import Rejected
 from chain_client.extrinsic import Extrinsic
 from chain_client.keys import Keypair, dev_keypair
+from chain_client.params import dev_params
 from chain_client.rpc_client import HttpChain
 from gateway.devnet import chain_command
 from tests.conftest import ChainProcess, start_chain
+
+ED = dev_params().existential_deposit
 
 pytestmark = pytest.mark.e2e  # a chain node process
 
@@ -104,14 +107,15 @@ async def test_restart_loses_no_committed_block_and_refuses_replays(tmp_path: Pa
         alice = ChainAccount(chain, dev_keypair("Alice"))
         dest = Keypair.generate().address
         results = [
-            await alice.call("balances.transfer", dest=dest, amount=1, timeout=20) for _ in range(3)
+            await alice.call("balances.transfer", dest=dest, amount=ED, timeout=20)
+            for _ in range(3)
         ]
         genesis_hash, _ = await chain.genesis()
         replay = Extrinsic.sign(
-            alice.keypair, genesis_hash, "balances.transfer", {"dest": dest, "amount": 1}, 0
+            alice.keypair, genesis_hash, "balances.transfer", {"dest": dest, "amount": ED}, 0
         )
         # Keep submitting while the node is killed: nothing committed may be lost.
-        pending = [await alice.submit("balances.transfer", dest=dest, amount=1) for _ in range(5)]
+        pending = [await alice.submit("balances.transfer", dest=dest, amount=ED) for _ in range(5)]
         await asyncio.sleep(0.5)
         head = await chain.head()
         node.process.send_signal(signal.SIGKILL)
@@ -133,7 +137,7 @@ async def test_restart_loses_no_committed_block_and_refuses_replays(tmp_path: Pa
             assert receipt is not None and receipt.height == result.height
         included = [h for h in pending if await chain.receipt(h) is not None]
         balance = await chain.query("balances.account", account=dest)
-        assert balance["free"] == 3 + len(included)
+        assert balance["free"] == ED * (3 + len(included))
         with pytest.raises(Rejected) as refused:
             await chain.submit(replay)
         assert refused.value.code == "StaleNonce"
