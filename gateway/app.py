@@ -82,9 +82,15 @@ async def register_gateway(account: ChainAccount, config: GatewayConfig, endpoin
             await account.call("balances.faucet")
     record = await chain.query("oss.gateway", account=account.address)
     if record is None:
-        await account.call("oss.register", endpoint=endpoint)
-    elif record["endpoint"] != endpoint:
+        await account.call("oss.register", endpoint=endpoint)  # reserves the bond
+        return
+    if record["endpoint"] != endpoint:
         await account.call("oss.update", endpoint=endpoint)
+    if not record["bonded"]:  # slashed below gateway_bond: miners refuse it until topped up
+        _, genesis = await chain.genesis()
+        shortfall = genesis.params.gateway_bond - int(record["bond"])
+        log.warning("gateway bond %s is short by %d; bonding it", record["bond"], shortfall)
+        await account.call("oss.bond", amount=shortfall)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,13 +37,16 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class GatewayDirectory:
-    """Which accounts are registered gateways, and their signature scheme (cached)."""
+    """Which accounts are registered gateways with a bond, and their signature scheme
+    (cached). SECURITY: registering alone grants nothing; an unbonded gateway wrote junk
+    to every miner and read any fragment (security review #3)."""
 
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
         self._cache: dict[str, tuple[float, str | None]] = {}
 
     async def scheme_of(self, account: str) -> str | None:
+        """The gateway's scheme; None for no gateway, "" for one without its bond."""
         cached = self._cache.get(account)
         if cached is not None and time.monotonic() - cached[0] < GATEWAY_CACHE_SECONDS:
             return cached[1]
@@ -55,6 +58,8 @@ class GatewayDirectory:
                 return cached[1]
             raise RequestAuthError(503, "ChainUnavailable", "cannot check the sender") from None
         scheme = None if gateway is None else str(gateway["scheme"])
+        if gateway is not None and not gateway["bonded"]:
+            scheme = ""  # registered, but its bond does not cover gateway_bond
         self._cache[account] = (time.monotonic(), scheme)
         return scheme
 
@@ -68,6 +73,10 @@ async def _authenticate(request: web.Request) -> SignedRequest:
     scheme = await request.app[GATEWAYS].scheme_of(signed.account)
     if scheme is None:
         raise RequestAuthError(403, "NotRegistered", f"{signed.account} is not a gateway")
+    if not scheme:
+        raise RequestAuthError(
+            403, "NotBonded", f"{signed.account} holds no gateway bond (oss.bond)"
+        )
     signed.verify(scheme, request.method, request.path_qs, node.address)
     return signed
 

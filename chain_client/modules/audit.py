@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS audit_challenges (
 );
 CREATE INDEX IF NOT EXISTS audit_challenges_miner ON audit_challenges (miner, deadline);
 CREATE INDEX IF NOT EXISTS audit_challenges_deadline ON audit_challenges (deadline);
+CREATE TABLE IF NOT EXISTS audit_reports (
+    challenge INTEGER PRIMARY KEY,
+    reporter TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_era_points (miner TEXT PRIMARY KEY, points INTEGER NOT NULL)
     WITHOUT ROWID;
 """
@@ -277,6 +281,12 @@ def _finish_service(
             _fine(ctx, record, schedule.failed_proof_percent, "service_proof_failed")
     else:
         sminer.record_proof(ctx, miner, passed=True)
+        reporter = ctx.db.execute(
+            "SELECT reporter FROM audit_reports WHERE challenge = ?", (challenge["id"],)
+        ).fetchone()
+        if reporter is not None:  # the miner held what the gateway said it lost
+            oss.slash_bond(ctx, reporter[0], ctx.params.false_report_slash, "false_report")
+    ctx.db.execute("DELETE FROM audit_reports WHERE challenge = ?", (challenge["id"],))
     _maybe_earn(ctx, challenge["id"])
 
 
@@ -437,9 +447,21 @@ class ReportArgs(file_bank.FragmentArgs):
 
 def report_fragment(ctx: CallContext, args: ReportArgs) -> None:
     """A gateway read bad or no data: challenge that fragment's miner now."""
-    ensure(oss.is_gateway(ctx.db, ctx.caller), NAME, "NotGateway", ctx.caller)
+    # SECURITY: only the bonded gateway that declared the file reports on it, and a report
+    # the miner disproves costs it false_report_slash: targeted challenges were free for
+    # any key that registered (security review #4).
+    ensure(oss.is_bonded(ctx.db, ctx.params, ctx.caller), NAME, "NotGateway", ctx.caller)
     fragment = file_bank.active_fragment(ctx.db, args.fid, args.segment, args.index)
+    ensure(
+        (file_bank.file_row(ctx.db, args.fid) or {}).get("declarer") == ctx.caller,
+        NAME,
+        "NotDeclarer",
+        "only the gateway that declared the file reports its fragments",
+    )
     challenge = open_challenge(ctx, fragment["miner"], targeted=[{**fragment, "block": args.block}])
+    ctx.db.execute(
+        "INSERT INTO audit_reports (challenge, reporter) VALUES (?, ?)", (challenge, ctx.caller)
+    )
     ctx.emit(
         NAME,
         "FragmentReported",

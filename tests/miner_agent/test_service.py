@@ -206,6 +206,30 @@ async def test_requests_must_be_signed_by_a_registered_gateway(setup: Setup) -> 
     assert setup.node.store.fragments() == [] and leftovers(setup.node) == []
 
 
+async def test_a_registered_gateway_without_its_bond_is_refused(setup: Setup) -> None:
+    """Security review #3: an unfunded key registered for free, then wrote junk fragments
+    to every miner and read any fragment."""
+    unbonded = Keypair.generate()
+    alice = ChainAccount(setup.chain, dev_keypair("Alice"))
+    await included(setup.chain, await alice.submit("balances.faucet", dest=unbonded.address))
+    register = ChainAccount(setup.chain, unbonded).submit(
+        "oss.register", endpoint="http://127.0.0.1:9", bond=0
+    )
+    await included(setup.chain, await register)
+    fragment_id, data = fragment()
+    for method, path, body in (
+        ("PUT", f"/fragment/{fragment_id}", data),
+        ("GET", f"/fragment/{fragment_id}", b""),
+    ):
+        refused = await setup.request(method, path, body, signer=unbonded)
+        assert refused.status == 403
+        assert (await refused.json())["error"]["code"] == "NotBonded"
+    assert setup.node.store.fragments() == [] and leftovers(setup.node) == []
+    # The bonded gateway of the fixture is served.
+    stored = await setup.request("PUT", f"/fragment/{fragment_id}", data)
+    assert stored.status in (200, 201)
+
+
 async def test_bad_bodies_leave_nothing_behind(setup: Setup) -> None:
     fragment_id, data = fragment()
     wrong = await setup.request("PUT", f"/fragment/{fragment_id}", damaged(data))

@@ -46,6 +46,7 @@ from chain_client.modules.file_bank.restoral import (
     CompleteArgs,
     claim_restoral_order,
     generate_restoral_order,
+    lapse_restoral_claims,
     open_restoral_order,
     order_restoral_for_gone_miners,
     restoral_order_complete,
@@ -59,6 +60,7 @@ from chain_client.modules.file_bank.schema import (
     active_fragment,
     active_fragment_at,
     active_fragment_count,
+    file_row,
     fragment_row,
     fragments_of_miner,
     holds,
@@ -71,6 +73,7 @@ __all__ = [
     "active_fragment",
     "active_fragment_at",
     "active_fragment_count",
+    "file_row",
     "fragment_row",
     "fragments_of_miner",
     "holds",
@@ -82,6 +85,7 @@ def on_finalize(ctx: CallContext) -> None:
     time_out_deals(ctx)
     release_expired_territories(ctx)
     order_restoral_for_gone_miners(ctx)
+    lapse_restoral_claims(ctx)
 
 
 MODULE = ModuleSpec(

@@ -29,6 +29,7 @@ __all__ = [
     "CompleteArgs",
     "claim_restoral_order",
     "generate_restoral_order",
+    "lapse_restoral_claims",
     "open_restoral_order",
     "order_restoral_for_gone_miners",
     "restoral_order_complete",
@@ -92,7 +93,14 @@ def _order(db: sqlite3.Connection, fid: str, segment: int, index: int) -> dict[s
 
 
 def claim_restoral_order(ctx: CallContext, args: FragmentArgs) -> None:
-    ensure(oss.is_gateway(ctx.db, ctx.caller), NAME, "NotGateway", "repairers are gateways")
+    # SECURITY: only a bonded gateway claims, and a claim it lets lapse costs it, so no
+    # stranger can hold repair off by claiming every order (security review #4).
+    ensure(
+        oss.is_bonded(ctx.db, ctx.params, ctx.caller),
+        NAME,
+        "NotGateway",
+        "repairers are gateways with a bond (oss.register, oss.bond)",
+    )
     order = _order(ctx.db, args.fid, args.segment, args.index)
     live = order["claimer"] is not None and order["deadline"] >= ctx.height
     ensure(
@@ -162,6 +170,32 @@ def restoral_order_complete(ctx: CallContext, args: CompleteArgs) -> None:
         origin=fragment["miner"],
         miner=args.miner,
     )
+
+
+def lapse_restoral_claims(ctx: CallContext) -> None:
+    """Claims past their deadline go back to open, and each costs its claimer
+    ``restoral_claim_slash`` of its bond."""
+    lapsed = ctx.db.execute(
+        "SELECT fid, segment, idx, claimer FROM fb_restoral_orders "
+        "WHERE claimer IS NOT NULL AND deadline < ? ORDER BY fid, segment, idx",
+        (ctx.height,),
+    ).fetchall()
+    for fid, segment, index, claimer in lapsed:
+        ctx.db.execute(
+            "UPDATE fb_restoral_orders SET claimer = NULL, deadline = NULL "
+            "WHERE fid = ? AND segment = ? AND idx = ?",
+            (fid, segment, index),
+        )
+        slashed = oss.slash_bond(ctx, claimer, ctx.params.restoral_claim_slash, "claim_lapsed")
+        ctx.emit(
+            NAME,
+            "RestoralClaimLapsed",
+            fid=fid,
+            segment=segment,
+            index=index,
+            claimer=claimer,
+            slashed=slashed,
+        )
 
 
 def order_restoral_for_gone_miners(ctx: CallContext) -> None:
