@@ -56,6 +56,7 @@ test: lint $(TEST_STAMP) $(TOOLS_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_chain.py
+	$(BIN)/python bench/bench_flood.py --seconds 180
 	$(BIN)/python bench/bench_idle.py --quick
 	$(BIN)/python bench/bench_miner.py
 	$(BIN)/python bench/bench_gateway.py
