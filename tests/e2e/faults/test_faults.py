@@ -37,6 +37,7 @@ from tests.e2e.gateway_network import (
     USER,
     Network,
     active,
+    native_session,
     running_network,
     signed,
     start_gateway,
@@ -130,7 +131,7 @@ async def check_everything(
             },
         }
         raise AssertionError(f"not healed: {state}") from None
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         for fid, data in stored.items():
             async with session.get(
                 f"{network.url}/file/download/{fid}", headers=signed()
@@ -161,7 +162,7 @@ async def test_objects_are_stored(
         lambda totals: totals["idle"] >= 30 * PARAMS.territory_unit,
     )
     await user.call("storage_handler.mint_territory", name=S3_TERRITORY, gib=24, days=5)
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         for number, size in enumerate((1, 5 * KIB, 100 * KIB, 300 * KIB)):
             data = os.urandom(size)
             async with session.put(
@@ -184,7 +185,7 @@ async def test_a_slow_miner_does_not_stall_reads(
     _, process = next(iter(accounts(network).values()))
     process.send_signal(signal.SIGSTOP)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with native_session(network) as session:
             for fid, data in stored.items():
                 started = time.monotonic()
                 async with session.get(
@@ -248,7 +249,7 @@ async def test_a_lost_gateway_index_is_recovered(
     s3_data = os.urandom(30 * KIB)
     s3.put_object(Bucket="kept", Key="dir/object.bin", Body=s3_data, Metadata={"a": "b"})
     async with (
-        aiohttp.ClientSession() as session,
+        native_session(network) as session,
         session.get(f"{network.url}/file/list", headers=signed()) as response,
     ):
         names = {o["name"]: o["fid"] for o in (await response.json())["data"]}
@@ -292,7 +293,7 @@ async def test_a_lost_gateway_index_is_recovered(
         stored[ref["fid"]] = body
         await active(chain, ref["fid"], 60)
     async with (
-        aiohttp.ClientSession() as session,
+        native_session(network) as session,
         session.get(f"{network.url}/file/list", headers=signed()) as response,
     ):
         names = {o["name"]: o["fid"] for o in (await response.json())["data"]}
@@ -320,7 +321,7 @@ async def test_a_lost_gateway_index_is_recovered(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 unreadable" in result.stdout, result.stdout
     network.gateway, network.url, network.s3_url = start_gateway(network.gateway_dir)
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         async with session.get(f"{network.url}/file/list", headers=signed()) as response:
             assert {o["name"]: o["fid"] for o in (await response.json())["data"]} == names
         for fid, data in stored.items():
@@ -354,7 +355,7 @@ async def test_a_lost_gateway_index_is_recovered(
 
 async def prepare_s3_key(network: Network) -> tuple[str, str]:
     async with (
-        aiohttp.ClientSession() as session,
+        native_session(network) as session,
         session.post(f"{network.url}/keys", data=b"{}", headers=signed()) as response,
     ):
         data = (await response.json())["data"]
@@ -430,7 +431,7 @@ async def test_chain_and_gateway_restarts_mid_upload(
 
     headers = signed({"Territory": S3_TERRITORY, "Content-Length": str(len(data))})
     async with (
-        aiohttp.ClientSession() as session,
+        native_session(network) as session,
         session.put(
             f"{network.url}/object/through-a-chain-restart",
             data=body(restart_chain),
@@ -453,7 +454,7 @@ async def test_chain_and_gateway_restarts_mid_upload(
     headers = signed({"Territory": S3_TERRITORY, "Content-Length": str(len(data))})
     with contextlib.suppress(aiohttp.ClientError):
         async with (
-            aiohttp.ClientSession() as session,
+            native_session(network) as session,
             session.put(
                 f"{network.url}/object/through-a-gateway-restart",
                 data=body(stop_gateway),
@@ -462,7 +463,7 @@ async def test_chain_and_gateway_restarts_mid_upload(
         ):
             assert response.status != 200, "the gateway answered after it stopped?"
     network.gateway, network.url, network.s3_url = start_gateway(network.gateway_dir)
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         async with session.get(f"{network.url}/file/list", headers=signed()) as listing:
             names = {o["name"] for o in (await listing.json())["data"]}
         assert "through-a-gateway-restart" not in names
@@ -507,7 +508,7 @@ async def test_a_full_miner_is_written_around(
         await asyncio.to_thread(wait_for_url, directory, revived),
     )
     fresh: dict[str, bytes] = {}
-    async with aiohttp.ClientSession() as session:
+    async with native_session(network) as session:
         for number in range(6):
             data = os.urandom(50 * KIB + number)
             async with session.put(
