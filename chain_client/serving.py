@@ -85,6 +85,12 @@ class ServerLimits:
     # A gateway runs two servers: together they may take half its descriptors.
     descriptor_share: float = 0.25
 
+    @classmethod
+    def configured(cls, config: object) -> "ServerLimits":
+        """The limits a role's config names (its ``header_timeout``... keys)."""
+        names = ("header_timeout", "body_idle_timeout", "keepalive_timeout", "max_connections")
+        return cls(**{name: getattr(config, name) for name in names})
+
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)

@@ -72,12 +72,7 @@ class GatewayConfig:
 
     @property
     def server_limits(self) -> ServerLimits:
-        return ServerLimits(
-            header_timeout=self.header_timeout,
-            body_idle_timeout=self.body_idle_timeout,
-            keepalive_timeout=self.keepalive_timeout,
-            max_connections=self.max_connections,
-        )
+        return ServerLimits.configured(self)
 
     @classmethod
     def load(cls, path: Path) -> "GatewayConfig":

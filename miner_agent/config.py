@@ -76,12 +76,7 @@ class MinerConfig:
 
     @property
     def server_limits(self) -> ServerLimits:
-        return ServerLimits(
-            header_timeout=self.header_timeout,
-            body_idle_timeout=self.body_idle_timeout,
-            keepalive_timeout=self.keepalive_timeout,
-            max_connections=self.max_connections,
-        )
+        return ServerLimits.configured(self)
 
     @classmethod
     def load(cls, path: Path) -> "MinerConfig":

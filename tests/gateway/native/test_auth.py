@@ -60,6 +60,10 @@ def auth(clock: FakeClock, authorizer: Authorizer, replay: ReplayCache) -> Nativ
     # A dev network: most tests sign as //Alice, which a production network refuses.
     # Most tests check DeOSS's bare message forms, which reads accept when allowed;
     # tests/gateway/native/test_signing.py checks the bound message.
+    return dev_gateway(replay, authorizer, clock)
+
+
+def dev_gateway(replay: ReplayCache, authorizer: Authorizer, clock: FakeClock) -> NativeAuth:
     return NativeAuth(
         gateway=GATEWAY,
         replay=replay,
@@ -384,14 +388,7 @@ async def test_replay_cache_full_answers_503(
     clock: FakeClock, authorizer: Authorizer, alice: Keypair
 ) -> None:
     replay = ReplayCache(max_entries=2)
-    auth = NativeAuth(
-        bare_reads=True,
-        gateway=GATEWAY,
-        replay=replay,
-        is_authorized=authorizer,
-        clock=clock,
-        dev=True,
-    )
+    auth = dev_gateway(replay, authorizer, clock)
     assert await accepts(auth, signed(alice, "1750000010"))
     assert await accepts(auth, signed(alice, "1750000020"))
     await refused(auth, signed(alice, "1750000030"), 503, "ReplayCacheFull")
@@ -404,14 +401,7 @@ async def test_per_account_cap_answers_429(
     clock: FakeClock, authorizer: Authorizer, alice: Keypair
 ) -> None:
     replay = ReplayCache(max_per_account=2)
-    auth = NativeAuth(
-        bare_reads=True,
-        gateway=GATEWAY,
-        replay=replay,
-        is_authorized=authorizer,
-        clock=clock,
-        dev=True,
-    )
+    auth = dev_gateway(replay, authorizer, clock)
     assert await accepts(auth, signed(alice, "1750000010"))
     assert await accepts(auth, signed(alice, "1750000020"))
     error = await refused(auth, signed(alice, "1750000030"), 429, "TooManyRequests")
@@ -424,14 +414,7 @@ async def test_per_account_cap_answers_429(
 async def test_global_cap_counts_every_account(clock: FakeClock, alice: Keypair) -> None:
     authorizer = Authorizer(alice.address, ED25519.address, STRANGER.address)
     replay = ReplayCache(max_entries=2, max_per_account=1)
-    auth = NativeAuth(
-        bare_reads=True,
-        gateway=GATEWAY,
-        replay=replay,
-        is_authorized=authorizer,
-        clock=clock,
-        dev=True,
-    )
+    auth = dev_gateway(replay, authorizer, clock)
     assert await accepts(auth, signed(alice, "1750000010"))
     assert await accepts(auth, signed(ED25519, "1750000010"))
     await refused(auth, signed(STRANGER, "1750000010"), 503, "ReplayCacheFull")
@@ -443,14 +426,7 @@ async def test_restart_keeps_used_signatures_refused(
     tmp_path: Path, clock: FakeClock, authorizer: Authorizer, alice: Keypair
 ) -> None:
     def gateway(replay: ReplayCache) -> NativeAuth:
-        return NativeAuth(
-            bare_reads=True,
-            gateway=GATEWAY,
-            replay=replay,
-            is_authorized=authorizer,
-            clock=clock,
-            dev=True,
-        )
+        return dev_gateway(replay, authorizer, clock)
 
     headers = signed(alice, "1750000060")
     log_path = tmp_path / "replay.log"
@@ -480,15 +456,7 @@ async def test_dev_accounts_refused_off_dev_networks(
     await refused(production, headers, 401, "DevAccountRefused")
     assert authorizer.asked == []
     assert len(replay) == 0
-    dev = NativeAuth(
-        bare_reads=True,
-        gateway=GATEWAY,
-        replay=replay,
-        is_authorized=authorizer,
-        clock=clock,
-        dev=True,
-    )
-    assert await accepts(dev, headers) == keypair.address
+    assert await accepts(dev_gateway(replay, authorizer, clock), headers) == keypair.address
 
 
 async def test_dev_account_signature_checked_first(clock: FakeClock, alice: Keypair) -> None:

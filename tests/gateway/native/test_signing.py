@@ -70,16 +70,10 @@ async def check(
     return await auth.authenticate(headers, method=method, target=target, streamed=streamed)
 
 
-async def refused(
-    auth: NativeAuth,
-    headers: dict[str, str],
-    method: str = "GET",
-    target: str = "/file/list",
-    *,
-    streamed: bool = False,
-) -> str:
+async def refused(auth: NativeAuth, headers: dict[str, str], *request: str, **kw: bool) -> str:
+    """The code of the 401 refusing ``headers`` for ``check``'s request."""
     with pytest.raises(AuthError) as caught:
-        await check(auth, headers, method, target, streamed=streamed)
+        await check(auth, headers, *request, streamed=kw.get("streamed", False))
     assert caught.value.status == 401, caught.value
     return caught.value.code
 
