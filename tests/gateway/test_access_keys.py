@@ -72,6 +72,15 @@ def test_unknown_key_does_not_resolve(store: AccessKeyStore) -> None:
     assert store.lookup("") is None
 
 
+@pytest.mark.parametrize("access_key", ["DO\udca7AAAAAAAAAAAAAAAAA", "\udcff", "DOÉ", "DO\x00"])
+def test_an_id_no_key_can_have_is_unknown(store: AccessKeyStore, access_key: str) -> None:
+    # A Credential byte that is not UTF-8 reaches lookup as a lone surrogate, which
+    # SQLite could not bind: UnicodeEncodeError, an S3 500 (found by tests/fuzz).
+    assert store.lookup(access_key) is None
+    with pytest.raises(NoSuchAccessKey):
+        store.revoke(ALICE, access_key)
+
+
 def test_revoked_key_stops_resolving_at_once(store: AccessKeyStore) -> None:
     access_key, secret = store.create(ALICE)
     kept, kept_secret = store.create(ALICE)

@@ -282,6 +282,14 @@ async def test_bucket_territory_and_sse_key_bytes(s3: Caller) -> None:
         assert (answer.status, answer.code) == (400, "InvalidArgument"), key
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+async def test_an_access_key_that_is_not_utf8(s3: Caller, method: str) -> None:
+    # Found by tests/fuzz: the id reached SQLite as a lone surrogate, a 500.
+    stranger = Caller(s3.grid, "DO" + NOT_UTF8 + "A" * 16, s3.secret)
+    answer = await stranger.send(method, "/secbkt")
+    assert (answer.status, answer.code) == (403, "InvalidAccessKeyId")
+
+
 # -- review #11: control characters in response-* overrides ----------------------------
 
 
