@@ -3,10 +3,10 @@ counted, and checked against everything the client vouched for, the signed SHA-2
 ``Content-MD5``, an ``x-amz-checksum-*`` header or trailer, before the last byte is
 handed over. A mismatch raises then, so the object service never commits the object.
 
-Framing (docs/s3.md §2): only a ``STREAMING-*`` payload hash makes the body aws-chunked;
-``aws-chunked`` in ``Content-Encoding`` with any other payload hash is refused (its
-framing would be stored as the object's bytes). A plain body has a ``Content-Length`` or
-arrives with ``Transfer-Encoding: chunked``, its length then known only at its end.
+Framing (docs/s3.md §2): only a ``STREAMING-*`` payload hash makes the body aws-chunked
+(``aws-chunked`` in ``Content-Encoding`` alone does not, as on AWS, which stores such a
+body as sent); a plain body has a ``Content-Length`` or arrives with
+``Transfer-Encoding: chunked``, its length then known only at its end.
 """
 
 import asyncio
@@ -49,14 +49,6 @@ def upload_body(req: S3Request, meta: dict[str, Any], max_length: int) -> Upload
     auth = request[AUTH]
     headers = request.headers
     streaming = auth.payload in _STREAMING
-    codings = headers.get("Content-Encoding", "").lower().split(",")
-    if not streaming and "aws-chunked" in (coding.strip() for coding in codings):
-        raise S3Error(
-            400,
-            "InvalidRequest",
-            "aws-chunked encoding needs a STREAMING-* x-amz-content-sha256, "
-            f"not {headers.get('x-amz-content-sha256', '')[:64]!r}",
-        )
     length: int | None
     if streaming:
         decoded = headers.get("x-amz-decoded-content-length", "")

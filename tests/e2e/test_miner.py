@@ -276,7 +276,7 @@ async def test_a_miner_the_chain_refuses_says_why(
     tmp_path: Path, network: tuple[ChainProcess, list[Miner]]
 ) -> None:
     directory = tmp_path / "poor"
-    init_miner(directory, network[0].url, 4 * UNIT)  # no --faucet: no money for collateral
+    init_miner(directory, network[0].url, 4 * UNIT)  # no --faucet: no money at all
     result = subprocess.run(
         miner_command("run", "--config", str(directory / "miner.toml")),
         capture_output=True,
@@ -284,7 +284,8 @@ async def test_a_miner_the_chain_refuses_says_why(
         timeout=60,
     )
     assert result.returncode == 2
-    assert "InsufficientBalance" in result.stderr
+    # An unfunded key cannot even pay the fee of its registration (docs/chain.md §2.2).
+    assert "BelowExistentialDeposit" in result.stderr
 
 
 async def test_tidy_command_removes_what_does_not_belong(
