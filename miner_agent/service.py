@@ -94,6 +94,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.code == "FragmentCorrupt":
             node.on_corrupt(request.match_info.get("fragment_id", ""))
         return _error(exc.status, exc.code, exc.message)
+    except ConnectionError:
+        # The sender went away, or stalled (serving's BodyStalled), mid-body: the store
+        # has dropped the partial fragment. Unhandled, aiohttp logged every such PUT as
+        # an error with its traceback and answered 500 (found by tests/fuzz).
+        node.metrics.requests.labels(outcome="IncompleteBody").inc()
+        return _error(400, "IncompleteBody", "the request body broke off")
     node.metrics.requests.labels(outcome=str(response.status)).inc()
     return response
 

@@ -1,9 +1,11 @@
 """The miner's HTTP API against a real in-process chain: auth, PUT (single and batch),
 GET with ranges, and every kind of bad input."""
 
+import asyncio
 import errno
 import hashlib
 import json
+import logging
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -21,10 +23,12 @@ from chain_client.merkle import merkle_root
 from chain_client.params import Genesis, dev_params
 from chain_client.receipt import verify_receipt
 from chain_client.request_auth import sign_request
+from chain_client.serving import serve
 from miner_agent.config import MinerConfig
 from miner_agent.node import MinerNode
 from miner_agent.service import make_app, parse_range
 from miner_agent.store import MinerStore
+from tests.polling import eventually
 
 LEAF = 8 * 1024
 
@@ -281,6 +285,38 @@ async def test_disk_full_mid_write_is_a_clear_507(
     assert response.status == 507
     assert (await response.json())["error"]["code"] == "InsufficientStorage"
     assert leftovers(setup.node) == [] and setup.node.store.fragments() == []
+
+
+@pytest.mark.parametrize("route", ["fragment", "batch"])
+async def test_a_body_that_breaks_off_is_no_error(
+    setup: Setup, route: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by tests/fuzz: the ConnectionResetError of a sender gone mid-body went
+    # unhandled, so aiohttp logged every such PUT as an error and answered 500.
+    fragment_id, data = fragment()
+    method, path = (
+        ("PUT", f"/fragment/{fragment_id}") if route == "fragment" else ("POST", "/fragments")
+    )
+    digest = fragment_id if route == "fragment" else hashlib.sha256(data).hexdigest()
+    signed = sign_request(setup.gateway, method, path, setup.node.address, content_sha256=digest)
+    head = f"{method} {path} HTTP/1.1\r\nHost: miner\r\nContent-Length: {len(data)}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in signed.items()) + "\r\n"
+    # Served as a miner serves (aiohttp's test server cancels the handler instead).
+    async with serve(make_app(setup.node), "127.0.0.1", 0) as site:
+        _, writer = await asyncio.open_connection("127.0.0.1", site.port)
+        writer.write(head.encode() + data[: len(data) // 2])
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the handler is reading the body: then the sender goes
+        writer.close()
+        registry = setup.node.metrics.registry
+
+        async def broken_off() -> float | None:
+            labels = {"outcome": "IncompleteBody"}
+            return registry.get_sample_value("deoss_miner_requests_total", labels)
+
+        await eventually(broken_off, lambda count: count == 1, timeout=10)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert setup.node.store.fragments() == [] and leftovers(setup.node) == []
 
 
 async def test_nearly_full_disk_refuses_before_writing(setup: Setup) -> None:
