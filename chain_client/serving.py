@@ -224,6 +224,11 @@ class _LimitedHandler(web.RequestHandler):
             loop=self._clock,
             keepalive_timeout=connections.limits.keepalive_timeout,
             access_log=None,  # type: ignore[arg-type]  # aiohttp's documented "no access log"
+            # Bodies reach the handlers as sent. aiohttp inflates a gzip, deflate or br
+            # Content-Encoding by default: S3 then stored an object's decompressed bytes
+            # under its gzip Content-Encoding, a body that was not gzip was a 500 in every
+            # role, and a small body could inflate without bound (found by tests/fuzz).
+            auto_decompress=False,
         )
         self._connections = connections
         self._phase = _Phase.AWAITING_HEAD

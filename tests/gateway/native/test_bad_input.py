@@ -185,3 +185,17 @@ async def test_the_data_directory_and_its_databases_are_private(grid: Grid) -> N
     )
     spools = data_dir / "spool"
     assert stat.S_IMODE(spools.stat().st_mode) == 0o700
+
+
+# -- found by tests/fuzz: a body is stored as it was sent ------------------------------
+
+
+async def test_a_content_encoding_is_not_inflated(grid: Grid) -> None:
+    # aiohttp inflated gzip bodies on the way in: one that was not gzip was a 500.
+    put = await grid.native.put(
+        "/object/gzipped.bin", data=DATA, headers=grid.signed({"Content-Encoding": "gzip"})
+    )
+    assert put.status == 200, await put.text()
+    fid = (await put.json())["data"]["fid"]
+    stored = await grid.native.get(f"/file/download/{fid}", headers=grid.signed())
+    assert (stored.status, await stored.read()) == (200, DATA)

@@ -4,6 +4,7 @@ derivation, and sent as raw bytes: botocore cannot sign, nor aiohttp send, heade
 that are not UTF-8, which is what several of these are."""
 
 import asyncio
+import gzip
 import hashlib
 import hmac
 import re
@@ -322,3 +323,23 @@ async def test_response_overrides_that_are_text_are_answered(s3: Caller) -> None
     answer = await s3.send("GET", "/secbkt/a.txt", {"response-content-disposition": disposition})
     assert answer.status == 200 and answer.body == BODY
     assert answer.headers["Content-Disposition"] == disposition
+
+
+# -- found by tests/fuzz: a body is stored as it was sent ------------------------------
+
+
+@pytest.mark.parametrize("body", [gzip.compress(BODY), b"not gzip at all"])
+async def test_a_gzip_content_encoding_is_stored_not_inflated(s3: Caller, body: bytes) -> None:
+    # aiohttp inflated gzip bodies on the way in: the object held the decompressed bytes
+    # under its gzip Content-Encoding, and a body that was not gzip was a 500.
+    answer = await s3.send(
+        "PUT",
+        "/secbkt/gzipped",
+        headers={"Content-Encoding": "gzip"},
+        body=body,
+        payload=hashlib.sha256(body).hexdigest(),
+    )
+    assert answer.status == 200, answer
+    stored = await s3.send("GET", "/secbkt/gzipped")
+    assert (stored.status, stored.body) == (200, body)
+    assert stored.headers["Content-Encoding"] == "gzip"
