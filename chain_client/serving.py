@@ -158,6 +158,16 @@ class _Connections:
                 # The connection is closed already: this answer only keeps aiohttp from
                 # logging a client's silence as a server error.
                 return web.Response(status=408, text=str(exc))
+            except ConnectionError:
+                # The client went away while its request was read or answered (its
+                # "100 Continue", which aiohttp writes before the app's own handlers
+                # for a method a route lacks, met a closed transport, say): nobody reads
+                # an answer, and aiohttp would log a traceback and a 500 (found by
+                # tests/fuzz). A ConnectionError while the client is still there, an
+                # outgoing call that failed, is the app's and stays a 500.
+                if request.transport is not None and not request.transport.is_closing():
+                    raise
+                return web.Response(status=400, text="the client went away")
             finally:
                 if isinstance(request.protocol, _LimitedHandler):
                     request.protocol.request_finished()

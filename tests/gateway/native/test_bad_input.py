@@ -5,6 +5,7 @@ by hand and sent as raw bytes."""
 
 import asyncio
 import json
+import logging
 import stat
 from collections.abc import AsyncIterator
 from typing import Any
@@ -199,3 +200,22 @@ async def test_a_content_encoding_is_not_inflated(grid: Grid) -> None:
     fid = (await put.json())["data"]["fid"]
     stored = await grid.native.get(f"/file/download/{fid}", headers=grid.signed())
     assert (stored.status, await stored.read()) == (200, DATA)
+
+
+async def test_a_client_gone_before_its_100_continue_is_no_error(
+    grid: Grid, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by tests/fuzz: for a method a route lacks, aiohttp writes "100 Continue"
+    # itself, before any handler; the client had closed its side, the write raised, and
+    # aiohttp logged a traceback and a 500.
+    head = (
+        f"GET /object/kept.bin HTTP/1.1\r\nHost: {grid.native.host}:{grid.native.port}\r\n"
+        "Expect: 100-continue\r\nContent-Length: 10\r\n\r\nab"
+    )
+    reader, writer = await asyncio.open_connection(grid.native.host, grid.native.port)
+    writer.write(head.encode())
+    writer.write_eof()
+    await reader.read()
+    writer.close()
+    await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
