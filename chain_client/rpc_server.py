@@ -64,6 +64,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status >= 400 and exc.content_type != "application/json":
             return _error(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
         raise
+    except ConnectionError:
+        # The client went away, or stalled past the body-idle timeout, while its body was
+        # read: nobody reads this answer. Unhandled, aiohttp logged a traceback and
+        # answered 500 (found by tests/fuzz).
+        return _error(400, "IncompleteBody", "the request body broke off")
 
 
 async def _json_body(request: web.Request) -> Any:
