@@ -36,7 +36,7 @@ import resource
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 
-from aiohttp import StreamReader, web
+from aiohttp import StreamReader, hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import RawRequestMessage
 
@@ -119,6 +119,14 @@ def connection_cap(limits: ServerLimits) -> int:
     return max(1, min(limits.max_connections, int(soft * limits.descriptor_share)))
 
 
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Phase(enum.Enum):
     AWAITING_HEAD = "awaiting a request head"
     READING_BODY = "reading a request body"
@@ -152,6 +160,12 @@ class _Connections:
             return inner_factory(message, payload, protocol, writer, task)
 
         async def request_handler(request: web.BaseRequest) -> web.StreamResponse:
+            expect = request.headers.get(hdrs.EXPECT)
+            if expect is not None and not _is_text(expect):
+                # aiohttp refuses an Expect other than 100-continue with a 417 whose text
+                # quotes the value; bytes that are not UTF-8 (lone surrogates here) made
+                # that a UnicodeEncodeError and a 500 in every role (found by tests/fuzz).
+                return web.Response(status=417, text="Expect takes only 100-continue")
             try:
                 return await inner_handler(request)
             except BodyStalled as exc:

@@ -219,3 +219,18 @@ async def test_a_client_gone_before_its_100_continue_is_no_error(
     writer.close()
     await asyncio.sleep(0.1)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("target", ["/version", "/object/kept.bin", "/no/such/route"])
+async def test_an_expect_that_is_not_utf8(grid: Grid, target: str) -> None:
+    # Found by tests/fuzz: aiohttp's 417 quotes the Expect value in its text, and bytes
+    # that are not UTF-8 made that a UnicodeEncodeError and a 500 (every role serves so).
+    head = (
+        f"GET {target} HTTP/1.1\r\nHost: {grid.native.host}:{grid.native.port}\r\n"
+        "Expect: 100-continue\udc80\r\nConnection: close\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection(grid.native.host, grid.native.port)
+    writer.write(head.encode("utf-8", "surrogateescape"))
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 417 "), answer[:200]
