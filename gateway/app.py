@@ -22,7 +22,7 @@ from chain_client.service import run_until_signal, wait_for_genesis
 from chain_client.serving import serve
 from gateway.access_keys import AccessKeyStore
 from gateway.config import GatewayConfig
-from gateway.durability.repair import FragmentMover, RepairWorker
+from gateway.durability.repair import FragmentMover, RepairWorker, keep_bonded
 from gateway.durability.scrub import Scrubber
 from gateway.index import MetadataIndex
 from gateway.native.app import NativeContext, make_native_app
@@ -86,11 +86,7 @@ async def register_gateway(account: ChainAccount, config: GatewayConfig, endpoin
         return
     if record["endpoint"] != endpoint:
         await account.call("oss.update", endpoint=endpoint)
-    if not record["bonded"]:  # slashed below gateway_bond: miners refuse it until topped up
-        _, genesis = await chain.genesis()
-        shortfall = genesis.params.gateway_bond - int(record["bond"])
-        log.warning("gateway bond %s is short by %d; bonding it", record["bond"], shortfall)
-        await account.call("oss.bond", amount=shortfall)
+    await keep_bonded(account)  # slashed below gateway_bond: miners refuse it until then
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from gateway.index import MetadataIndex
 from gateway.records import FragmentPlacement
 from gateway.transfer import MinerClient, MinerDirectory, TransferError
 
-__all__ = ["FragmentMover", "RepairStats", "RepairWorker"]
+__all__ = ["FragmentMover", "RepairStats", "RepairWorker", "keep_bonded"]
 
 log = logging.getLogger("deoss.repair")
 PLACE_ATTEMPTS = 4
@@ -139,6 +139,19 @@ class RepairStats:
     bytes: int = 0
 
 
+async def keep_bonded(account: ChainAccount) -> None:
+    """Tops the gateway's bond back up to ``gateway_bond`` when a slash took it below, so
+    miners keep serving it (docs/chain.md §5 oss); a gateway with no record registers
+    elsewhere (``gateway.app.register_gateway``)."""
+    record = await account.chain.query("oss.gateway", account=account.address)
+    if record is None or record["bonded"]:
+        return
+    _, genesis = await account.chain.genesis()
+    shortfall = genesis.params.gateway_bond - int(record["bond"])
+    log.warning("gateway bond %s is short by %d; bonding it", record["bond"], shortfall)
+    await account.call("oss.bond", amount=shortfall)
+
+
 class RepairWorker:
     def __init__(
         self,
@@ -178,6 +191,9 @@ class RepairWorker:
 
     async def repair_pending(self) -> int:
         """One pass over the open orders of files this gateway holds; how many it repaired."""
+        # A lapsed claim or a disproved report may have slashed the bond: miners serve
+        # only bonded gateways, so restore it before anything else.
+        await keep_bonded(self.account)
         orders = await views.restoral_orders(self.chain)
         height = (await self.chain.head()).best_block
         me = self.account.address
@@ -203,9 +219,11 @@ class RepairWorker:
         fid, seg_no, idx = order.fid, order.segment, order.idx
         where: dict[str, Any] = {"fid": fid, "segment": seg_no, "index": idx}
         try:
+            # Rebuilt before it is claimed: a claim this gateway cannot complete lapses and
+            # costs it restoral_claim_slash of its bond (docs/chain.md §5).
+            data = await self.mover.rebuild(fid, seg_no, idx)
             if not claimed:
                 await self.account.call("file_bank.claim_restoral_order", **where)
-            data = await self.mover.rebuild(fid, seg_no, idx)
             placements = self.index.fragments(fid, seg_no)
             miner, receipt = await self.mover.place(placements, idx, data)
             await self.account.call(

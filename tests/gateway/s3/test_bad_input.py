@@ -233,7 +233,6 @@ async def test_aws_chunked_without_a_streaming_payload_is_a_plain_body(
     assert answer.status == 200, answer
     got = await s3.send("GET", "/secbkt/framed")
     assert (got.status, got.body) == (200, BODY)
-    assert await s3.send("DELETE", "/secbkt/framed")
 
 
 # -- review #10: header bytes that are not UTF-8 ----------------------------------------
