@@ -11,7 +11,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 AWSCLI1 := .venv-awscli1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: devnet test lint unit bench soak clean
+.PHONY: devnet test lint unit fuzz bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +47,14 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The fast set: no process started (the in-process grid instead); `make test` runs it all.
+# The fast set: no process started (the in-process grid instead), no fuzzing; `make test`
+# runs it all.
 unit: $(TEST_STAMP)
-	$(BIN)/pytest -q -m "not e2e" --durations=10
+	$(BIN)/pytest -q -m "not e2e and not fuzz" --durations=10
+
+# The fuzz suite alone (about 80 s; DEOSS_FUZZ_SCALE=10 for ten times as many requests).
+fuzz: $(TEST_STAMP)
+	$(BIN)/pytest -q tests/fuzz
 
 test: lint $(TEST_STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -q
