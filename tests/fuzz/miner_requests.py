@@ -110,7 +110,7 @@ def _batch(draw: st.DrawFn, world: MinerWorld) -> bytes:
     manifest = _manifest(draw, entries)
     length = len(manifest)
     if one_in(draw, 8):
-        length = pick(draw, (0, 1, 2**32 - 1, length + 1, length - 1))
+        length = pick(draw, (0, 1, 2**32 - 1, length + 1, max(0, length - 1)))
     body = length.to_bytes(4, "big") + manifest + b"".join(pieces)
     return mutated(draw, body) if one_in(draw, 10) else body
 
