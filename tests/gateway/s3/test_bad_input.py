@@ -127,8 +127,11 @@ async def upload(s3: Caller) -> str:
     return found[1].decode()
 
 
-def fragments_on(grid: Grid) -> int:
-    return sum(len(miner.store.fragments()) for miner in grid.miners)
+def fragments_on(grid: Grid) -> set[str]:
+    """The fragment ids the miners hold: a refused upload adds none. Ids, not counts or
+    places: the gateway moves and copies fragments, and sweeps those of earlier tests'
+    replaced objects, in the background."""
+    return {fragment.id for miner in grid.miners for fragment in miner.store.fragments()}
 
 
 # -- review #8: integers --------------------------------------------------------------
@@ -203,7 +206,7 @@ async def test_decoded_content_length(s3: Caller, length: str) -> None:
         payload="STREAMING-UNSIGNED-PAYLOAD-TRAILER",
     )
     assert (answer.status, answer.code) == (411, "MissingContentLength")
-    assert fragments_on(s3.grid) == before
+    assert fragments_on(s3.grid) <= before  # none added (old objects' may be swept)
 
 
 async def test_a_range_past_any_size_reads_to_the_end(s3: Caller) -> None:
@@ -248,7 +251,7 @@ async def test_put_object_refuses_header_bytes_before_placing_data(s3: Caller, h
         "PUT", "/secbkt/bad-header", headers={header: "text/" + NOT_UTF8}, body=BODY
     )
     assert (answer.status, answer.code) == (400, "InvalidArgument")
-    assert fragments_on(s3.grid) == before  # nothing placed on miners: no orphans
+    assert fragments_on(s3.grid) <= before  # nothing placed on miners: no orphans
     assert (await s3.send("HEAD", "/secbkt/bad-header")).status == 404
 
 
