@@ -7,7 +7,9 @@ TEST_STAMP := $(VENV)/.installed-test
 TOOLS_STAMP := $(VENV)/.installed-tools
 BENCH_STAMP := $(VENV)/.installed-bench
 # The S3 clients the tests drive as real programs: aws cli v2, rclone and s3cmd as Debian
-# ships them, and aws cli v1 from PyPI in a venv of its own (it pins its own botocore).
+# ships them, and aws cli v1 from PyPI in a venv of its own (it pins its own botocore);
+# Debian's Chromium for the console's browser test (Playwright drives it: no browser
+# download); iproute2 for the multi-host test's network namespaces.
 AWSCLI1 := .venv-awscli1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -34,10 +36,11 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(TOOLS_STAMP): | $(BIN)/python
-	@if ! { test -x /usr/bin/aws && command -v rclone && command -v s3cmd; } >/dev/null; then \
+	@if ! { test -x /usr/bin/aws && command -v rclone && command -v s3cmd && \
+		test -x /usr/bin/chromium && command -v ip; } >/dev/null; then \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-			awscli rclone s3cmd >/dev/null; \
+			awscli rclone s3cmd chromium iproute2 >/dev/null; \
 	fi
 	test -x $(AWSCLI1)/bin/aws || { $(PYTHON) -m venv $(AWSCLI1) && $(AWSCLI1)/bin/pip install --quiet awscli; }
 	touch $@
