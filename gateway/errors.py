@@ -133,11 +133,20 @@ class TerritoryNotActive(ObjectError):
 
 
 class InsufficientTerritorySpace(ObjectError):
-    def __init__(self, territory: str, needed: int, available: int) -> None:
+    """``total`` is the territory's size, ``held`` what the chain counts in it (used and
+    locked), ``pending`` what this gateway holds that the chain does not count yet;
+    ``available`` is what is left of it, never below 0 (a territory shrunk by another
+    gateway's uploads, or by expiry, can be overdrawn: then nothing is left)."""
+
+    def __init__(self, territory: str, needed: int, *, total: int, held: int, pending: int) -> None:
+        available = max(total - held - pending, 0)
         super().__init__(
-            f"territory {territory!r} has {available} bytes left, this object needs about {needed}"
+            f"territory {territory!r} holds {total} bytes: {held} counted on chain, "
+            f"{pending} pending at this gateway, {available} left; "
+            f"this object needs about {needed}"
         )
         self.territory, self.needed, self.available = territory, needed, available
+        self.total, self.held, self.pending = total, held, pending
 
 
 # -- stored objects ---------------------------------------------------------------------

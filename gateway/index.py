@@ -1104,11 +1104,22 @@ class MetadataIndex:
         return int(rows[0][0])
 
     def pending_bytes(self, owner: str, territory: str) -> int:
-        """Bytes this gateway promised in a territory but the chain does not count yet:
-        the reservation that keeps it from acknowledging beyond the quota it saw."""
+        """Bytes this gateway holds for a territory but the chain does not count yet
+        (versions not declared, or unpaid, and parts of unfinished uploads): the
+        reservation that keeps it from acknowledging beyond the quota it saw."""
         rows = self._rows(
             "SELECT COALESCE(SUM(f.stored), 0) FROM names n JOIN files f ON f.fid = n.fid "
             "WHERE n.owner = ? AND n.territory = ? AND n.state IN (?, ?)",
             (owner, territory, PENDING, UNPAID),
         )
-        return int(rows[0][0])
+        # The parts of unfinished multipart uploads: stored already, and counted by the
+        # chain only once the object they complete is declared. Without them each part
+        # passed the check alone, and the completed object overdrew the territory.
+        parts = self._rows(
+            "SELECT COALESCE(SUM(json_extract(placed.value, '$[4]')), 0) "
+            "FROM uploads u JOIN parts p ON p.upload_id = u.upload_id, "
+            "json_each(p.unit, '$.placements') placed "
+            "WHERE u.owner = ? AND u.territory = ? AND u.completed IS NULL",
+            (owner, territory),
+        )
+        return int(rows[0][0]) + int(parts[0][0])

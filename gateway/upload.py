@@ -10,10 +10,11 @@ fragments it had sent are orphans that miners drop after ``orphan_ttl``.
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,11 +221,33 @@ class UploadPath:
             raise NoSuchTerritory(owner, territory)
         if found.state != "active":
             raise TerritoryNotActive(territory, found.state, found.deadline)
-        promised = self.index.pending_bytes(owner, territory) + self._reserved.get(
+        pending = self.index.pending_bytes(owner, territory) + self._reserved.get(
             (owner, territory), 0
         )
-        if found.remaining - promised < need:
-            raise InsufficientTerritorySpace(territory, need, found.remaining - promised)
+        if found.remaining - pending < need:
+            raise InsufficientTerritorySpace(
+                territory,
+                need,
+                total=found.total,
+                held=found.total - found.remaining,
+                pending=pending,
+            )
+
+    @contextlib.asynccontextmanager
+    async def reserved(self, owner: str, territory: str, need: int) -> AsyncIterator[None]:
+        """Checks that ``need`` bytes fit in the territory, then holds them for the block:
+        an upload's bytes count as pending from its check until its commit (or failure),
+        so concurrent uploads cannot each pass on the same free space. Nothing awaits
+        between the check and the hold."""
+        await self._check_territory(owner, territory, need)
+        key = (owner, territory)
+        self._reserved[key] = self._reserved.get(key, 0) + need
+        try:
+            yield
+        finally:
+            self._reserved[key] -= need
+            if not self._reserved[key]:
+                del self._reserved[key]
 
     def max_object_size(self, layout: Layout) -> int:
         """The chain's limit: ``max_segments_per_file`` segments of plaintext."""
@@ -239,6 +262,17 @@ class UploadPath:
         layout = await self.layout_for(copies)
         self._check_size(layout, size)
         await self._check_territory(owner, territory, layout.stored_size(size))
+
+    @contextlib.asynccontextmanager
+    async def reserving_upload(
+        self, owner: str, territory: str, size: int, copies: int | None
+    ) -> AsyncIterator[None]:
+        """``check_upload``, then its stored size held until the block ends (a part
+        being encoded, until it is recorded)."""
+        layout = await self.layout_for(copies)
+        self._check_size(layout, size)
+        async with self.reserved(owner, territory, layout.stored_size(size)):
+            yield
 
     async def check_unit(
         self, owner: str, territory: str, layout: Layout, unit: "PlacedUnit"
@@ -269,10 +303,7 @@ class UploadPath:
         layout = await self.layout_for(copies)
         self._check_size(layout, size_hint or 0)
         estimate = layout.stored_size(size_hint or 0)
-        await self._check_territory(owner, territory, estimate)
-        key = (owner, territory)
-        self._reserved[key] = self._reserved.get(key, 0) + estimate
-        try:
+        async with self.reserved(owner, territory, estimate):
             unit = await self.encode_unit(body, layout, secret)
             if size_hint is None:
                 await self.check_unit(owner, territory, layout, unit)
@@ -287,10 +318,6 @@ class UploadPath:
                 etag=unit.md5,
                 write=write,
             )
-        finally:
-            self._reserved[key] -= estimate
-            if not self._reserved[key]:
-                del self._reserved[key]
 
     async def copy(
         self,

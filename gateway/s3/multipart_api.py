@@ -121,11 +121,11 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     meta: dict[str, object] = {}
     key = _part_key(req, upload)
     body = upload_body(req, meta, service.max_object_size(layout))
-    await service.check_upload(req.owner, upload.territory, body.length or 0, None)
-    unit = await service.encode_unit(body.chunks, layout, key)
-    if body.length is None:
-        await service.check_unit(req.owner, upload.territory, layout, unit)
-    _record_part(req, upload, number, unit)
+    async with service.reserving_upload(req.owner, upload.territory, body.length or 0, None):
+        unit = await service.encode_unit(body.chunks, layout, key)
+        if body.length is None:
+            await service.check_unit(req.owner, upload.territory, layout, unit)
+        _record_part(req, upload, number, unit)
     headers = {
         "ETag": f'"{unit.md5}"',
         "x-amz-request-id": req.request_id,
@@ -177,14 +177,14 @@ async def _upload_part_copy(
     service = req.ctx.service
     source_sse = sse_c_key(req.web.headers, source, sse.COPY_SOURCE)
     part_sse = _part_key(req, upload)
-    await service.check_upload(req.owner, upload.territory, span[1] - span[0], None)
     layout = await service.layout_for(None)
-    plaintext = service.read(source, span[0], span[1], source_sse)
-    try:
-        unit = await service.encode_unit(plaintext, layout, part_sse)
-    finally:
-        await plaintext.aclose()
-    _record_part(req, upload, number, unit)
+    async with service.reserving_upload(req.owner, upload.territory, span[1] - span[0], None):
+        plaintext = service.read(source, span[0], span[1], source_sse)
+        try:
+            unit = await service.encode_unit(plaintext, layout, part_sse)
+        finally:
+            await plaintext.aclose()
+        _record_part(req, upload, number, unit)
     root = element(
         "CopyPartResult",
         *leaves({"LastModified": iso_time(time.time()), "ETag": f'"{unit.md5}"'}),

@@ -28,6 +28,7 @@ from gateway.errors import (
     TooManyCopies,
 )
 from gateway.index import MetadataIndex
+from gateway.records import PartRecord, UploadRecord
 from gateway.objects import ObjectService
 from gateway.transfer import MinerClient, MinerDirectory
 from tests.gateway.fakes import PlayedMiners
@@ -155,6 +156,73 @@ async def test_uploads_in_flight_count_against_the_quota(
         await service.put(owner=OWNER, territory="home", name="a", body=body(), size_hint=1000)
     await service.check_upload(OWNER, "home", 1000, None)  # the reservation was released
     assert service.index.find(OWNER, "a") is None  # and nothing became visible
+
+
+def placed_part(upload_id: str, number: int, fragment_sizes: list[int]) -> PartRecord:
+    """A recorded part whose fragments (of the given sizes) are on miners."""
+    unit = {
+        "placements": [
+            [0, i, f"frag{i}", f"m{i}", size, ""] for i, size in enumerate(fragment_sizes)
+        ]
+    }
+    return PartRecord(upload_id, number, "etag", sum(fragment_sizes), unit, 0.0)
+
+
+async def test_parts_of_unfinished_uploads_count_against_the_quota(
+    service: ObjectService, chain: ScriptedChain
+) -> None:
+    """Each part passed the check alone, then the object they made overdrew the
+    territory, and every later upload read a negative figure (issue 13)."""
+    assert chain.territory is not None
+    chain.territory.update(total=10_000, used=2_000, locked=1_000, remaining=7_000)
+    service.index.create_upload(UploadRecord("u1", OWNER, "big", "home", "", {}, 0.0))
+    service.index.put_part(placed_part("u1", 1, [1_000] * 4))
+    service.index.put_part(placed_part("u1", 2, [500] * 4))
+    assert service.index.pending_bytes(OWNER, "home") == 6_000
+    await service.check_upload(OWNER, "home", 0, None)
+    error = await refused(service, 1000)
+    assert isinstance(error, InsufficientTerritorySpace)
+    assert (error.total, error.held, error.pending, error.available) == (
+        10_000,
+        3_000,
+        6_000,
+        1_000,
+    )
+    assert "holds 10000 bytes: 3000 counted on chain, 6000 pending" in str(error)
+    assert f"needs about {error.needed}" in str(error)
+    # Another territory of the same owner, and an aborted upload, count nothing.
+    assert service.index.pending_bytes(OWNER, "other") == 0
+    assert service.index.delete_upload("u1")
+    assert service.index.pending_bytes(OWNER, "home") == 0
+
+
+async def test_an_overdrawn_territory_says_nothing_is_left(
+    service: ObjectService, chain: ScriptedChain
+) -> None:
+    """Another gateway's uploads can take what this one counted on: the refusal says 0
+    left, never a negative figure."""
+    assert chain.territory is not None
+    chain.territory.update(total=5_000, used=4_000, locked=1_000, remaining=0)
+    service.index.create_upload(UploadRecord("u1", OWNER, "big", "home", "", {}, 0.0))
+    service.index.put_part(placed_part("u1", 1, [1_000] * 2))
+    error = await refused(service, 10)
+    assert isinstance(error, InsufficientTerritorySpace)
+    assert error.available == 0
+    assert "-" not in str(error)
+
+
+async def test_concurrent_reservations_cannot_share_free_space(
+    service: ObjectService, chain: ScriptedChain
+) -> None:
+    layout = Layout.from_params(PARAMS)
+    assert chain.territory is not None
+    chain.territory["remaining"] = layout.stored_size(1000) * 2 - 1
+    async with service.reserving_upload(OWNER, "home", 1000, None):
+        with pytest.raises(InsufficientTerritorySpace):
+            async with service.reserving_upload(OWNER, "home", 1000, None):
+                pass
+    async with service.reserving_upload(OWNER, "home", 1000, None):
+        pass  # released when the first block ended
 
 
 async def test_the_chain_away_is_the_chains_error(
