@@ -28,8 +28,8 @@ from gateway.errors import (
     TooManyCopies,
 )
 from gateway.index import MetadataIndex
-from gateway.records import PartRecord, UploadRecord
 from gateway.objects import ObjectService
+from gateway.records import PartRecord, UploadRecord
 from gateway.transfer import MinerClient, MinerDirectory
 from tests.gateway.fakes import PlayedMiners
 
