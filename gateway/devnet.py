@@ -125,7 +125,8 @@ def plan_capacity(
     territory = target // territory_unit * territory_unit
     usable = free - floor
     if per_miner(territory) * miners > usable:
-        territory = max(usable // miners - unit, 0) * spare // territory_unit * territory_unit
+        each = max(usable // miners - unit, 0) // unit * unit  # a whole count of units
+        territory = each * spare // territory_unit * territory_unit
     if territory < MIN_TERRITORY:
         raise DevnetError(
             f"the disk has {_size(free)} free: with a {_size(floor)} floor that holds no "
