@@ -25,6 +25,7 @@ from gateway.config import GatewayConfig
 from gateway.durability.repair import FragmentMover, RepairWorker, keep_bonded
 from gateway.durability.scrub import Scrubber
 from gateway.index import MetadataIndex
+from gateway.metrics import GatewayMetrics
 from gateway.native.app import NativeContext, make_native_app
 from gateway.native.auth import NativeAuth
 from gateway.native.replay_cache import ReplayCache
@@ -35,7 +36,14 @@ from gateway.s3.context import S3Context
 from gateway.tracker import DealTracker
 from gateway.transfer import MinerClient, MinerDirectory
 
-__all__ = ["Gateway", "load_master_key", "open_gateway", "register_gateway", "run_gateway"]
+__all__ = [
+    "Gateway",
+    "load_master_key",
+    "open_gateway",
+    "register_gateway",
+    "run_gateway",
+    "watch_loops",
+]
 
 log = logging.getLogger("deoss.gateway")
 AUTHORIZED_TTL, REFUSED_TTL = 30.0, 5.0
@@ -87,6 +95,61 @@ async def register_gateway(account: ChainAccount, config: GatewayConfig, endpoin
     if record["endpoint"] != endpoint:
         await account.call("oss.update", endpoint=endpoint)
     await keep_bonded(account)  # slashed below gateway_bond: miners refuse it until then
+
+
+def watch_loops(
+    metrics: GatewayMetrics, tracker: DealTracker, repair: RepairWorker, scrubber: Scrubber
+) -> None:
+    """The background loops' figures, read at each scrape (docs/native-api.md §8)."""
+    for name, help_text, read in (
+        ("deoss_repair_orders_claimed", "Restoral orders claimed", lambda: repair.stats.claimed),
+        (
+            "deoss_repair_orders_completed",
+            "Restoral orders completed: the fragment rebuilt and placed",
+            lambda: repair.stats.repaired,
+        ),
+        (
+            "deoss_repair_orders_failed",
+            "Repair attempts that failed; the order stays open for a later pass",
+            lambda: repair.stats.failed,
+        ),
+        (
+            "deoss_repair_bytes_rebuilt",
+            "Fragment bytes rebuilt for completed restoral orders",
+            lambda: repair.stats.bytes,
+        ),
+        ("deoss_scrub_fragments_checked", "Fragments scrubbed", lambda: scrubber.stats.checked),
+        (
+            "deoss_scrub_fragments_bad",
+            "Fragments scrubbed that did not come back intact",
+            lambda: scrubber.stats.bad,
+        ),
+    ):
+        metrics.counter(name, help_text, read)
+    metrics.gauges(
+        "deoss_segments",
+        "Segments of this gateway's files with fragments ordered restored, by health",
+        "health",
+        lambda: repair.segment_health,
+    )
+    for name, help_text, read_gauge in (
+        (
+            "deoss_tracker_pending_declarations",
+            "Versions whose declaration the chain has not accepted yet",
+            tracker.pending_declarations,
+        ),
+        (
+            "deoss_tracker_unpaid_objects",
+            "Versions stored but refused for quota, declared again later",
+            tracker.unpaid_objects,
+        ),
+        (
+            "deoss_tracker_oldest_pending_seconds",
+            "Age of the pending declaration first in line, 0 when none",
+            tracker.oldest_pending_seconds,
+        ),
+    ):
+        metrics.gauge(name, help_text, read_gauge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +219,10 @@ async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> Asy
             spool_floor=config.spool_floor,
         )
         stack.callback(resume.close)
+        metrics = GatewayMetrics()
+        repair = RepairWorker(index=index, mover=mover, account=account)
+        scrubber = Scrubber(index=index, mover=mover, account=account)
+        watch_loops(metrics, tracker, repair, scrubber)
         native = NativeContext(
             service=service,
             auth=NativeAuth(
@@ -174,6 +241,7 @@ async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> Asy
             keys=keys,
             max_uploads_per_account=config.max_uploads_per_account,
             max_uploads=config.max_uploads,
+            metrics=metrics,
         )
         s3 = S3Context(
             service=service,
@@ -191,10 +259,10 @@ async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> Asy
             account=account,
             service=service,
             tracker=tracker,
-            repair=RepairWorker(index=index, mover=mover, account=account),
-            scrubber=Scrubber(index=index, mover=mover, account=account),
+            repair=repair,
+            scrubber=scrubber,
             native=make_native_app(native),
-            s3=make_s3_app(s3),
+            s3=make_s3_app(s3, metrics=metrics),
         )
 
 

@@ -75,6 +75,24 @@ class DealTracker:
         """A new upload is in the outbox: declare it without waiting for the next tick."""
         self._wake.set()
 
+    # -- the outbox's figures, read by the metrics at each scrape (from a thread) -----
+
+    def pending_declarations(self) -> int:
+        """Versions stored whose declaration the chain has not accepted yet."""
+        return self.index.count_names(PENDING)
+
+    def unpaid_objects(self) -> int:
+        return self.index.count_names(UNPAID)
+
+    def oldest_pending_seconds(self) -> float:
+        """Since the upload of the declaration first in line (the pending one queued, or
+        sent back, longest ago); 0 when none is pending."""
+        for entry in self.index.outbox(DECLARE, PENDING, limit=1):
+            version = self.index.version(entry.owner, entry.name, entry.version_id)
+            if version is not None:
+                return max(0.0, time.time() - version.created_at)
+        return 0.0
+
     async def run(self) -> None:
         await asyncio.gather(
             self._declare_forever(), self._follow_forever(), self._retry_unpaid_forever()

@@ -10,13 +10,15 @@ For each it claims the order, rebuilds the fragment, places it on a miner apart 
 segment's others (sharing one only when too few miners exist: reduced independence),
 and completes the order with the new miner's signed receipt. The index moves the
 fragment only once the chain has accepted the completion: nothing is dropped before its
-replacement is confirmed.
+replacement is confirmed. Each pass also takes the health of the gateway's segments from
+the open orders (``segment_health``), for the metrics.
 """
 
 import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +40,21 @@ from gateway.index import MetadataIndex
 from gateway.records import FragmentPlacement
 from gateway.transfer import MinerClient, MinerDirectory, TransferError
 
-__all__ = ["FragmentMover", "RepairStats", "RepairWorker", "keep_bonded"]
+__all__ = [
+    "SEGMENT_HEALTH",
+    "FragmentMover",
+    "RepairStats",
+    "RepairWorker",
+    "keep_bonded",
+    "segment_health",
+]
 
 log = logging.getLogger("deoss.repair")
 PLACE_ATTEMPTS = 4
+# What the chain's open restoral orders leave of a segment of n fragments: degraded,
+# more than k (it survives one more loss); at_risk, exactly k (the next loss makes it
+# unreadable); lost, fewer than k (it cannot be rebuilt).
+SEGMENT_HEALTH = ("degraded", "at_risk", "lost")
 
 
 class FragmentMover:
@@ -134,9 +147,30 @@ class FragmentMover:
 
 @dataclass
 class RepairStats:
-    repaired: int = 0
+    """Since the gateway started; ``failed`` counts attempts (an order that stays open is
+    tried again, and may fail again, on a later pass)."""
+
+    claimed: int = 0
+    repaired: int = 0  # orders completed
     failed: int = 0
-    bytes: int = 0
+    bytes: int = 0  # of the fragments rebuilt for completed orders
+
+
+def segment_health(
+    orders: Iterable[views.RestoralOrderView], shards: Callable[[str], tuple[int, int] | None]
+) -> dict[str, int]:
+    """Segments by ``SEGMENT_HEALTH``, each open order a fragment lost; ``shards`` gives a
+    file's (k, n), None when it is not this gateway's. Segments without an order are
+    whole and not counted: that would take a scan of the index."""
+    health = dict.fromkeys(SEGMENT_HEALTH, 0)
+    for (fid, _), lost in Counter((o.fid, o.segment) for o in orders).items():
+        found = shards(fid)
+        if found is None:
+            continue
+        k, n = found
+        left = n - lost
+        health["degraded" if left > k else "at_risk" if left == k else "lost"] += 1
+    return health
 
 
 async def keep_bonded(account: ChainAccount) -> None:
@@ -171,6 +205,7 @@ class RepairWorker:
         self.parallel = parallel
         self.batch = batch
         self.stats = RepairStats()
+        self.segment_health = dict.fromkeys(SEGMENT_HEALTH, 0)  # as of the last pass
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -195,6 +230,7 @@ class RepairWorker:
         # only bonded gateways, so restore it before anything else.
         await keep_bonded(self.account)
         orders = await views.restoral_orders(self.chain)
+        self.segment_health = segment_health(orders, self._shards)
         height = (await self.chain.head()).best_block
         me = self.account.address
         # Health of a segment: the fewer fragments it has left, the more orders it has.
@@ -215,6 +251,10 @@ class RepairWorker:
         done = await asyncio.gather(*(one(o) for o in ours[: self.batch]))
         return sum(done)
 
+    def _shards(self, fid: str) -> tuple[int, int] | None:
+        record = self.index.object(fid)
+        return None if record is None else (record.data_shards, record.total_shards)
+
     async def repair(self, order: views.RestoralOrderView, *, claimed: bool = False) -> bool:
         fid, seg_no, idx = order.fid, order.segment, order.idx
         where: dict[str, Any] = {"fid": fid, "segment": seg_no, "index": idx}
@@ -224,6 +264,7 @@ class RepairWorker:
             data = await self.mover.rebuild(fid, seg_no, idx)
             if not claimed:
                 await self.account.call("file_bank.claim_restoral_order", **where)
+                self.stats.claimed += 1
             placements = self.index.fragments(fid, seg_no)
             miner, receipt = await self.mover.place(placements, idx, data)
             await self.account.call(

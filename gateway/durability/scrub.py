@@ -27,7 +27,7 @@ from gateway.index import MetadataIndex
 from gateway.records import FragmentPlacement
 from gateway.transfer import MinerClient, MinerDirectory
 
-__all__ = ["ScrubReport", "Scrubber", "scrub_now"]
+__all__ = ["ScrubReport", "ScrubStats", "Scrubber", "scrub_now"]
 
 log = logging.getLogger("deoss.scrub")
 
@@ -36,6 +36,14 @@ log = logging.getLogger("deoss.scrub")
 class ScrubReport:
     checked: int = 0
     bad: list[tuple[str, int, int]] = field(default_factory=list)  # (fid, segment, index)
+
+
+@dataclass
+class ScrubStats:
+    """Every scrub of this ``Scrubber`` together (the gateway's metrics read its own)."""
+
+    checked: int = 0
+    bad: int = 0
 
 
 class Scrubber:
@@ -51,6 +59,7 @@ class Scrubber:
         self.mover = mover
         self.account = account
         self.rng = rng or random.Random()
+        self.stats = ScrubStats()
 
     async def scrub(self, sample: float = 1.0) -> ScrubReport:
         """Checks each fragment with probability ``sample``; reports the bad ones."""
@@ -63,8 +72,10 @@ class Scrubber:
                         continue
                     report.checked += 1
                     intact, block = await self._check(placement)
+                    self.stats.checked += 1
                     if intact:
                         continue
+                    self.stats.bad += 1
                     report.bad.append((fid, placement.seg_no, placement.idx))
                     await self._report(fid, placement.seg_no, placement.idx, block)
             after = fids[-1]

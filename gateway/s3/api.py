@@ -7,22 +7,22 @@ Errors of every layer become S3 XML here and nowhere else; anything unforeseen i
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from chain_client.errors import ChainError
 from gateway.expect import close_if_unasked, defer_continue
+from gateway.metrics import GatewayMetrics
 from gateway.s3 import acl_api, buckets_api, listing, multipart_api, objects_api, tagging_api
 from gateway.s3.context import AUTH, S3, S3Context, S3Request, split_target
 from gateway.s3.errors import as_s3_error
+from gateway.s3.operations import OPERATION, S3_METRICS, UNKNOWN, Handler, measured, operation
 from gateway.s3.sigv4 import authenticate
 from gateway.s3.xml import S3Error, error_response
 
 __all__ = ["make_s3_app"]
 
 log = logging.getLogger("deoss.s3")
-Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
 
 # Sub-resources S3 has that this gateway does not serve (docs/s3.md §4).
 UNSUPPORTED = frozenset(
@@ -128,6 +128,16 @@ def _route(request: S3Request) -> Handler:
     return handler
 
 
+def _operation(request: S3Request) -> str:
+    """The operation the request asks for, known before it is authenticated (a refusal
+    counts under it too); routing is pure, so routing twice costs nothing. Whatever
+    routing raises, the dispatcher's own call answers it."""
+    try:
+        return operation(_route(request), request)
+    except Exception:
+        return UNKNOWN
+
+
 async def _authenticate(
     request: web.Request, ctx: S3Context, bucket: str, virtual_host: bool
 ) -> str:
@@ -172,6 +182,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     bucket, key, virtual_host = split_target(request, ctx.domain)  # pure text: cannot fail
     resource = f"/{bucket}/{key}" if bucket else "/"
     target = S3Request(request, "", bucket, key)
+    request[OPERATION] = _operation(target)
     try:
         target.owner = await _authenticate(request, ctx, bucket, virtual_host)
         response = await _route(target)(target)
@@ -195,10 +206,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def make_s3_app(ctx: S3Context) -> web.Application:
+def make_s3_app(ctx: S3Context, *, metrics: GatewayMetrics | None = None) -> web.Application:
     # The handlers stream bodies themselves; XML bodies are read with explicit limits.
-    app = web.Application(client_max_size=1024**2)
+    app = web.Application(middlewares=[measured], client_max_size=1024**2)
     app[S3] = ctx
+    app[S3_METRICS] = metrics or GatewayMetrics()
     # [\s\S], not ".": a key may hold a newline, which "." does not match.
     app.router.add_route("*", r"/{tail:[\s\S]*}", _dispatch, expect_handler=defer_continue)
     return app
