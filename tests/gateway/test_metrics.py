@@ -42,6 +42,11 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def test_every_metric_is_documented() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "native-api.md").read_text()
+    assert [m for m in REQUIRED_METRICS if f"| `{m}` |" not in docs] == []
+
+
 def test_every_handler_the_router_has_an_operation_name() -> None:
     tables = [api.BUCKET, api.OBJECT, *api.BUCKET_SUBRESOURCES.values()]
     tables += api.OBJECT_SUBRESOURCES.values()
