@@ -11,22 +11,22 @@ inside the namespaces and removes them and the bridge.
 
 import asyncio
 import contextlib
-import functools
 import json
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 from chain_client.account import ChainAccount
 from chain_client.keys import dev_keypair
 from chain_client.params import Genesis, NetworkParams
 from chain_client.rpc_client import HttpChain
+from deploy.account import authorize, mint_territory
 from deploy.multihost.netns import Host, HostNetwork, clean_leftovers
 from gateway.native.signing import signed_session
 
@@ -50,8 +50,7 @@ TERRITORY = "multihost"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
 LOG_TAIL = 3000
-
-T = TypeVar("T")
+GATEWAY_DIRECTORY_REFRESH = 5.5  # gateway/transfer.py: MinerDirectory's refresh, 5 s
 
 
 class RoleFailed(RuntimeError):
@@ -311,36 +310,29 @@ def _stop(roles: list[Role]) -> None:
             role.stop()
 
 
+async def _roomy(chain: HttpChain, need: int) -> list[dict[str, Any]]:
+    positive: list[dict[str, Any]] = await chain.query("sminer.miners", state="positive")
+    return [miner for miner in positive if int(miner["idle"]) >= need]
+
+
 async def prepare_user(network: Network, territory_units: int = 40) -> tuple[str, str]:
     """The dev user //Alice: the gateway authorized, a territory minted from the space
     the miners certified, and an S3 access key: (access key, secret)."""
     alice = dev_keypair("Alice")
     chain = HttpChain(network.chain.url)
-    params = (await chain.genesis())[1].params
     try:
-        await _until(
-            functools.partial(chain.query, "sminer.miners", state="positive"),
-            lambda positive: len(positive) >= params.total_shards,
-        )
+        params = (await chain.genesis())[1].params
+        deadline = time.monotonic() + START_TIMEOUT
+        # The gateway places a fragment only on a positive miner with the idle space for
+        # it: n of them, then long enough for its miner directory to see them too.
+        while len(await _roomy(chain, params.fragment_size)) < params.total_shards:
+            if time.monotonic() > deadline:
+                raise RoleFailed(f"fewer than {params.total_shards} miners with idle space")
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(GATEWAY_DIRECTORY_REFRESH)
         account = ChainAccount(chain, alice)
-        gateway = network.gateway_account
-        if not await chain.query("oss.is_authorized", owner=alice.address, gateway=gateway):
-            await account.call("oss.authorize", gateway=gateway)
-
-        async def unsold() -> int:
-            totals = await chain.query("sminer.totals")
-            certified = int(totals["idle"]) + int(totals["service"]) + int(totals["locked"])
-            return certified - int(await chain.query("storage_handler.purchased"))
-
-        await _until(unsold, lambda free: free >= territory_units * params.territory_unit)
-        found = await chain.query("storage_handler.territory", owner=alice.address, name=TERRITORY)
-        if found is None:
-            await account.call(
-                "storage_handler.mint_territory",
-                name=TERRITORY,
-                gib=territory_units,
-                days=max(params.territory_min_days, 5),
-            )
+        await authorize(account, network.gateway_account)
+        await mint_territory(account, params, TERRITORY, territory_units, 30, START_TIMEOUT)
     finally:
         await chain.close()
     async with (
@@ -351,14 +343,3 @@ async def prepare_user(network: Network, territory_units: int = 40) -> tuple[str
         if answer.status != 200:
             raise RoleFailed(f"the gateway made no access key: {body}")
     return str(body["data"]["access_key"]), str(body["data"]["secret_key"])
-
-
-async def _until(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = START_TIMEOUT
-) -> T:
-    deadline = time.monotonic() + timeout
-    while not check(value := await probe()):
-        if time.monotonic() > deadline:
-            raise RoleFailed(f"still {value!r} after {timeout:.0f} s")
-        await asyncio.sleep(0.25)
-    return value
