@@ -120,7 +120,7 @@ async def _run(args: argparse.Namespace) -> int:
         if args.command == "balance":
             found = await chain.query("balances.account", account=args.account or account.address)
             free, reserved = int(found["free"]), int(found["reserved"])
-            print(f"free {free / TOKEN:f} reserved {reserved / TOKEN:f} tokens")
+            print(f"free {Decimal(free) / TOKEN:f} reserved {Decimal(reserved) / TOKEN:f} tokens")
         elif args.command == "transfer":
             await account.call("balances.transfer", dest=args.dest, amount=args.amount)
             print(f"sent {Decimal(args.amount) / TOKEN} tokens to {args.dest}")
