@@ -113,15 +113,22 @@ def unsupported_reason() -> str | None:
         return "the `ip` program (iproute2) is not installed"
     if not _capable():
         return f"this process (uid {os.geteuid()}) lacks CAP_NET_ADMIN: run it as root"
-    prefix = f"{FAMILY}{_new_tag()}"
+    tag = _new_tag()
+    prefix, lock = f"{FAMILY}{tag}", LOCK_DIR / f"{tag}.lock"
     try:
-        _ip("netns", "add", f"{prefix}-probe")
-        _ip("link", "add", f"{prefix}br", "type", "bridge")
-    except NamespaceError as exc:
-        return f"`{' '.join(exc.command)}` fails here: {exc.reason}"
-    finally:
-        _ip("netns", "del", f"{prefix}-probe", check=False)
-        _ip("link", "del", f"{prefix}br", check=False)
+        # Locked like a run, so that a probe killed half-way is a left-over to clean.
+        with _locked(lock):
+            try:
+                _ip("netns", "add", f"{prefix}-probe")
+                _ip("link", "add", f"{prefix}br", "type", "bridge")
+            except NamespaceError as exc:
+                return f"`{' '.join(exc.command)}` fails here: {exc.reason}"
+            finally:
+                _ip("netns", "del", f"{prefix}-probe", check=False)
+                _ip("link", "del", f"{prefix}br", check=False)
+                lock.unlink(missing_ok=True)
+    except OSError as exc:
+        return f"cannot lock {lock}: {exc}"
     return None
 
 
