@@ -155,7 +155,9 @@ def _wait_ready(roles: list[Role], url_file: str, deadline: float) -> None:
                 waiting.remove(role)
         if waiting and time.monotonic() > deadline:
             names = ", ".join(role.name for role in waiting)
-            raise RoleFailed(f"not ready in {START_TIMEOUT} s: {names}{_tail(waiting[0].log)}")
+            raise RoleFailed(
+                f"no 200 from /health in {START_TIMEOUT} s: {names}{_tail(waiting[0].log)}"
+            )
         time.sleep(0.1)
 
 
