@@ -63,7 +63,7 @@ DEVNET_TERRITORY = "default"
 DEVNET_TERRITORY_TARGET = 4 * GIB
 DEVNET_DISK_FLOOR = 2 * GIB  # what the miners leave free on the disk they share
 MIN_TERRITORY = 64 * MIB  # below this the disk is too full for a devnet worth the name
-FIRST_TERRITORY = 256 * MIB  # minted once certified, at the latest when ready
+FIRST_TERRITORY = 64 * MIB  # minted once this much is certified (sooner with less, if slow)
 TERRITORY_DAYS = 30
 RENEW_BEFORE_DAYS = 2
 KEEPER_INTERVAL = 2.0
@@ -640,8 +640,8 @@ async def run_devnet(
     """Starts (or resumes) the devnet and runs it until Ctrl-C or SIGTERM."""
     started = time.monotonic()
     if fresh and root.exists():
-        with LauncherLock(root):  # never delete under a running devnet
-            pass
+        with LauncherLock(root):  # never delete under a running devnet, nor its strays
+            _stop_strays(root)
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     with LauncherLock(root):
