@@ -46,6 +46,9 @@ class MinerInfo:
     scheme: str
 
 
+RELOAD_WHEN_SHORT = 0.5  # seconds: too few miners fit, and the list is older than this
+
+
 class MinerDirectory:
     """Positive miners from the chain, refreshed every few seconds; miners that failed
     recently sit out a cooldown."""
@@ -61,9 +64,11 @@ class MinerDirectory:
         self._lock = asyncio.Lock()
         self._rng = rng or random.Random()
 
-    async def miners(self) -> dict[str, MinerInfo]:
+    async def miners(self, *, fresher_than: float | None = None) -> dict[str, MinerInfo]:
+        """The positive miners; ``fresher_than`` seconds: reloaded if older than that."""
+        limit = self.refresh if fresher_than is None else min(fresher_than, self.refresh)
         async with self._lock:
-            if time.monotonic() - self._loaded > self.refresh or not self._miners:
+            if time.monotonic() - self._loaded > limit or not self._miners:
                 try:
                     positive = await views.miners(self.chain, "positive")
                 except ChainError:
@@ -106,6 +111,9 @@ class MinerDirectory:
         ``share``, the excluded follow, and then miners repeat until there are ``count``
         (the caller has checked the chain allows reduced independence)."""
         fitting = [m for m in (await self.miners()).values() if m.idle >= need]
+        if len(fitting) < count:  # the list may predate idle space just certified
+            fresh = await self.miners(fresher_than=RELOAD_WHEN_SHORT)
+            fitting = [m for m in fresh.values() if m.idle >= need]
         apart = [m for m in fitting if m.account not in exclude]
         tiers = [apart, [m for m in fitting if m.account in exclude]] if share else [apart]
         chosen: list[MinerInfo] = []

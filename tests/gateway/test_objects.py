@@ -399,3 +399,15 @@ async def test_a_stalled_miner_costs_one_hedge_not_one_per_segment(
     read = b"".join([piece async for piece in service.read(record, 0, record.size, None)])
     assert read == b"".join([chunk async for chunk in segments_of(3, [])])
     assert miners.gets[slow] == 1  # late once: asked last from then on
+
+
+async def test_a_stale_miner_list_is_reloaded_when_too_few_fit(chain: ScriptedChain) -> None:
+    """Right after the miners certify idle space, the cached list still says they have
+    none: a placement short of miners looks again instead of refusing the upload."""
+    directory = MinerDirectory(chain)  # type: ignore[arg-type]
+    chain.miners = 2
+    assert len(await directory.miners()) == 2
+    chain.miners = 6
+    assert len(await directory.choose(4, 1)) == 2  # a list younger than half a second
+    await asyncio.sleep(0.6)
+    assert len(await directory.choose(4, 1)) == 4
