@@ -276,7 +276,9 @@ def examples_work(info: dict[str, Any], tmp_path: Path) -> None:
         timeout=60,
         check=True,
     )
-    fid = json.loads(put.stdout)["data"]["fid"]
+    answer = json.loads(put.stdout)
+    assert answer["code"] == 200, answer
+    fid = answer["data"]["fid"]
     got = subprocess.run(
         [
             "curl",
