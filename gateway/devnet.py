@@ -575,6 +575,23 @@ class TerritoryKeeper:
             await asyncio.sleep(KEEPER_INTERVAL)
 
 
+async def _placeable(chain: HttpChain, params: NetworkParams, timeout: float) -> None:
+    """Until n miners have idle space for a whole fragment each: a territory minted from
+    the first few miners' certified space does not yet let the gateway place a segment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        miners = await chain.query("sminer.miners", state="positive")
+        ready = sum(1 for m in miners if int(m["idle"]) >= params.fragment_size)
+        if ready >= params.total_shards:
+            return
+        if time.monotonic() > deadline:
+            raise DevnetError(
+                f"{ready} miners have idle space for a fragment after {timeout:.0f} s; "
+                f"{params.total_shards} are needed"
+            )
+        await asyncio.sleep(0.5)
+
+
 async def _first_territory(keeper: TerritoryKeeper, miners: int, timeout: float) -> dict[str, Any]:
     """The territory, minted as soon as FIRST_TERRITORY bytes are certified (sooner with
     less, past half the timeout)."""
@@ -748,6 +765,7 @@ async def _run(
     keeper = TerritoryKeeper(chain_client, user, params, plan.territory)
     try:
         found = await _first_territory(keeper, count, timeout=120.0)
+        await _placeable(chain_client, params, timeout=120.0)
         info: dict[str, Any] = {
             "chain_rpc": chain.url,
             "native_endpoint": native,
