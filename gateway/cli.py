@@ -13,10 +13,12 @@ from chain_client.files import private_directory, write_atomically
 from chain_client.key_cli import add_key_commands
 from chain_client.keys import KeyMaterialError, Keypair, load_signer, save_key_file
 from chain_client.params import ConfigError
-from gateway.client import add_client_commands
+from gateway.chain_commands import add_chain_commands
+from gateway.client import add_client_commands, add_progress_option
 from gateway.config import GatewayConfig
 from gateway.devnet import DevnetError, run_devnet
 from gateway.native.signing import gateway_account, sign_bare, sign_request
+from gateway.progress import Progress
 
 __all__ = ["build_parser", "main"]
 
@@ -93,7 +95,9 @@ def _recover(args: argparse.Namespace) -> int:
     if (config.data_dir / "index.db").exists():
         print(f"deoss: {config.data_dir / 'index.db'} exists: recover fills an empty index")
         return 2
-    report = asyncio.run(recover(config))
+    progress = Progress(None, "recover", unit="files", enabled=args.progress)
+    report = asyncio.run(recover(config, progress=progress.advance))
+    progress.finish()
     print(
         f"deoss recover: {report.files} files, {report.names} names, {report.buckets} buckets; "
         f"{len(report.unreadable)} unreadable, {report.foreign} references of other keys"
@@ -106,7 +110,9 @@ def _scrub(args: argparse.Namespace) -> int:
     from gateway.durability.scrub import scrub_now
 
     config = GatewayConfig.load(Path(args.config))
-    report = asyncio.run(scrub_now(config, args.sample))
+    progress = Progress(None, "scrub", unit="fragments", enabled=args.progress)
+    report = asyncio.run(scrub_now(config, args.sample, progress=progress.advance))
+    progress.finish()
     for fid, segment, index in report.bad:
         print(f"bad {fid} segment {segment} fragment {index}")
     print(f"deoss scrub: {report.checked} fragments checked, {len(report.bad)} bad (reported)")
@@ -180,12 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
         "recover", help="rebuild a lost gateway index from the chain and the miners"
     )
     recover.add_argument("--config", required=True, help=f"the gateway's {CONFIG_NAME}")
+    add_progress_option(recover)
     recover.set_defaults(func=_recover)
     scrub = commands.add_parser(
         "scrub", help="check the gateway's fragments now; report the bad ones to the chain"
     )
     scrub.add_argument("--config", required=True, help=f"the gateway's {CONFIG_NAME}")
     scrub.add_argument("--sample", type=float, default=1.0, help="share to check (1: all)")
+    add_progress_option(scrub)
     scrub.set_defaults(func=_scrub)
     sign = commands.add_parser(
         "sign", help="print fresh Account/Message/Signature headers for one request"
@@ -204,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--ttl", type=int, default=60, help="seconds the signature lives")
     sign.set_defaults(func=_sign)
     add_client_commands(commands)
+    add_chain_commands(commands)
     add_key_commands(commands)
     return parser
 

@@ -15,6 +15,7 @@ never on chain.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,10 @@ class RecoverReport:
     foreign: int = 0  # references whose sealed_meta this master key does not open
 
 
-async def recover(config: GatewayConfig) -> RecoverReport:
+async def recover(
+    config: GatewayConfig, *, progress: Callable[[int], None] | None = None
+) -> RecoverReport:
+    """``progress(1)`` after each file the account declared (``deoss recover --progress``)."""
     keypair = load_signer(config.key_spec, dev=config.dev)
     master_key = load_master_key(config)
     chain = HttpChain(config.chain_rpc)
@@ -77,6 +81,8 @@ async def recover(config: GatewayConfig) -> RecoverReport:
         ):
             for file in files:
                 await _recover_file(file, genesis.params, index, mover, master_key, report)
+                if progress is not None:
+                    progress(1)
             after = files[-1]["fid"]
         index.settle_versions()  # every name's newest version, across files, is current
     finally:

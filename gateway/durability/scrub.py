@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chain_client.account import ChainAccount
@@ -61,13 +62,18 @@ class Scrubber:
         self.rng = rng or random.Random()
         self.stats = ScrubStats()
 
-    async def scrub(self, sample: float = 1.0) -> ScrubReport:
-        """Checks each fragment with probability ``sample``; reports the bad ones."""
+    async def scrub(
+        self, sample: float = 1.0, *, progress: Callable[[int], None] | None = None
+    ) -> ScrubReport:
+        """Checks each fragment with probability ``sample``; reports the bad ones.
+        ``progress(1)`` after each fragment looked at, checked or not."""
         report = ScrubReport()
         after = ""
         while fids := self.index.file_ids(after, 256):
             for fid in fids:
                 for placement in self.index.fragments(fid):
+                    if progress is not None:
+                        progress(1)
                     if self.rng.random() >= sample:
                         continue
                     report.checked += 1
@@ -125,7 +131,9 @@ class Scrubber:
                     log.warning("scrub: %d of %d fragments bad", len(report.bad), report.checked)
 
 
-async def scrub_now(config: GatewayConfig, sample: float) -> ScrubReport:
+async def scrub_now(
+    config: GatewayConfig, sample: float, *, progress: Callable[[int], None] | None = None
+) -> ScrubReport:
     """``deoss scrub``: beside a running gateway (its index is shared, WAL), or alone."""
     keypair = load_signer(config.key_spec, dev=config.dev)
     chain = HttpChain(config.chain_rpc)
@@ -137,7 +145,7 @@ async def scrub_now(config: GatewayConfig, sample: float) -> ScrubReport:
             params=genesis.params, index=index, directory=MinerDirectory(chain), client=client
         )
         scrubber = Scrubber(index=index, mover=mover, account=ChainAccount(chain, keypair))
-        return await scrubber.scrub(sample)
+        return await scrubber.scrub(sample, progress=progress)
     finally:
         await client.close()
         await chain.close()
