@@ -131,12 +131,14 @@ class Devnet:
         )
         output.close()
         info = self.root / "devnet.json"
-        while not info.exists():
+        while True:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() - started < READY_WITHIN, "not ready within 60 s"
+            if info.exists():  # a SIGKILLed launcher's is left behind until replaced
+                result: dict[str, Any] = json.loads(info.read_text())
+                if _alive(result["launcher_pid"]):
+                    return result
             time.sleep(0.1)
-        result: dict[str, Any] = json.loads(info.read_text())
-        return result
 
     def interrupt(self) -> None:
         """Ctrl-C: SIGINT to the whole foreground group, make and the devnet alike."""
