@@ -295,9 +295,7 @@ def init_miner(
         source=str(directory / "miner.toml"),
     )
     config.validate()
-    if not (directory / "key.json").exists():
-        save_key_file(directory / "key.json", Keypair.generate())
-    write_atomically(directory / "miner.toml", render_config(config))
+    _write_role(directory, "miner.toml", render_config(config))
 
 
 async def start_miner_process(
@@ -349,9 +347,14 @@ def init_gateway(
         source=str(directory / "gateway.toml"),
     )
     config.validate()
+    _write_role(directory, "gateway.toml", config.render())
+
+
+def _write_role(directory: Path, name: str, config: str) -> None:
+    """A role's key (kept if there is one) and its validated config."""
     if not (directory / "key.json").exists():
         save_key_file(directory / "key.json", Keypair.generate())
-    write_atomically(directory / "gateway.toml", config.render())
+    write_atomically(directory / name, config)
 
 
 def gateway_command(config: Path) -> list[str]:
