@@ -179,7 +179,7 @@ class _Upload:
         while True:
             # A session holding every byte but not complete (the completing chunk's answer
             # never came) completes on the last chunk sent again.
-            start = min(position, max(size - self.chunk_size, 0))
+            start = position if position < size else max(size - self.chunk_size, 0)
             end = min(start + self.chunk_size, size)
             chunk = await asyncio.to_thread(_read_chunk, handle, start, end - start)
             if end == size:

@@ -248,6 +248,7 @@ async def _withdraw(miner: _Miner, args: argparse.Namespace) -> int:
             _print_state(state, args.json)
             return 0
         if state["state"] != "exiting":
+            _print_state(state, args.json)
             print(
                 f"deoss-miner: {state['account']} is {state['state']}, not exiting: "
                 "`deoss-miner exit` first",
