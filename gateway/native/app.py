@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chain_client.errors import ChainError
+from gateway.console import ConsoleConfig, add_console
 from gateway.expect import close_if_unasked, defer_continue
 from gateway.native.auth import AuthError
 from gateway.native.context import NATIVE, NativeContext
@@ -155,7 +156,9 @@ async def not_implemented(request: web.Request) -> web.Response:
 
 
 def make_native_app(
-    context: NativeContext, extra_routes: list[web.RouteDef] | None = None
+    context: NativeContext,
+    extra_routes: list[web.RouteDef] | None = None,
+    console: ConsoleConfig | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_measured, _errors], client_max_size=1024**2)
     app[NATIVE] = context
@@ -180,6 +183,7 @@ def make_native_app(
     app.router.add_delete(r"/resume/{name:[\s\S]*}", delete_resume)
     app.router.add_put("/files", not_implemented)
     app.router.add_get("/fragment/download", not_implemented)
+    add_console(app, context, console)  # the web console, under /console (docs/console.md)
     if extra_routes:
         app.router.add_routes(extra_routes)
     return app
