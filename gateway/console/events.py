@@ -69,7 +69,8 @@ class RestoralHistory:
         self.history_blocks = history_blocks
         self.events: collections.deque[RestoralEvent] = collections.deque(maxlen=KEPT)
         self.counts: collections.Counter[str] = collections.Counter()
-        self.next_height: int | None = None  # None until the chain first answered
+        self.since: int | None = None  # the first block read; None until the chain answered
+        self.next_height: int | None = None
         self.last_error: str | None = None
 
     def newest(self, limit: int) -> list[RestoralEvent]:
@@ -89,12 +90,16 @@ class RestoralHistory:
             except ChainError as exc:
                 self.last_error = str(exc)
                 log.warning("console: the chain's events are unreachable: %s", exc)
-                await asyncio.sleep(RETRY_SECONDS)
+            except Exception:
+                # What the page shows is not worth the gateway: log, and follow again.
+                log.exception("console: following the chain's events failed")
+                self.last_error = "following the chain's events failed; see the gateway log"
+            await asyncio.sleep(RETRY_SECONDS)
 
     async def follow(self) -> None:
         if self.next_height is None:
             best = (await self.chain.head()).best_block
-            self.next_height = max(1, best - self.history_blocks + 1)
+            self.next_height = self.since = max(1, best - self.history_blocks + 1)
         while True:
             page = await self.chain.events(
                 self.next_height, timeout=POLL_SECONDS, max_blocks=PAGE_BLOCKS

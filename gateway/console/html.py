@@ -44,7 +44,7 @@ def render(template: str, /, **values: object) -> Html:
     return Html(template.format_map({name: escape(value) for name, value in values.items()}))
 
 
-def join(parts: Iterable[Html], separator: str = "") -> Html:
+def join(parts: Iterable[object], separator: str = "") -> Html:
     return Html(separator.join(escape(part) for part in parts))
 
 

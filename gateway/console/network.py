@@ -187,7 +187,7 @@ async def restoral_page(request: web.Request) -> web.Response:
         '<p class="summary">Open orders: {open}. Since block {since}: {opened} opened, '
         "{completed} repairs completed, {lapsed} claims lapsed.{error}</p>",
         open=len(orders),
-        since=max(1, (history.next_height or 1) - 1) if history.next_height else "—",
+        since="—" if history.since is None else history.since,
         opened=counts["opened"],
         completed=counts["completed"],
         lapsed=counts["lapsed"],
