@@ -38,7 +38,11 @@ __all__ = ["PREFIX", "add_console", "make_console_app"]
 
 PREFIX: Final = "/console"
 STATIC_DIR: Final = Path(__file__).parent / "static"
-STATIC_TYPES: Final = {"console.css": "text/css", "console.js": "text/javascript"}
+STATIC_TYPES: Final = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 # Routes that need no session, and routes whose answers (refusals too) are JSON.
 PUBLIC: Final = frozenset({"index", "index_bare", "login_page", "login", "static"})
 JSON_ROUTES: Final = frozenset({"upload_object", "object_state"})

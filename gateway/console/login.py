@@ -51,7 +51,8 @@ _PASTED: Final = {
 _LOGIN: Final = """<section class="login">
 <h2>With a wallet signature</h2>
 <p>Sign this login with your key, then paste the line <code>deoss sign</code> prints.
-The signature is good for this browser, once, for {window} seconds.</p>
+It logs in once, in this browser only, until it expires (<code>--ttl</code>: 60 s unless
+told, at most {window} s).</p>
 <pre class="command" id="login-command">{command}</pre>
 <form method="post" action="{action}" id="signature-form">
 <input type="hidden" name="method" value="signature">
