@@ -29,7 +29,7 @@ from gateway.console.objects import (
     objects_page,
     upload_object,
 )
-from gateway.console.pages import SECURITY_HEADERS, error_page, html_response
+from gateway.console.pages import SECURITY_HEADERS, error_page, html_response, redirect
 from gateway.console.territories import territories_page
 from gateway.native.context import NativeContext
 from gateway.native.errors import as_native_error
@@ -49,10 +49,6 @@ JSON_ROUTES: Final = frozenset({"upload_object", "object_state"})
 _NAMES: Final = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _redirect(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location})
 
 
 def _refusal(request: web.Request, error: ConsoleError) -> web.Response:
@@ -109,7 +105,7 @@ async def _sessions(request: web.Request, handler: Handler) -> web.StreamRespons
         session = await require_session(request, state)
     except ConsoleError as exc:
         if exc.status == 401 and request.method in ("GET", "HEAD") and route not in JSON_ROUTES:
-            response = _redirect(f"{PREFIX}/login")
+            response = redirect(f"{PREFIX}/login")
             if SESSION_COOKIE in request.cookies:
                 response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
             return response
@@ -129,7 +125,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def index(request: web.Request) -> web.Response:
-    return _redirect(f"{PREFIX}/objects")
+    return redirect(f"{PREFIX}/objects")
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:

@@ -222,18 +222,24 @@ class Authorizations:
     """Whether an account authorized this gateway on chain (``oss.is_authorized``),
     cached as the native API caches it: 30 s when yes, 5 s when no."""
 
-    def __init__(self, query: Callable[[str], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        query: Callable[[str], Awaitable[bool]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._query = query
+        self._clock = clock
         self._cache: dict[str, tuple[float, bool]] = {}
 
     async def __call__(self, owner: str) -> bool:
         cached = self._cache.get(owner)
         if cached is not None:
             ttl = _AUTHORIZED_TTL if cached[1] else _REFUSED_TTL
-            if time.monotonic() - cached[0] < ttl:
+            if self._clock() - cached[0] < ttl:
                 return cached[1]
         allowed = await self._query(owner)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[owner] = (time.monotonic(), allowed)
+        self._cache[owner] = (self._clock(), allowed)
         return allowed

@@ -20,7 +20,7 @@ from gateway.console.auth import (
 from gateway.console.context import CONSOLE, ConsoleState, form_of, query_text, session_of
 from gateway.console.errors import ConsoleError
 from gateway.console.html import render
-from gateway.console.pages import html_response, page
+from gateway.console.pages import html_response, page, redirect
 from gateway.native.auth import AuthError
 from gateway.native.signing import (
     ACCOUNT_HEADER,
@@ -126,7 +126,7 @@ async def login(request: web.Request) -> web.Response:
         _, cookie = state.sessions.issue(account, ACCESS_KEY, access_key)
     else:
         raise ConsoleError(400, "MalformedForm", "method is signature or access_key")
-    response = web.HTTPSeeOther("/console/objects")
+    response = redirect("/console/objects")
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
@@ -137,7 +137,7 @@ async def login(request: web.Request) -> web.Response:
         secure=await _secure(request, state),
     )
     response.del_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
-    raise response
+    return response
 
 
 def pasted_headers(text: str) -> dict[str, str]:
@@ -234,9 +234,9 @@ async def require_session(request: web.Request, state: ConsoleState) -> Session:
 async def logout(request: web.Request) -> web.Response:
     state = request.app[CONSOLE]
     state.sessions.revoke(session_of(request))
-    response = web.HTTPSeeOther(LOGIN_PATH)
+    response = redirect(LOGIN_PATH)
     response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
-    raise response
+    return response
 
 
 async def _secure(request: web.Request, state: ConsoleState) -> bool:

@@ -12,7 +12,7 @@ from chain_client.errors import ChainError
 from gateway.console.context import CONSOLE, form_of, query_text, session_of
 from gateway.console.errors import ConsoleError
 from gateway.console.html import Html, bytes_text, join, render, url, when
-from gateway.console.pages import cell, html_response, page, short, table
+from gateway.console.pages import cell, html_response, page, redirect, short, table
 from gateway.native.context import STATES
 from gateway.native.params import TERRITORY, TYPES, check_name
 from gateway.records import PENDING, UNPAID, ObjectRecord
@@ -181,7 +181,7 @@ async def delete_object(request: web.Request) -> web.Response:
     record = _named(request, form.get("name"))
     await request.app[CONSOLE].native.service.delete(record)
     prefix = form.get("prefix", "")
-    raise web.HTTPSeeOther(url("/console/objects", prefix=prefix, deleted=record.name))
+    return redirect(url("/console/objects", prefix=prefix, deleted=record.name))
 
 
 async def upload_object(request: web.Request) -> web.Response:

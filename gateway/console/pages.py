@@ -11,9 +11,11 @@ from gateway.console.html import Html, bytes_text, escape, join, render
 
 __all__ = [
     "NAV",
+    "cell",
     "error_page",
     "html_response",
     "page",
+    "redirect",
     "short",
     "space_bar",
     "table",
@@ -114,6 +116,11 @@ def page(
         )
     parts.append(render(_BODY, title=title, body=body, gateway=gateway))
     return join(parts)
+
+
+def redirect(location: str) -> web.Response:
+    """303 See Other: after a form, the browser GETs ``location``."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def html_response(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.console.auth import ACCESS_KEY, SIGNATURE, Sessions
+from gateway.console.auth import ACCESS_KEY, SIGNATURE, Authorizations, Sessions
 from gateway.console.errors import ConsoleError
 
 ACCOUNT = "cXgfVzZQJcHxAhg8XCJTzxGrBmC9pJkkjrBXUVAUsqxCJ2vHM"
@@ -97,3 +97,26 @@ def test_a_login_challenge_belongs_to_one_browser_for_a_while() -> None:
     _refused("LoginChallengeRefused", sessions.check_challenge, None, challenge)
     clock.now += 60
     _refused("LoginChallengeRefused", sessions.check_challenge, token, challenge)
+
+
+async def test_authorizations_are_cached_as_the_native_api_caches_them() -> None:
+    now = [100.0]
+    answers = {"yes": True, "no": False}
+    asked: list[str] = []
+
+    async def query(owner: str) -> bool:
+        asked.append(owner)
+        return answers[owner]
+
+    cache = Authorizations(query, clock=lambda: now[0])
+    assert await cache("yes") and not await cache("no")
+    now[0] += 4.9
+    assert await cache("yes") and not await cache("no")
+    assert asked == ["yes", "no"]
+    now[0] += 0.2  # a refusal is asked again after 5 s, a yes after 30 s
+    await cache("no")
+    await cache("yes")
+    assert asked == ["yes", "no", "no"]
+    now[0] += 25
+    await cache("yes")
+    assert asked == ["yes", "no", "no", "yes"]

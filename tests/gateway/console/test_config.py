@@ -12,13 +12,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from chain_client.params import ConfigError
+from gateway.console import app as console_app
 from gateway.console.app import make_console_app
 from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE
 from gateway.console.config import ConsoleConfig
 from gateway.console.context import CONSOLE
 from gateway.native.app import make_native_app
 from gateway.native.context import NATIVE
-from tests.gateway.console.browser import set_cookies, signature_line
+from tests.gateway.console.browser import log_in_with_signature, set_cookies, signature_line
 from tests.grid import Grid
 
 package_loop = pytest.mark.asyncio(loop_scope="package")
@@ -111,3 +112,19 @@ async def test_a_disabled_console_is_not_mounted(grid: Grid, served: Any) -> Non
     client = await served(make_native_app(native, console=ConsoleConfig(enabled=False)))
     answer = await client.get("/console/login")
     assert answer.status == 404 and (await answer.json())["data"]["error"] == "NotFound"
+
+
+@package_loop
+async def test_a_crash_is_the_native_apis_logged_500(
+    grid: Grid, served: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(console_app, "miners_page", broken)
+    client = await served(make_native_app(grid.gateway.native[NATIVE]))
+    await log_in_with_signature(client, grid)
+    answer = await client.get("/console/miners")
+    body = await answer.json()
+    assert answer.status == 500 and body["data"]["error"] == "InternalError"
+    assert any("internal error GET /console/miners" in r.getMessage() for r in caplog.records)

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from gateway.console.auth import CSRF_HEADER
+from gateway.console.objects import PAGE_SIZE
 from tests.gateway.console.browser import Browser, csrf_of, log_in_with_signature
 from tests.grid import TERRITORY, Grid
 from tests.polling import eventually
@@ -63,7 +64,7 @@ async def test_upload_watch_download_search_and_delete(browser: Browser, grid: G
         allow_redirects=False,
     )
     assert deleted.status == 303
-    assert deleted.headers["Location"].startswith("/console/objects?prefix=console/&deleted=")
+    assert deleted.headers["Location"].startswith("/console/objects?prefix=console%2F&deleted=")
     after = await browser.get(deleted.headers["Location"])
     text = await after.text()
     assert "Deleted console/a file.bin." in text and "download?name=console%2Fa" not in text
@@ -205,3 +206,20 @@ async def test_the_deals_page_follows_the_chain(browser: Browser, grid: Grid) ->
     row = text[text.index(stored["fid"]) :]
     row = row[: row.index("</tr>")]
     assert "4 / 4" in row  # every fragment reported: k = 2, n = 4 on one segment
+
+
+async def test_a_long_listing_comes_in_pages(browser: Browser, grid: Grid) -> None:
+    for number in range(PAGE_SIZE + 1):
+        stored = await grid.native.put(
+            f"/object/paged/{number:03d}", data=b"p", headers=grid.signed()
+        )
+        assert stored.status == 200
+    await log_in_with_signature(browser, grid)
+    first = await (await browser.get("/console/objects", params={"prefix": "paged/"})).text()
+    assert first.count("download?name=paged%2F") == PAGE_SIZE
+    following = re.search(r'<a href="([^"]*)" rel="next">', first)
+    assert following is not None
+    assert html.unescape(following[1]) == "/console/objects?prefix=paged%2F&after=paged%2F049"
+    second = await (await browser.get(html.unescape(following[1]))).text()
+    assert second.count("download?name=paged%2F") == 1 and "paged/050" in second
+    assert 'rel="next"' not in second

@@ -99,7 +99,8 @@ async def test_territories_and_their_commands(browser: Browser, grid: Grid) -> N
     unit_price = GRID_PARAMS.territory_unit_price // 10**18
     cases = {
         ("mint", "fresh", 2, 30): ("deoss territory mint fresh --size 2 --days 30", 2 * 30),
-        ("expand", TERRITORY, 3, None): (f"deoss territory expand {TERRITORY} --size 3", None),
+        # 5 days left of the grid's 5-day lease: 3 units for 5 days
+        ("expand", TERRITORY, 3, None): (f"deoss territory expand {TERRITORY} --size 3", 3 * 5),
         ("renew", TERRITORY, None, 7): (
             f"deoss territory renew {TERRITORY} --days 7",
             (territory["total"] // GRID_PARAMS.territory_unit) * 7,
@@ -144,6 +145,7 @@ async def test_the_health_page_reads_the_gateways_health_and_metrics(
     for series in ("deoss_native_requests_total", "deoss_upload_bytes_total"):
         assert f"<td>{series}</td>" in text
     assert "route=/console/objects" in text
+    assert "_bucket" not in text and "_created" not in text
 
 
 async def test_static_files_and_unknown_routes(browser: Browser, grid: Grid) -> None:
@@ -154,6 +156,7 @@ async def test_static_files_and_unknown_routes(browser: Browser, grid: Grid) -> 
         "/console/static/console.js", headers={"If-None-Match": script.headers["ETag"]}
     )
     assert again.status == 304
+    assert script.headers["Cache-Control"] == "no-cache"
     style = await browser.get("/console/static/console.css")
     assert style.status == 200 and style.content_type == "text/css"
     for path in ("/console/static/../app.py", "/console/static/app.py", "/console/nope"):
