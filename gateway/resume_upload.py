@@ -39,6 +39,7 @@ __all__ = ["DEFAULT_CHUNK", "PutOutcome", "UploadPlan", "default_state_dir", "re
 
 DEFAULT_CHUNK = 16 * 1024 * 1024
 BUSY_WAIT = 120.0  # seconds: a gateway reads a dead client's chunk until its body timeout
+MAX_ASKED = 3  # chunks in a row refused SignatureUsed or ChunkGap (_Upload.send)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +132,16 @@ async def _session_of(session: aiohttp.ClientSession, url: URL) -> dict[str, Any
         return data
 
 
+async def _error(response: aiohttp.ClientResponse) -> str | None:
+    """The native error name of a refusal (docs/native-api.md §1)."""
+    try:
+        body = await response.json(content_type=None)
+    except ValueError:
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    return str(data.get("error")) if isinstance(data, dict) else None
+
+
 def _read_chunk(handle: int, start: int, length: int) -> bytes:
     data = os.pread(handle, length, start)
     if len(data) != length:
@@ -176,6 +187,7 @@ class _Upload:
         """Sends the chunks from ``position`` on; the fid."""
         size = self.plan.size
         busy_since: float | None = None
+        asked = 0
         while True:
             # A session holding every byte but not complete (the completing chunk's answer
             # never came) completes on the last chunk sent again.
@@ -187,20 +199,29 @@ class _Upload:
             # Signing hashes the chunk: off the event loop.
             headers = await asyncio.to_thread(self._headers, start, end, chunk)
             async with self.session.put(self.url, data=chunk, headers=headers) as response:
+                error = await _error(response) if response.status in (401, 409) else None
+                if error in ("SignatureUsed", "ChunkGap"):
+                    # SignatureUsed: aiohttp sent the request again, headers and all, after
+                    # the connection broke under it, so the first try reached the gateway.
+                    # ChunkGap: the gateway holds less than this chunk assumed. Either way,
+                    # ask how far it got.
+                    asked += 1
+                    if asked > MAX_ASKED:
+                        raise ClientError(f"the gateway keeps refusing the chunk: {error}")
+                    found = await _session_of(self.session, self.url)
+                    if found is not None and found["complete"] and found["total"] == size:
+                        self.progress.update(size)
+                        return str(found["fid"])
+                    position = 0 if found is None else int(found["stored"])
+                    continue
                 if response.status == 409:
-                    body = await response.json(content_type=None)
-                    error = (body.get("data") or {}).get("error")
                     if error == "SessionBusy":
                         busy_since = busy_since or time.monotonic()
                         if time.monotonic() - busy_since > BUSY_WAIT:
                             raise ClientError("the gateway is still busy with an earlier chunk")
                         await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
                         continue
-                    if error == "ChunkGap":
-                        found = await _session_of(self.session, self.url)
-                        position = 0 if found is None else int(found["stored"])
-                        continue
-                    raise _Mismatch(str(body.get("msg")))
+                    raise _Mismatch(f"{error}: the gateway's session differs from this upload")
                 data = await answer(response)
                 self.sent += end - start
                 if response.status == 200:
@@ -209,7 +230,7 @@ class _Upload:
                 if response.status != 308 or int(data["stored"]) <= start:
                     raise ClientError(f"the gateway did not take bytes {start}..{end - 1}: {data}")
                 position = int(data["stored"])
-                busy_since = None
+                busy_since, asked = None, 0
                 self.progress.update(position)
 
     def _check_unchanged(self) -> None:
