@@ -58,6 +58,9 @@ async def put_resume(request: web.Request) -> web.Response:
         ctx.resume.acquire(owner, name)
         try:
             copies = copies_of(request)
+            # Before a byte is stored: a bad cipher header refused only at the commit
+            # left the session holding the chunk it came with.
+            secret = cipher_of(request)
             if start == 0 and (session is None or session.complete or session.total != total):
                 territory = territory_of(request)
                 await ctx.service.check_upload(owner, territory, total, copies)
@@ -95,7 +98,7 @@ async def put_resume(request: web.Request) -> web.Response:
                 body=ctx.resume.plaintext(session),
                 size_hint=session.total,
                 copies=session.copies,
-                secret=cipher_of(request),
+                secret=secret,
                 content_type=TYPES.guess_type(name)[0] or "application/octet-stream",
                 write=NameWrite(condition=WriteCondition(if_none_match=session.create_only)),
             )
