@@ -18,6 +18,7 @@ from chain_client.account import ChainAccount
 from chain_client.errors import ChainError, ExtrinsicFailed, InvalidArguments, Rejected
 from chain_client.keys import Keypair
 from chain_client.params import TOKEN, NetworkParams
+from chain_client.protocol import Chain
 from chain_client.rpc_client import HttpChain
 from chain_client.ss58 import canonical_address
 from gateway.client import run_command
@@ -25,7 +26,7 @@ from gateway.client_session import ClientError, UsageError, add_target_options, 
 from gateway.native.signing import gateway_account
 from gateway.progress import human_bytes
 
-__all__ = ["add_chain_commands", "territory_rows", "tokens"]
+__all__ = ["add_chain_commands", "expiry_text", "territory_rows", "tokens"]
 
 TERRITORY_NAME = re.compile(r"[A-Za-z0-9._-]{1,63}")  # the chain's Name
 
@@ -88,7 +89,7 @@ class _Session:
         return {event["name"]: event["data"] for event in result.events}
 
 
-async def territory_rows(chain: HttpChain, owner: str) -> list[dict[str, Any]]:
+async def territory_rows(chain: Chain, owner: str) -> list[dict[str, Any]]:
     """The owner's territories as ``deoss territory ls --json`` prints them: the chain's
     fields, and when the territory freezes and expires, in blocks and estimated seconds
     from now (null on a chain without a block time: manual blocks)."""
@@ -113,7 +114,7 @@ async def territory_rows(chain: HttpChain, owner: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _expiry(row: dict[str, Any]) -> str:
+def expiry_text(row: dict[str, Any]) -> str:
     if row["state"] == "active":
         block, left, what = row["deadline"], row["deadline_in"], "freezes"
     elif row["state"] == "frozen":
@@ -130,7 +131,7 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         print(
             f"{row['name']:<20} {human_bytes(row['total']):>10} {human_bytes(row['used']):>10} "
-            f"{row['state']:<7} {_expiry(row)}"
+            f"{row['state']:<7} {expiry_text(row)}"
         )
 
 

@@ -387,6 +387,34 @@ def test_put_resumes_after_the_client_is_killed(
     downloads_identical(network, fid, data, tmp_path)
 
 
+def test_ctrl_c_stops_a_put_that_the_same_command_resumes(
+    network: Network, uploader: list[str], proxy: Proxy, tmp_path: Path
+) -> None:
+    data = os.urandom(768 * KIB + 3)
+    source = tmp_path / "interrupted.bin"
+    source.write_bytes(data)
+    command = [
+        sys.executable, "-m", "gateway.cli", "put", str(source), "--chunk-size", "64K",
+        "--state-dir", str(tmp_path / "state"), "--gateway", proxy.url, *uploader,
+    ]  # fmt: skip
+    proxy.rate = 128 * KIB
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while (found := resume_session(network, "interrupted.bin")) is None or found["stored"] == 0:
+        assert first.poll() is None and time.monotonic() < deadline, found
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)
+    _, stderr = first.communicate(timeout=30)
+    assert first.returncode == 130, stderr
+    assert b"run the same command again to resume" in stderr and b"interrupted" in stderr
+    proxy.rate = None
+    second = subprocess.run(command, capture_output=True, timeout=120, check=False)
+    assert second.returncode == 0, second.stderr
+    sent, already = sent_this_run(second.stderr.decode())
+    assert already > 0 and sent == len(data) - already
+    downloads_identical(network, second.stdout.decode().strip(), data, tmp_path)
+
+
 def test_put_resumes_after_a_broken_connection(
     network: Network, uploader: list[str], proxy: Proxy, tmp_path: Path
 ) -> None:
@@ -438,6 +466,7 @@ def test_a_small_put_and_a_get_show_progress_only_when_asked(
     quiet = deoss("put", str(source), *gateway, *uploader)  # stderr is a pipe here
     assert quiet.returncode == 0, quiet.stderr
     assert "\r" not in quiet.stderr and f"sent {len(data)} bytes" in quiet.stderr
+    assert resume_session(network, "small.bin") is None  # one chunk or less: one PUT
     fid = quiet.stdout.strip()
     output = tmp_path / "copy.bin"
     keys = uploader[:3]

@@ -90,9 +90,11 @@ def test_increase_collateral_then_exit_then_withdraw(miner: tuple[ChainProcess, 
     late = miner_cli("increase-collateral", "1", "--config", str(config))
     assert late.returncode == 1 and "sminer.Exiting" in late.stderr, late.stderr
 
-    early = miner_cli("withdraw", "--config", str(config))
+    early = miner_cli("withdraw", "--config", str(config), "--json")
     assert early.returncode == 1 and "still exiting" in early.stderr, early.stderr
-    assert "(exiting)" in early.stdout
+    waiting = json.loads(early.stdout)
+    assert waiting["state"] == "exiting" and waiting["exit_at"] == record["exit_at"]
+    assert waiting["exit_in"] == (record["exit_at"] - waiting["best_block"]) * PARAMS.block_time
 
     _, balance = on_chain(chain, account)
     free_before = int(balance["free"])

@@ -144,6 +144,20 @@ async def test_a_session_this_client_did_not_start_is_discarded(grid: Grid, tmp_
     assert await stored_object(grid, outcome.fid) == data
 
 
+async def test_a_session_the_gateway_dropped_starts_over(grid: Grid, tmp_path: Path) -> None:
+    """The state file is there but the session is not (its resume_ttl passed, or it was
+    deleted): the upload starts at byte 0."""
+    path, data = a_file(tmp_path, 3 * CHUNK)
+    state = tmp_path / "state"
+    with pytest.raises(ClientError):
+        await put(grid, path, state, "dropped.bin", Breaker(before=3))
+    response = await grid.native.delete("/resume/dropped.bin", headers=grid.signed())
+    assert response.status == 200
+    outcome = await put(grid, path, state, "dropped.bin")
+    assert (outcome.resumed_at, outcome.sent) == (0, len(data))
+    assert await stored_object(grid, outcome.fid) == data
+
+
 async def test_a_changed_file_starts_over(grid: Grid, tmp_path: Path) -> None:
     path, _ = a_file(tmp_path, 3 * CHUNK)
     state = tmp_path / "state"
