@@ -59,7 +59,12 @@ class Breaker:
 
 
 async def put(
-    grid: Grid, path: Path, state_dir: Path, name: str, breaker: Breaker | None = None
+    grid: Grid,
+    path: Path,
+    state_dir: Path,
+    name: str,
+    breaker: Breaker | None = None,
+    cipher: str | None = None,
 ) -> PutOutcome:
     url = _url(grid)
     account = await gateway_account(url)
@@ -79,6 +84,7 @@ async def put(
             plan=plan,
             state_dir=state_dir,
             chunk_size=CHUNK,
+            cipher=cipher,
             progress=False,
         )
 
@@ -184,6 +190,20 @@ async def test_a_lost_completing_answer_finds_the_fid(grid: Grid, tmp_path: Path
     assert (outcome.fid, outcome.sent) == (session["fid"], 0)
     assert await stored_object(grid, outcome.fid) == data
     assert list(state.glob("*.json")) == []
+
+
+async def test_a_cipher_goes_with_the_completing_chunk(grid: Grid, tmp_path: Path) -> None:
+    path, data = a_file(tmp_path, 3 * CHUNK + 7)
+    state = tmp_path / "state"
+    with pytest.raises(ClientError):
+        await put(grid, path, state, "secret.bin", Breaker(before=2), cipher="horse")
+    outcome = await put(grid, path, state, "secret.bin", cipher="horse")
+    response = await grid.native.get(f"/file/download/{outcome.fid}", headers=grid.signed())
+    assert response.status == 403  # CipherRequired
+    response = await grid.native.get(
+        f"/file/download/{outcome.fid}", headers=grid.signed({"Cipher": "horse"})
+    )
+    assert response.status == 200 and await response.read() == data
 
 
 async def test_names_that_need_escaping(grid: Grid, tmp_path: Path) -> None:
