@@ -206,6 +206,13 @@ async def test_the_console_in_a_browser(network: Network, artifacts: Path, tmp_p
                 timeout=90,
             )
             await shoot(page, artifacts, "restoral")
+
+            # Deleting asks first; the object is then gone from the list.
+            page.once("dialog", lambda dialog: dialog.accept())
+            await page.goto(f"{console}/objects")
+            await row.locator("form.delete button").click()
+            await expect(page.locator(".notice")).to_have_text("Deleted through the page.bin.")
+            await expect(page.locator("table.objects")).to_have_count(0)
             assert not errors, errors
         finally:
             await browser.close()

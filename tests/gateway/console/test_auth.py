@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.console.auth import ACCESS_KEY, SIGNATURE, Authorizations, Sessions
+from gateway.console.auth import ACCESS_KEY, MAX_REVOKED, SIGNATURE, Authorizations, Sessions
 from gateway.console.errors import ConsoleError
 
 ACCOUNT = "cXgfVzZQJcHxAhg8XCJTzxGrBmC9pJkkjrBXUVAUsqxCJ2vHM"
@@ -62,6 +62,7 @@ SESSIONS = Sessions(ttl=600, login_ttl=60)
 
 
 def test_logout_ends_one_session_and_a_flood_of_them_changes_the_key() -> None:
+    assert MAX_REVOKED == 100_000  # the default; three here
     sessions = Sessions(ttl=600, login_ttl=60, max_revoked=3)
     issued = [sessions.issue(ACCOUNT, SIGNATURE) for _ in range(5)]
     sessions.revoke(issued[0][0])

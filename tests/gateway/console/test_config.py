@@ -2,6 +2,7 @@
 the file, key and value named; what each setting does to the cookies and the mount."""
 
 import re
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from chain_client.params import ConfigError
 from gateway.console import app as console_app
+from gateway.console import login
 from gateway.console.app import make_console_app
 from gateway.console.auth import LOGIN_COOKIE, SESSION_COOKIE
 from gateway.console.config import ConsoleConfig
@@ -128,3 +130,13 @@ async def test_a_crash_is_the_native_apis_logged_500(
     body = await answer.json()
     assert answer.status == 500 and body["data"]["error"] == "InternalError"
     assert any("internal error GET /console/miners" in r.getMessage() for r in caplog.records)
+
+
+@package_loop
+async def test_auto_is_secure_over_tls(grid: Grid) -> None:
+    state = make_console_app(grid.gateway.native[NATIVE], ConsoleConfig())[CONSOLE]
+    over_tls = make_mocked_request("GET", "/console/login", sslcontext=ssl.create_default_context())
+    plain = make_mocked_request("GET", "/console/login")
+    assert await login._secure(over_tls, state)
+    assert not await login._secure(plain, state)  # the grid's endpoint is http://
+    assert state.endpoint_is_https is False  # read from the chain, once

@@ -1,8 +1,12 @@
 """The restoral history (docs/console.md §4.6): the file bank's restoral events, newest
 first, the last 500 kept, counted by kind; other events ignored."""
 
+import asyncio
 from typing import Any
 
+import pytest
+
+from chain_client.protocol import EventPage, Head
 from gateway.console.events import KEPT, RestoralHistory
 
 FID = "ab" * 32
@@ -52,3 +56,29 @@ def test_only_the_last_ones_are_kept() -> None:
     )
     assert KEPT == 500 and len(history.events) == KEPT
     assert history.newest(1)[0].block == KEPT + 99 and history.counts["opened"] == KEPT + 100
+
+
+class PagedChain:
+    """A chain at block 5000 whose events come a page at a time, then stop the loop."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    async def head(self) -> Head:
+        return Head(best_block=5000, best_hash="0x00")
+
+    async def events(self, from_height: int, *, timeout: float, max_blocks: int) -> EventPage:
+        self.asked.append(from_height)
+        if len(self.asked) == 3:
+            raise asyncio.CancelledError
+        event = _event(from_height, "RestoralOrderCompleted", fid=FID, segment=0, index=0)
+        return EventPage((event,), from_height + max_blocks)
+
+
+async def test_it_reads_back_history_blocks_then_follows() -> None:
+    chain = PagedChain()
+    history = RestoralHistory(chain, history_blocks=2000)  # type: ignore[arg-type]
+    with pytest.raises(asyncio.CancelledError):
+        await history.run()
+    assert history.since == 3001 and chain.asked == [3001, 3101, 3201]
+    assert [e.block for e in history.newest(5)] == [3101, 3001]

@@ -228,3 +228,11 @@ async def test_revoking_the_access_key_ends_its_sessions(browser: Browser, grid:
     assert revoked.status == 200
     state = await browser.get("/console/objects/state?name=x")
     assert state.status == 401 and (await state.json())["error"] == "SessionEnded"
+
+
+async def test_a_login_form_names_its_method(browser: Browser) -> None:
+    challenge = await challenge_of(browser)
+    answer = await browser.post(
+        f"/console/login?challenge={challenge}", data={"method": "magic"}, allow_redirects=False
+    )
+    assert _refusal(await answer.text()) == "400 MalformedForm"

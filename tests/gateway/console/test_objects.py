@@ -38,6 +38,7 @@ async def test_upload_watch_download_search_and_delete(browser: Browser, grid: G
     data = bytes(range(256)) * 700  # three segments at the grid's sizes
     stored = await _upload(browser, csrf, "console/a file.bin", data)
     assert stored["name"] == "console/a file.bin" and stored["size"] == len(data)
+    assert set(stored) == {"name", "fid", "size", "territory", "state"}
     assert stored["state"] in ("Pending", "Active")
 
     async def state() -> str:
@@ -57,6 +58,7 @@ async def test_upload_watch_download_search_and_delete(browser: Browser, grid: G
     found = await (await browser.get("/console/objects", params={"prefix": "console/"})).text()
     assert "console/a file.bin" in found and "other/b.txt" not in found
     assert 'class="state state-active">Active<' in found
+    assert f'<option value="{TERRITORY}">{TERRITORY}</option>' in found
 
     deleted = await browser.post(
         "/console/objects/delete",
@@ -206,6 +208,7 @@ async def test_the_deals_page_follows_the_chain(browser: Browser, grid: Grid) ->
     row = text[text.index(stored["fid"]) :]
     row = row[: row.index("</tr>")]
     assert "4 / 4" in row  # every fragment reported: k = 2, n = 4 on one segment
+    assert "Waiting in this gateway's outbox: " in text
 
 
 async def test_a_long_listing_comes_in_pages(browser: Browser, grid: Grid) -> None:

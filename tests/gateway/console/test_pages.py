@@ -32,9 +32,11 @@ async def test_every_page_renders_with_its_headers(browser: Browser, grid: Grid)
         assert answer.content_type == "text/html" and answer.charset == "utf-8"
         assert f'<body data-page="{name}">' in text
         assert f'<a href="/console/{name}" aria-current="page">' in text
-        csp = answer.headers["Content-Security-Policy"]
-        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
-        assert "unsafe-inline" not in csp
+        assert answer.headers["Content-Security-Policy"] == (
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+        assert answer.headers["Referrer-Policy"] == "no-referrer"
         assert answer.headers["X-Frame-Options"] == "DENY"
         assert answer.headers["Cache-Control"] == "no-store"
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
@@ -95,7 +97,7 @@ async def test_territories_and_their_commands(browser: Browser, grid: Grid) -> N
         "storage_handler.territory", owner=USER.address, name=TERRITORY
     )
     assert f"<td>{TERRITORY}</td>" in text and f"block {territory['deadline']}" in text
-    assert "state-active" in text
+    assert "state-active" in text and "(in about " in text
     unit_price = GRID_PARAMS.territory_unit_price // 10**18
     cases = {
         ("mint", "fresh", 2, 30): ("deoss territory mint fresh --size 2 --days 30", 2 * 30),
@@ -123,6 +125,7 @@ async def test_territories_and_their_commands(browser: Browser, grid: Grid) -> N
         ({"action": "mint", "name": "x", "size": "0", "days": "30"}, 400),
         ({"action": "mint", "name": "x", "size": "1", "days": "0"}, 400),  # < min days
         ({"action": "mint", "name": "x", "size": "1²", "days": "30"}, 400),
+        ({"action": "mint", "name": "x", "size": "1" * 25, "days": "30"}, 400),
         ({"action": "mint", "name": "x", "days": "30"}, 400),
         ({"action": "mint", "name": TERRITORY, "size": "1", "days": "30"}, 409),
         ({"action": "renew", "name": "nosuch", "days": "3"}, 404),
@@ -141,7 +144,7 @@ async def test_the_health_page_reads_the_gateways_health_and_metrics(
     health = await (await grid.native.get("/health")).json()
     assert 'id="health-status">Status: ok' in text
     assert f"<td>positive miners</td><td>{health['data']['positive_miners']}</td>" in text
-    assert "<td>best block</td><td>" in text
+    assert "<td>best block</td><td>" in text and "<td>replay cache entries</td>" in text
     for series in ("deoss_native_requests_total", "deoss_upload_bytes_total"):
         assert f"<td>{series}</td>" in text
     assert "route=/console/objects" in text
@@ -159,6 +162,8 @@ async def test_static_files_and_unknown_routes(browser: Browser, grid: Grid) -> 
     assert script.headers["Cache-Control"] == "no-cache"
     style = await browser.get("/console/static/console.css")
     assert style.status == 200 and style.content_type == "text/css"
+    icon = await browser.get("/console/static/favicon.svg")
+    assert icon.status == 200 and icon.content_type == "image/svg+xml"
     for path in ("/console/static/../app.py", "/console/static/app.py", "/console/nope"):
         answer = await browser.get(path)
         assert answer.status == 404 and "404 NotFound" in await answer.text(), path
