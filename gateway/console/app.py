@@ -8,6 +8,7 @@ middlewares still count every answer and turn a crash into the logged 500.
 import asyncio
 import contextlib
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Final
@@ -36,6 +37,7 @@ from gateway.native.errors import as_native_error
 
 __all__ = ["PREFIX", "add_console", "make_console_app"]
 
+log = logging.getLogger("deoss.console")
 PREFIX: Final = "/console"
 STATIC_DIR: Final = Path(__file__).parent / "static"
 STATIC_TYPES: Final = {
@@ -129,10 +131,16 @@ async def index(request: web.Request) -> web.Response:
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
-    """Each static file's bytes and ETag, read once when the app is made."""
+    """Each static file's bytes and ETag, read once when the app is made. A file missing
+    from an installed package leaves the console without it (a 404), not the gateway
+    without a native API."""
     files = {}
     for name in STATIC_TYPES:
-        data = (STATIC_DIR / name).read_bytes()
+        try:
+            data = (STATIC_DIR / name).read_bytes()
+        except OSError as exc:
+            log.error("console: %s is missing (%s): install the package with its data", name, exc)
+            continue
         files[name] = (data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"')
     return files
 

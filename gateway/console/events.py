@@ -24,6 +24,9 @@ KEPT: Final = 500  # events kept, newest first
 PAGE_BLOCKS: Final = 100
 POLL_SECONDS: Final = 10.0
 RETRY_SECONDS: Final = 2.0
+# Caught up, it asks again at most this often: a page a second late is no loss, and a
+# fast chain (tests make blocks every 50 ms) is not asked for every block.
+PAUSE_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,5 +108,8 @@ class RestoralHistory:
                 self.next_height, timeout=POLL_SECONDS, max_blocks=PAGE_BLOCKS
             )
             self.record(page.events)
+            caught_up = page.next - self.next_height < PAGE_BLOCKS
             self.next_height = page.next
             self.last_error = None
+            if caught_up:
+                await asyncio.sleep(PAUSE_SECONDS)

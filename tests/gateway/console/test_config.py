@@ -140,3 +140,21 @@ async def test_auto_is_secure_over_tls(grid: Grid) -> None:
     assert await login._secure(over_tls, state)
     assert not await login._secure(plain, state)  # the grid's endpoint is http://
     assert state.endpoint_is_https is False  # read from the chain, once
+
+
+@package_loop
+async def test_a_static_file_missing_from_the_install_is_a_404(
+    grid: Grid,
+    served: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (tmp_path / "console.css").write_text("body {}")
+    monkeypatch.setattr(console_app, "STATIC_DIR", tmp_path)
+    root = web.Application()
+    root.add_subapp("/console", make_console_app(grid.gateway.native[NATIVE]))
+    client = await served(root)
+    assert (await client.get("/console/static/console.css")).status == 200
+    assert (await client.get("/console/static/console.js")).status == 404
+    assert any("console.js is missing" in r.getMessage() for r in caplog.records)
