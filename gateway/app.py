@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -22,6 +23,7 @@ from chain_client.service import run_until_signal, wait_for_genesis
 from chain_client.serving import serve
 from gateway.access_keys import AccessKeyStore
 from gateway.config import GatewayConfig
+from gateway.console.config import ConsoleConfig
 from gateway.durability.repair import FragmentMover, RepairWorker, keep_bonded
 from gateway.durability.scrub import Scrubber
 from gateway.index import MetadataIndex
@@ -261,7 +263,7 @@ async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> Asy
             tracker=tracker,
             repair=repair,
             scrubber=scrubber,
-            native=make_native_app(native),
+            native=make_native_app(native, console=_console_config(config)),
             s3=make_s3_app(s3, metrics=metrics),
         )
 
@@ -291,6 +293,13 @@ async def _serve(config: GatewayConfig) -> int:
         await run_until_signal(gateway.run_loops(config))
     print("deoss gateway: stopped", flush=True)
     return 0
+
+
+def _console_config(config: GatewayConfig) -> ConsoleConfig:
+    """The ``[console]`` section of the gateway's config file (the defaults without one)."""
+    if config.source == "(defaults)":
+        return ConsoleConfig()
+    return ConsoleConfig.load(Path(config.source))
 
 
 def run_gateway(config: GatewayConfig) -> int:
