@@ -107,7 +107,7 @@ def s3_keys(gateway_network: Network) -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def gateway_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
-    with running_network(tmp_path_factory.mktemp("gwnet"), PARAMS, MINERS, 96) as network:
+    with running_network(tmp_path_factory.mktemp("gwnet"), PARAMS, MINERS, 144) as network:
         yield network
 
 
