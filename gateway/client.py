@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -191,6 +192,38 @@ async def _keys(args: argparse.Namespace) -> None:
         print(json.dumps(data, indent=2))
 
 
+RECANCEL_SECONDS = 0.1
+
+
+async def _interruptible(work: Any) -> Any:
+    """``work``, cancelled on Ctrl-C and again every ``RECANCEL_SECONDS`` until it ends:
+    a library that swallows one cancellation (a timeout racing it) cannot turn Ctrl-C
+    into a finished upload."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    interrupted = False
+
+    def cancel() -> None:
+        if not task.done():
+            task.cancel()
+            loop.call_later(RECANCEL_SECONDS, cancel)
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted = True
+        cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 def run_command(handler: Any) -> Any:
     """An ``argparse`` ``func`` running the coroutine ``handler(args)``: exit 1 when the
     gateway or the chain refused or could not be reached, 2 for a bad argument, 130 on
@@ -198,7 +231,7 @@ def run_command(handler: Any) -> Any:
 
     def run(args: argparse.Namespace) -> int:
         try:
-            asyncio.run(handler(args))
+            asyncio.run(_interruptible(handler(args)))
         except UsageError as exc:
             print(f"deoss: {exc}", file=sys.stderr)
             return 2
