@@ -51,7 +51,11 @@ log = logging.getLogger(__name__)
 ZERO_HASH = "0x" + "00" * 32
 
 EVENT_PAGES_KEPT = 64
-SCHEMA_VERSION = 2  # of every table below and the modules': raised when they change
+SCHEMA_VERSION = 3  # of every table below and the modules': raised when they change
+# What brings a ledger of each older schema up to the next one, in place.
+MIGRATIONS = {
+    2: "ALTER TABLE fb_refs ADD COLUMN slot INTEGER;",  # packed references (docs/packing.md)
+}
 NODE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS chain_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
@@ -106,6 +110,11 @@ class NodeStats:
     block_seconds: float = 0.0
 
 
+def _as_stored(spec: dict[str, Any]) -> Any:
+    """A genesis as its JSON reads back: tuples become lists."""
+    return json.loads(json.dumps(spec))
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
@@ -138,9 +147,11 @@ class LedgerNode:
             if genesis is None:
                 raise GenesisMismatch(f"{path} holds no chain and no genesis was given")
             self._write_genesis(genesis)
-        elif genesis is not None and json.loads(stored[0]) != json.loads(
-            json.dumps(genesis.to_json())  # as stored: tuples become lists
-        ):
+        elif genesis is not None and _as_stored(
+            Genesis.from_json(json.loads(stored[0])).to_json()
+        ) != _as_stored(genesis.to_json()):
+            # Both read back through Genesis: a parameter added since the chain began
+            # holds its default in the stored one too.
             raise GenesisMismatch(f"{path} holds another chain than the given genesis")
         self.genesis = Genesis.from_json(json.loads(self._meta("genesis")), source=str(path))
         self.genesis_hash_hex = self._meta("genesis_hash")
@@ -155,8 +166,9 @@ class LedgerNode:
     # -- set-up -----------------------------------------------------------------
 
     def _check_schema_version(self) -> None:
-        """A database holding a chain must have been written by this version of the
-        ledger's tables: an older one would fail later, on some missing column."""
+        """A database holding a chain must hold this version of the ledger's tables: an
+        older one is migrated where ``MIGRATIONS`` knows how, else refused (it would
+        fail later, on some missing column)."""
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
         if "chain_meta" not in tables:
             return  # a new database
@@ -165,6 +177,15 @@ class LedgerNode:
         ).fetchone()
         has_chain = self._db.execute("SELECT 1 FROM chain_meta WHERE key = 'genesis'").fetchone()
         found = None if row is None else int(row[0])
+        while has_chain and found is not None and found in MIGRATIONS:
+            with transaction(self._db):
+                for statement in MIGRATIONS[found].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                found += 1
+                self._db.execute(
+                    "UPDATE chain_meta SET value = ? WHERE key = 'schema_version'", (str(found),)
+                )
         if has_chain and found != SCHEMA_VERSION:
             raise GenesisMismatch(
                 f"{self.path} holds a chain of ledger schema {found or 'before 1'}; this node "

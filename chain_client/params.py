@@ -72,6 +72,11 @@ class NetworkParams:
     stripe_block_size: int = 256 * KIB
     leaf_size: int = 8 * KIB
     max_segments_per_file: int = 1000
+    # Packed small objects (docs/packing.md): which uploads share a pack, how large a
+    # pack is, and its small blocks (a small read fetches little).
+    pack_object_limit: int = 256 * KIB
+    pack_size: int = 1 * MIB
+    pack_block_size: int = 8 * KIB
     # Idle data: unit size and the cost of the sequential, memory-hard generator.
     idle_unit_size: int = 64 * MIB
     # Measured (bench/bench_idle.py): rebuilding one stored leaf costs ~12x the 2-block
@@ -167,6 +172,17 @@ class NetworkParams:
             "segment_size",
             "must equal fragment_size * data_shards",
         )
+        leaves = self.pack_block_size // self.leaf_size
+        need(
+            self.pack_block_size % self.leaf_size == 0 and leaves > 0 and leaves & (leaves - 1) == 0,
+            "pack_block_size",
+            "a multiple of leaf_size, leaves per block a power of two",
+        )
+        need(
+            self.pack_size >= self.data_shards * self.pack_block_size,
+            "pack_size",
+            f"at least one stripe, k * pack_block_size ({self.data_shards * self.pack_block_size})",
+        )
         need(
             self.idle_unit_size % self.leaf_size == 0 and self.idle_unit_size > 0,
             "idle_unit_size",
@@ -211,6 +227,20 @@ class NetworkParams:
             raise ConfigError(source, "penalties.miss_fine_percent", "percents between 0 and 100")
         if schedule.force_exit_misses < 1:
             raise ConfigError(source, "penalties.force_exit_misses", "at least 1")
+
+    @property
+    def pack_capacity(self) -> int:
+        """A pack's ciphertext: ``pack_size`` in whole stripes, within one segment."""
+        stripe = self.data_shards * self.pack_block_size
+        return max(stripe, min(self.pack_size, self.segment_size) // stripe * stripe)
+
+    @property
+    def pack_limit(self) -> int:
+        """The largest object packed: ``pack_object_limit``, or less where a pack could
+        not hold it with its tags (16 bytes per chunk of a stripe less 16)."""
+        chunk = self.data_shards * self.pack_block_size - 16
+        room = self.pack_capacity - 16 * -(-self.pack_capacity // (chunk + 16))
+        return max(0, min(self.pack_object_limit, room))
 
     @property
     def redundancy(self) -> tuple[int, int]:

@@ -178,6 +178,33 @@ def test_a_chain_of_another_schema_is_refused_clearly(
     LedgerNode(tmp_path / "new.db", genesis).close()  # its own schema reopens
 
 
+def test_a_chain_of_the_previous_schema_and_genesis_is_brought_up_to_date(
+    tmp_path: Path, params: NetworkParams
+) -> None:
+    """A ledger written before packed references (schema 2, no ``pack_*`` parameters in
+    its genesis) reopens with the given genesis: migrated in place, defaults filled."""
+    genesis = Genesis(params=params, dev=True)
+    LedgerNode(tmp_path / "c.db", genesis).close()
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        db.execute("ALTER TABLE fb_refs DROP COLUMN slot")
+        db.execute("UPDATE chain_meta SET value = '2' WHERE key = 'schema_version'")
+        (stored,) = db.execute("SELECT value FROM chain_meta WHERE key = 'genesis'").fetchone()
+        old = json.loads(stored)
+        for key in ("pack_object_limit", "pack_size", "pack_block_size"):
+            del old["params"][key]
+        db.execute("UPDATE chain_meta SET value = ? WHERE key = 'genesis'", (json.dumps(old),))
+    db.close()
+    node = LedgerNode(tmp_path / "c.db", genesis)
+    assert node.params.pack_size == params.pack_size
+    columns = [row[1] for row in node._db.execute("PRAGMA table_info(fb_refs)")]
+    assert "slot" in columns
+    node.close()
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        assert db.execute("SELECT value FROM chain_meta WHERE key = 'schema_version'").fetchone()
+    db.close()
+    LedgerNode(tmp_path / "c.db", genesis).close()
+
+
 def test_replayed_extrinsic_is_refused(node: LedgerNode, alice: Keypair) -> None:
     extrinsic = signed(node, alice, "balances.transfer", dest=Keypair.generate().address, amount=ED)
     node.submit(extrinsic)

@@ -70,8 +70,14 @@ class FileDecl(BaseModel):
     size: U64
     data_shards: U32
     total_shards: U32
-    segments: list[SegmentDecl] = Field(max_length=100_000)
+    # May be empty when the fid exists, or an earlier file of the batch carries them.
+    segments: list[SegmentDecl] = Field(default_factory=list, max_length=100_000)
     sealed_meta: Base64Bytes
+    # A packed object (docs/packing.md §4): its place in the file and what it charges.
+    share: U64 | None = None
+    slot: U32 | None = None
+    # Declared only while the key still names this fid (a repacked object's move).
+    replaces: Hash32 | None = None
 
 
 class DeclarationArgs(Args):
@@ -106,12 +112,6 @@ def _check_layout(ctx: CallContext, decl: FileDecl) -> int:
         NAME,
         "BadSize",
         f"{decl.size} bytes do not fit {len(decl.segments)} segments",
-    )
-    ensure(
-        len(decl.sealed_meta) <= params.max_sealed_meta_bytes,
-        NAME,
-        "SealedMetaTooLarge",
-        f"at most {params.max_sealed_meta_bytes} bytes",
     )
     distinct_needed = sminer.positive_count(ctx.db) >= decl.total_shards
     seen: set[str] = set()
@@ -196,20 +196,78 @@ def _declare_new(ctx: CallContext, decl: FileDecl, stored: int) -> None:
     )
 
 
+def _charge(ctx: CallContext, decl: FileDecl, file: dict[str, Any]) -> int:
+    """What the new reference charges its territory: the file's stored bytes, or a
+    packed object's share, checked against the file's other slots."""
+    stored: int = file["stored"]
+    if decl.share is None and decl.slot is None:
+        return stored
+    ensure(
+        decl.share is not None and decl.slot is not None,
+        NAME,
+        "BadShare",
+        "share and slot go together",
+    )
+    share, slot = decl.share, decl.slot
+    assert share is not None
+    assert slot is not None
+    ensure(
+        1 <= share <= stored,
+        NAME,
+        "BadShare",
+        f"share {share} is not 1 to the file's {stored} stored bytes",
+    )
+    slots = dict(
+        ctx.db.execute(
+            "SELECT slot, MIN(charged) FROM fb_refs WHERE fid = ? AND slot IS NOT NULL "
+            "GROUP BY slot",
+            (decl.fid,),
+        ).fetchall()
+    )
+    ensure(
+        slots.get(slot, share) == share,
+        NAME,
+        "BadShare",
+        f"slot {slot} of {decl.fid} is charged {slots.get(slot)}",
+    )
+    slots[slot] = share
+    # Each slot rounds its share up by at most one byte per fragment.
+    limit = stored + file["total_shards"] * (len(slots) - 1)
+    ensure(
+        sum(slots.values()) <= limit,
+        NAME,
+        "BadShare",
+        f"the slots of {decl.fid} would charge {sum(slots.values())}, beyond {limit}",
+    )
+    return share
+
+
 def _add_ref(ctx: CallContext, decl: FileDecl, file: dict[str, Any]) -> None:
-    stored = file["stored"]
+    charged = _charge(ctx, decl, file)
     if file["state"] == ACTIVE:
-        storage_handler.move_territory_space(ctx, decl.owner, decl.territory, used=stored)
+        storage_handler.move_territory_space(ctx, decl.owner, decl.territory, used=charged)
     else:
-        storage_handler.move_territory_space(ctx, decl.owner, decl.territory, locked=stored)
+        storage_handler.move_territory_space(ctx, decl.owner, decl.territory, locked=charged)
     ctx.db.execute(
-        "INSERT INTO fb_refs (owner, key, fid, territory, charged, sealed_meta, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (decl.owner, decl.key, decl.fid, decl.territory, stored, decl.sealed_meta, ctx.height),
+        "INSERT INTO fb_refs (owner, key, fid, territory, charged, sealed_meta, created_at, "
+        "slot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            decl.owner,
+            decl.key,
+            decl.fid,
+            decl.territory,
+            charged,
+            decl.sealed_meta,
+            ctx.height,
+            decl.slot,
+        ),
     )
 
 
-def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
+def _declare_one(ctx: CallContext, decl: FileDecl, layout: FileDecl | None) -> None:
+    """``layout``: the batch's first file of this fid that carries its segments."""
+    limit = ctx.params.max_sealed_meta_bytes
+    ensure(len(decl.sealed_meta) <= limit, NAME, "SealedMetaTooLarge", f"at most {limit} bytes")
     ensure(
         oss.may_act_for(ctx.db, ctx.caller, decl.owner),
         NAME,
@@ -228,6 +286,13 @@ def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
     current = ctx.db.execute(
         "SELECT fid FROM fb_refs WHERE owner = ? AND key = ?", (decl.owner, decl.key)
     ).fetchone()
+    if decl.replaces is not None:
+        ensure(
+            current is not None and current[0] in (decl.replaces, decl.fid),
+            NAME,
+            "ReferenceChanged",
+            f"{decl.key!r} no longer names {decl.replaces}",
+        )
     if current is not None and current[0] == decl.fid:
         # The same reference again: a retried batch, or the key's metadata changed (a
         # copy onto itself, new tags), which its sealed copy follows.
@@ -248,8 +313,10 @@ def _declare_one(ctx: CallContext, decl: FileDecl) -> None:
         remove_reference(ctx, decl.owner, decl.key, reason="replaced")
     file = file_row(ctx.db, decl.fid)
     if file is None:
-        stored = _check_layout(ctx, decl)
-        _declare_new(ctx, decl, stored)
+        ensure(layout is not None, NAME, "NoSuchFile", f"{decl.fid} is not on chain")
+        assert layout is not None
+        stored = _check_layout(ctx, layout)
+        _declare_new(ctx, layout, stored)
         file = file_row(ctx.db, decl.fid)
         assert file is not None
     _add_ref(ctx, decl, file)
@@ -285,9 +352,13 @@ def upload_declaration(ctx: CallContext, args: DeclarationArgs) -> None:
     """Declares a batch of files. Each file stands alone: a refused file is reported with
     its reason and changes nothing, and the others still apply."""
     _check_batch(ctx, len(args.files))
+    layouts: dict[str, FileDecl] = {}
+    for decl in args.files:
+        if decl.segments:
+            layouts.setdefault(decl.fid, decl)
     for decl in args.files:
         with _alone(ctx) as refused:
-            _declare_one(ctx, decl)
+            _declare_one(ctx, decl, layouts.get(decl.fid))
         if refused:
             ctx.emit(
                 NAME,

@@ -73,7 +73,7 @@ def query_file(ctx: QueryContext, args: FidArgs) -> dict[str, Any] | None:
 
 
 def _ref_json(row: tuple[Any, ...]) -> dict[str, Any]:
-    owner, key, fid, territory, charged, sealed_meta, created_at = row
+    owner, key, fid, territory, charged, sealed_meta, created_at, slot = row
     return {
         "owner": owner,
         "key": key,
@@ -82,10 +82,11 @@ def _ref_json(row: tuple[Any, ...]) -> dict[str, Any]:
         "charged": charged,
         "sealed_meta": base64.b64encode(sealed_meta).decode(),
         "created_at": created_at,
+        "slot": slot,
     }
 
 
-_REF_COLUMNS = "owner, key, fid, territory, charged, sealed_meta, created_at"
+_REF_COLUMNS = "owner, key, fid, territory, charged, sealed_meta, created_at, slot"
 
 
 def query_object(ctx: QueryContext, args: DeleteArgs) -> dict[str, Any] | None:

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS fb_refs (
     charged INTEGER NOT NULL,
     sealed_meta BLOB NOT NULL,
     created_at INTEGER NOT NULL,
+    slot INTEGER,
     PRIMARY KEY (owner, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fb_refs_fid ON fb_refs (fid);

@@ -205,3 +205,84 @@ def test_delete_counts_references_per_owner_and_key(world: World) -> None:
         key="two",
     )
     world.check()
+
+
+def _charges(world: World) -> tuple[int, int]:
+    territory = world.sim.query("storage_handler.territory", owner=world.owner.address, name="home")
+    return territory["locked"], territory["used"]
+
+
+def test_packed_references_charge_their_shares(world: World) -> None:
+    """docs/packing.md §4: members of one file, each charging its share; the file's
+    segments travel once per batch; the file goes with its last member."""
+    sim = world.sim
+    spec = build_file(
+        sim.params, owner=world.owner.address, territory="home", key="a", miners=world.addresses
+    )
+    pack = spec.declaration
+    stored = sum(f["size"] for s in pack["segments"] for f in s["fragments"])
+    first = {**pack, "share": stored // 2, "slot": 0}
+    # The second member carries no segments: the batch's first one does, even refused.
+    second = {**pack, "key": "b", "segments": [], "share": stored - stored // 2, "slot": 1}
+    refused_first = {**first, "territory": "nope"}
+    result = sim.ok(world.gateway, "file_bank.upload_declaration", files=[refused_first, second])
+    assert len(result.events_named("file_bank", "DeclarationRefused")) == 1
+    assert _charges(world) == (stored - stored // 2, 0)
+    result = sim.ok(world.gateway, "file_bank.upload_declaration", files=[first])
+    assert result.events_named("file_bank", "UploadDeclaration")
+    assert _charges(world) == (stored, 0)
+    assert sim.query("file_bank.object", owner=world.owner.address, key="b")["slot"] == 1
+    world.check()
+
+    def refusal(declaration: dict[str, Any]) -> str:
+        result = sim.ok(world.gateway, "file_bank.upload_declaration", files=[declaration])
+        (event,) = result.events_named("file_bank", "DeclarationRefused")
+        return str(event["reason"].split(":")[0])
+
+    assert refusal({**second, "key": "c", "share": 7}) == "file_bank.BadShare"  # slot 1's is set
+    assert refusal({**second, "key": "c", "slot": 2}) == "file_bank.BadShare"  # beyond stored
+    assert refusal({**second, "key": "c", "slot": None}) == "file_bank.BadShare"
+    assert refusal({**second, "key": "c", "share": stored + 1, "slot": 5}) == "file_bank.BadShare"
+    assert refusal({**second, "key": "c", "fid": "ab" * 32}) == "file_bank.NoSuchFile"
+    # A copy of a member charges the member's share again.
+    sim.ok(world.gateway, "file_bank.upload_declaration", files=[{**second, "key": "c"}])
+    assert _charges(world) == (stored + stored - stored // 2, 0)
+    world.check()
+
+    world.report_all(spec)
+    assert _charges(world)[0] == 0
+    for key in ("a", "b"):
+        sim.ok(world.gateway, "file_bank.delete_file", owner=world.owner.address, key=key)
+    assert sim.query("file_bank.file", fid=pack["fid"]) is not None  # "c" still names it
+    result = sim.ok(world.gateway, "file_bank.delete_file", owner=world.owner.address, key="c")
+    assert result.events_named("file_bank", "FileRemoved")
+    assert _charges(world) == (0, 0)
+    world.check()
+
+
+def test_a_move_is_declared_only_while_the_key_names_the_old_file(world: World) -> None:
+    sim = world.sim
+    old = world.declare("moved")
+    new = build_file(
+        sim.params,
+        owner=world.owner.address,
+        territory="home",
+        key="moved",
+        miners=world.addresses,
+    ).declaration
+    other = "cd" * 32
+    result = sim.ok(
+        world.gateway, "file_bank.upload_declaration", files=[{**new, "replaces": other}]
+    )
+    (event,) = result.events_named("file_bank", "DeclarationRefused")
+    assert event["reason"].startswith("file_bank.ReferenceChanged")
+    result = sim.ok(
+        world.gateway, "file_bank.upload_declaration", files=[{**new, "replaces": old.fid}]
+    )
+    assert result.events_named("file_bank", "UploadDeclaration")
+    assert sim.query("file_bank.file", fid=old.fid) is None  # its one reference moved
+    again = sim.ok(
+        world.gateway, "file_bank.upload_declaration", files=[{**new, "replaces": old.fid}]
+    )
+    assert again.events_named("file_bank", "AlreadyDeclared")  # a retried move
+    world.check()
