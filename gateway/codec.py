@@ -55,6 +55,7 @@ __all__ = [
     "EncodedSegment",
     "Layout",
     "NotEnoughBlocks",
+    "SegmentBuilder",
     "StripeSlice",
     "UnitEncoder",
     "algorithm_named",
@@ -337,6 +338,81 @@ class EncodedSegment:
         return b"".join(self.block_roots[fragment])
 
 
+class SegmentBuilder:
+    """Erasure-codes and hashes ciphertext a stripe at a time into segments of
+    ``layout``: each stripe is at most ``stripe_size`` bytes, and only the last one of a
+    segment may be short. Holds at most one segment of fragments."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.segment_ids: list[str] = []
+        self._zfec = zfec.Encoder(layout.k, layout.n)
+        self._parity_nums = tuple(range(layout.k, layout.n))
+        self._height = (layout.leaves_per_block - 1).bit_length()
+        self._start_segment()
+
+    def _start_segment(self) -> None:
+        n = self.layout.n
+        self._blocks: list[list[Buffer]] = [[] for _ in range(n)]
+        self._roots: list[list[bytes]] = [[] for _ in range(n)]
+        self._stripes = 0
+        self._segment_cipher = 0
+        self._block_len = 0
+
+    def add_stripe(self, cipher: Buffer) -> EncodedSegment | None:
+        """The segment this stripe completes, if it does."""
+        layout = self.layout
+        length = memoryview(cipher).nbytes
+        if not 0 < length <= layout.stripe_size:
+            raise ValueError(f"a stripe is 1 to {layout.stripe_size} bytes, got {length}")
+        if self._stripes and self._block_len < layout.block_size:
+            raise ValueError("only the last stripe of a segment may be short")
+        self._segment_cipher += length
+        block_len = layout.block_len(length)
+        if length < layout.k * block_len:
+            cipher = bytes(cipher) + bytes(layout.k * block_len - length)
+        view = memoryview(cipher).cast("B")
+        primaries = tuple(view[i * block_len : (i + 1) * block_len] for i in range(layout.k))
+        parity = self._zfec.encode(primaries, self._parity_nums) if self._parity_nums else []
+        # Hash while the block is still in cache. A short last block's root is lifted to
+        # the block height in close(), once the segment's block count is known.
+        coded = chain(primaries, parity)
+        for blocks, roots, block in zip(self._blocks, self._roots, coded, strict=True):
+            blocks.append(block)
+            roots.append(_subtree_root(block, layout.leaf_size)[0])
+        self._stripes += 1
+        self._block_len = block_len
+        if self._stripes == layout.stripes_per_segment:
+            return self.close()
+        return None
+
+    def close(self) -> EncodedSegment | None:
+        """The segment under way, if it has a stripe."""
+        stripes = self._stripes
+        if not stripes:
+            return None
+        roots = self._roots
+        if stripes > 1:
+            leaf_count = -(-self._block_len // self.layout.leaf_size)
+            for fragment_roots in roots:
+                fragment_roots[-1] = _lift(fragment_roots[-1], leaf_count, self._height)
+        # Above the block height the fragment tree is the plain tree over its block roots.
+        fragment_roots_raw = [merkle.root_of_hashes(r) for r in roots]
+        segment = EncodedSegment(
+            index=len(self.segment_ids),
+            blocks=tuple(tuple(blocks) for blocks in self._blocks),
+            fragment_ids=tuple(root.hex() for root in fragment_roots_raw),
+            block_roots=tuple(tuple(r) for r in roots),
+            segment_id=merkle.segment_id(fragment_roots_raw).hex(),
+            stripe_count=stripes,
+            cipher_size=self._segment_cipher,
+            last_block_size=self._block_len,
+        )
+        self.segment_ids.append(segment.segment_id)
+        self._start_segment()
+        return segment
+
+
 class UnitEncoder:
     """Seals, erasure-codes and hashes one encoding unit as its plaintext streams in.
 
@@ -364,18 +440,18 @@ class UnitEncoder:
         self.plain_size = 0
         self.cipher_size = 0
         self.chunk_count = 0
-        self.segment_ids: list[str] = []
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._pending = bytearray()
         self._finished = False
-        self._zfec = zfec.Encoder(layout.k, layout.n)
-        self._parity_nums = tuple(range(layout.k, layout.n))
-        self._height = (layout.leaves_per_block - 1).bit_length()
-        self._start_segment()
+        self._segments = SegmentBuilder(layout)
 
     @property
     def md5(self) -> str:
         return self._md5.hexdigest()
+
+    @property
+    def segment_ids(self) -> list[str]:
+        return self._segments.segment_ids
 
     def feed(self, plaintext: Buffer) -> list[EncodedSegment]:
         if self._finished:
@@ -406,66 +482,17 @@ class UnitEncoder:
         self._finished = True
         done = self._add_chunk(bytes(self._pending), last=True)
         self._pending = bytearray()
-        if self._stripes:
-            done.append(self._close_segment())
-        return done
-
-    def _start_segment(self) -> None:
-        n = self.layout.n
-        self._blocks: list[list[Buffer]] = [[] for _ in range(n)]
-        self._roots: list[list[bytes]] = [[] for _ in range(n)]
-        self._stripes = 0
-        self._segment_cipher = 0
-        self._block_len = 0
+        closed = self._segments.close()
+        return done + ([closed] if closed is not None else [])
 
     def _add_chunk(self, plaintext: Buffer, *, last: bool) -> list[EncodedSegment]:
-        layout = self.layout
         cipher = seal_chunk(
             self.algorithm, self.dek, self.unit_id, self.chunk_count, last, plaintext
         )
         self.chunk_count += 1
         self.cipher_size += len(cipher)
-        self._segment_cipher += len(cipher)
-        block_len = layout.block_len(len(cipher))
-        if len(cipher) < layout.k * block_len:
-            cipher += bytes(layout.k * block_len - len(cipher))
-        view = memoryview(cipher)
-        primaries = tuple(view[i * block_len : (i + 1) * block_len] for i in range(layout.k))
-        parity = self._zfec.encode(primaries, self._parity_nums) if self._parity_nums else []
-        # Hash while the block is still in cache. A short last block's root is lifted to
-        # the block height in _close_segment, once the segment's block count is known.
-        coded = chain(primaries, parity)
-        for blocks, roots, block in zip(self._blocks, self._roots, coded, strict=True):
-            blocks.append(block)
-            roots.append(_subtree_root(block, layout.leaf_size)[0])
-        self._stripes += 1
-        self._block_len = block_len
-        if self._stripes == layout.stripes_per_segment:
-            return [self._close_segment()]
-        return []
-
-    def _close_segment(self) -> EncodedSegment:
-        stripes = self._stripes
-        roots = self._roots
-        if stripes > 1:
-            leaf_count = -(-self._block_len // self.layout.leaf_size)
-            for fragment_roots in roots:
-                fragment_roots[-1] = _lift(fragment_roots[-1], leaf_count, self._height)
-        # Above the block height the fragment tree is the plain tree over its block roots.
-        fragment_roots_raw = [merkle.root_of_hashes(r) for r in roots]
-        segment = EncodedSegment(
-            index=len(self.segment_ids),
-            blocks=tuple(tuple(blocks) for blocks in self._blocks),
-            fragment_ids=tuple(root.hex() for root in fragment_roots_raw),
-            block_roots=tuple(tuple(r) for r in roots),
-            segment_id=merkle.segment_id(fragment_roots_raw).hex(),
-            stripe_count=stripes,
-            cipher_size=self._segment_cipher,
-            last_block_size=self._block_len,
-        )
-        self.segment_ids.append(segment.segment_id)
-        self._start_segment()
-        return segment
+        segment = self._segments.add_stripe(cipher)
+        return [segment] if segment is not None else []
 
 
 def fid_of(segment_ids_in_object_order: Sequence[str | bytes]) -> str:
