@@ -174,7 +174,9 @@ class NetworkParams:
         )
         leaves = self.pack_block_size // self.leaf_size
         need(
-            self.pack_block_size % self.leaf_size == 0 and leaves > 0 and leaves & (leaves - 1) == 0,
+            self.pack_block_size % self.leaf_size == 0
+            and leaves > 0
+            and leaves & (leaves - 1) == 0,
             "pack_block_size",
             "a multiple of leaf_size, leaves per block a power of two",
         )
