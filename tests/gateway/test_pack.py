@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from chain_client.merkle import merkle_root
 from chain_client.params import KIB, NetworkParams, dev_params
-from gateway.codec import DecryptionFailed, Layout, decode_stripe, verify_block
+from gateway.codec import Buffer, DecryptionFailed, Layout, decode_stripe, verify_block
 from gateway.pack import (
     SealedMember,
     encode_pack,
@@ -43,7 +43,7 @@ def _read(
     sealed: SealedMember,
     offset: int,
     pack_cipher: int,
-    blocks: tuple[tuple[bytes, ...], ...],
+    blocks: tuple[tuple[Buffer, ...], ...],
     roots: tuple[tuple[bytes, ...], ...],
     fragments: list[int],
     start: int,
