@@ -15,7 +15,9 @@ uploads, and the outbox of chain calls.
 Every change of what a name holds is one transaction that leaves the old version or the
 new one, never neither (docs/s3.md §7). An upload is acknowledged only after its file,
 its version and its declaration are committed here together (DESIGN.md §4 step 4).
-Schema version 3 (version 2 databases are migrated when opened).
+Schema version 4 (version 2 and 3 databases are migrated when opened). Packed objects
+(docs/packing.md §5) are versions naming a unit (``slot``) of a pack's file; ``members``
+holds each one's size, ETag, share and member id.
 """
 
 import json
@@ -62,13 +64,14 @@ from gateway.records import (
     UploadRecord,
     WriteCondition,
     from_row,
+    member_id,
     new_version_id,
     prefix_end,
 )
 
 __all__ = ["MetadataIndex"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _NAMES_TABLE = """
 CREATE TABLE names (
     owner TEXT NOT NULL,
@@ -199,22 +202,42 @@ ALTER TABLE uploads ADD COLUMN completed TEXT;
 UPDATE meta SET value = '3' WHERE key = 'schema_version';
 """
 )
+# Version 3 had no packed objects. A new index is made as version 3, then this.
+_MIGRATE_3_TO_4 = """
+ALTER TABLE names ADD COLUMN slot INTEGER;
+ALTER TABLE files ADD COLUMN block_size INTEGER;
+ALTER TABLE units ADD COLUMN cipher_offset INTEGER;
+CREATE TABLE members (
+    fid TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    member_id TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    stored INTEGER NOT NULL,
+    PRIMARY KEY (fid, slot)
+) WITHOUT ROWID;
+UPDATE meta SET value = '4' WHERE key = 'schema_version';
+"""
 
 _VERSION_COLUMNS = (
-    "n.fid, n.owner, n.name, n.territory, COALESCE(f.size, 0), n.content_type, "
-    "COALESCE(f.etag, ''), COALESCE(f.data_shards, 0), COALESCE(f.total_shards, 0), "
-    "COALESCE(f.stored, 0), n.state, n.created_at, n.meta, n.version_id, n.latest, n.seq"
+    "n.fid, n.owner, n.name, n.territory, COALESCE(m.size, f.size, 0), n.content_type, "
+    "COALESCE(m.etag, f.etag, ''), COALESCE(f.data_shards, 0), COALESCE(f.total_shards, 0), "
+    "COALESCE(m.stored, f.stored, 0), n.state, n.created_at, n.meta, n.version_id, n.latest, "
+    "n.seq, n.slot, f.block_size"
 )
+_MEMBER_JOIN = "LEFT JOIN members m ON m.fid = n.fid AND m.slot = n.slot"
 # Every version, delete markers included; current objects (latest, with a file) only.
-_VERSIONS = f"SELECT {_VERSION_COLUMNS} FROM names n LEFT JOIN files f ON f.fid = n.fid"
-_CURRENT = f"SELECT {_VERSION_COLUMNS} FROM names n JOIN files f ON f.fid = n.fid"
+_VERSIONS = (
+    f"SELECT {_VERSION_COLUMNS} FROM names n LEFT JOIN files f ON f.fid = n.fid {_MEMBER_JOIN}"
+)
+_CURRENT = f"SELECT {_VERSION_COLUMNS} FROM names n JOIN files f ON f.fid = n.fid {_MEMBER_JOIN}"
 _UPLOAD_COLUMNS = "upload_id, owner, name, territory, content_type, meta, created_at, completed"
 _BUCKET_COLUMNS = "bucket, owner, territory, created_at, versioning, tags"
 
 
 def _record(row: tuple[Any, ...]) -> ObjectRecord:
     fid, owner, name, territory, size, content_type, etag, k, n, stored, state, at, *rest = row
-    meta, version_id, latest, seq = rest
+    meta, version_id, latest, seq, slot, block_size = rest
     return ObjectRecord(
         fid=fid,
         owner=owner,
@@ -233,6 +256,8 @@ def _record(row: tuple[Any, ...]) -> ObjectRecord:
         latest=bool(latest),
         marker=fid == "",
         seq=seq,
+        slot=slot,
+        block_size=block_size,
     )
 
 
@@ -252,6 +277,12 @@ def _within(prefix: str, column: str = "n.name") -> tuple[str, list[Any]]:
     if end is None:
         return f"{column} >= ?", [prefix]
     return f"{column} >= ? AND {column} < ?", [prefix, end]
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 class MetadataIndex:
@@ -274,23 +305,19 @@ class MetadataIndex:
         ).fetchone()
         if known is None:
             with self._transaction() as db:
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
+                _run_script(db, SCHEMA)
+                db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '3')")
+                _run_script(db, _MIGRATE_3_TO_4)
             return
         (version,) = self._db.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
         ).fetchone()
-        if version == "2":
-            with self._transaction() as db:
-                for statement in _MIGRATE_2_TO_3.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-        elif int(version) != SCHEMA_VERSION:
+        for older, script in (("2", _MIGRATE_2_TO_3), ("3", _MIGRATE_3_TO_4)):
+            if version == older:
+                with self._transaction() as db:
+                    _run_script(db, script)
+                version = str(int(older) + 1)
+        if int(version) != SCHEMA_VERSION:
             raise RuntimeError(
                 f"{path}: index schema {version}, this gateway knows {SCHEMA_VERSION} "
                 "(start the gateway with a fresh data directory, or a newer gateway)"
@@ -344,40 +371,30 @@ class MetadataIndex:
         # retried while the first is committing finds its file already here.
         if db.execute("SELECT 1 FROM files WHERE fid = ?", (record.fid,)).fetchone() is None:
             self._insert_file(db, commit)
+        if commit.packed is not None:
+            self._insert_member(db, commit)
         return self._write_version(db, record, commit.declaration, commit.write)
 
     def _insert_file(self, db: sqlite3.Connection, commit: UploadCommit) -> None:
-        record = commit.record
+        """The file, its segments and fragments, and its units unless it is a pack (whose
+        units are its members', each inserted with its own)."""
+        record, packed = commit.record, commit.packed
         db.execute(
             "INSERT INTO files (fid, size, etag, data_shards, total_shards, stored, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "created_at, block_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.fid,
-                record.size,
-                record.etag,
+                record.size if packed is None else packed.cipher_size,
+                record.etag if packed is None else "",
                 record.data_shards,
                 record.total_shards,
-                record.stored,
+                record.stored if packed is None else packed.stored,
                 record.created_at,
+                None if packed is None else packed.block_size,
             ),
         )
-        db.executemany(
-            "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    u.fid,
-                    u.unit_no,
-                    u.unit_id,
-                    u.algorithm,
-                    u.plain_size,
-                    u.cipher_size,
-                    u.wrapped_key.dumps(),
-                    u.first_segment,
-                    u.segment_count,
-                )
-                for u in commit.units
-            ],
-        )
+        if packed is None:
+            self._insert_units(db, commit.units)
         db.executemany(
             "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?)",
             [
@@ -391,6 +408,43 @@ class MetadataIndex:
                 (f.fid, f.seg_no, f.idx, f.fragment_id, f.miner, f.size, f.block_roots)
                 for f in commit.fragments
             ],
+        )
+
+    def _insert_units(self, db: sqlite3.Connection, units: Sequence[UnitRecord]) -> None:
+        db.executemany(
+            "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    u.fid,
+                    u.unit_no,
+                    u.unit_id,
+                    u.algorithm,
+                    u.plain_size,
+                    u.cipher_size,
+                    u.wrapped_key.dumps(),
+                    u.first_segment,
+                    u.segment_count,
+                    u.cipher_offset,
+                )
+                for u in units
+            ],
+        )
+
+    def _insert_member(self, db: sqlite3.Connection, commit: UploadCommit) -> None:
+        record = commit.record
+        assert record.slot is not None, "a packed object names its slot"
+        self._insert_units(db, commit.units)
+        db.execute(
+            "INSERT INTO members (fid, slot, member_id, size, etag, stored) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.fid,
+                record.slot,
+                member_id(record.fid, record.slot),
+                record.size,
+                record.etag,
+                record.stored,
+            ),
         )
 
     def add_name(
@@ -424,7 +478,7 @@ class MetadataIndex:
             replaced = self._remove_version(db, owner, name, NULL_VERSION, chain_delete=False)
             if (
                 replaced is not None
-                and replaced.fid == record.fid
+                and (replaced.fid, replaced.slot) == (record.fid, record.slot)
                 and replaced.state in (DECLARED, ACTIVE)
             ):
                 state = replaced.state  # the same reference (a copy onto itself): on chain
@@ -433,7 +487,11 @@ class MetadataIndex:
         )
         written = self._insert_version(db, written, latest=True)
         replaces = None
-        if replaced is not None and not replaced.marker and replaced.fid != record.fid:
+        if (
+            replaced is not None
+            and not replaced.marker
+            and (replaced.fid, replaced.slot) != (record.fid, record.slot)
+        ):
             replaces = replaced.fid
         self._declare(db, written, declaration, replaces)
         if write.completes is not None:
@@ -457,7 +515,7 @@ class MetadataIndex:
             )
         seq = record.seq or self._next_seq()
         db.execute(
-            "INSERT INTO names VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO names VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.owner,
                 record.name,
@@ -470,6 +528,7 @@ class MetadataIndex:
                 json.dumps(record.meta),
                 record.state,
                 record.created_at,
+                record.slot,
             ),
         )
         return replace(record, latest=latest, seq=seq)
@@ -608,7 +667,7 @@ class MetadataIndex:
         """Drops a file no version names any more."""
         if not fid or db.execute("SELECT 1 FROM names WHERE fid = ? LIMIT 1", (fid,)).fetchone():
             return
-        for table in ("files", "units", "segments", "fragments"):
+        for table in ("files", "units", "segments", "fragments", "members"):
             db.execute(f"DELETE FROM {table} WHERE fid = ?", (fid,))
         db.execute("DELETE FROM outbox WHERE kind = ? AND fid = ?", (DECLARE, fid))
 
@@ -970,11 +1029,24 @@ class MetadataIndex:
             )
         return _record(rows[0]) if rows else None
 
-    def names_of(self, fid: str, owner: str) -> list[ObjectRecord]:
-        """Every version of the owner's naming ``fid``."""
+    def lookup(self, object_id: str, owner: str) -> ObjectRecord | None:
+        """The owner's version (current ones first, then in name order) of the object the
+        APIs call ``object_id``: a file's fid, or a packed object's member id."""
+        member = self._rows("SELECT fid, slot FROM members WHERE member_id = ?", (object_id,))
+        fid, slot = member[0] if member else (object_id, None)
         rows = self._rows(
-            f"{_VERSIONS} WHERE n.fid = ? AND n.owner = ? ORDER BY n.name, n.seq DESC",
-            (fid, owner),
+            f"{_VERSIONS} WHERE n.fid = ? AND n.slot IS ? AND n.owner = ? "
+            "ORDER BY n.latest DESC, n.name LIMIT 1",
+            (fid, slot, owner),
+        )
+        return _record(rows[0]) if rows else None
+
+    def names_of(self, record: ObjectRecord) -> list[ObjectRecord]:
+        """Every version of ``record``'s owner naming the same object."""
+        rows = self._rows(
+            f"{_VERSIONS} WHERE n.fid = ? AND n.slot IS ? AND n.owner = ? "
+            "ORDER BY n.name, n.seq DESC",
+            (record.fid, record.slot, record.owner),
         )
         return [_record(row) for row in rows]
 
@@ -1059,8 +1131,12 @@ class MetadataIndex:
         )
         return json.loads(rows[0][0]) if rows else None
 
-    def units(self, fid: str) -> list[UnitRecord]:
-        rows = self._rows("SELECT * FROM units WHERE fid = ? ORDER BY unit_no", (fid,))
+    def units(self, fid: str, slot: int | None = None) -> list[UnitRecord]:
+        """A file's units; a packed object's one (``slot``) of its pack."""
+        if slot is None:
+            rows = self._rows("SELECT * FROM units WHERE fid = ? ORDER BY unit_no", (fid,))
+        else:
+            rows = self._rows("SELECT * FROM units WHERE fid = ? AND unit_no = ?", (fid, slot))
         return [
             from_row(UnitRecord, (*row[:6], WrappedKey.from_json(row[6]), *row[7:])) for row in rows
         ]
@@ -1108,7 +1184,8 @@ class MetadataIndex:
         (versions not declared, or unpaid, and parts of unfinished uploads): the
         reservation that keeps it from acknowledging beyond the quota it saw."""
         rows = self._rows(
-            "SELECT COALESCE(SUM(f.stored), 0) FROM names n JOIN files f ON f.fid = n.fid "
+            "SELECT COALESCE(SUM(COALESCE(m.stored, f.stored)), 0) FROM names n "
+            f"JOIN files f ON f.fid = n.fid {_MEMBER_JOIN} "
             "WHERE n.owner = ? AND n.territory = ? AND n.state IN (?, ?)",
             (owner, territory, PENDING, UNPAID),
         )

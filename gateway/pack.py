@@ -39,15 +39,13 @@ __all__ = [
     "MemberRead",
     "SealedMember",
     "encode_pack",
-    "member_id",
+    "file_layout",
     "member_share",
     "open_member",
     "pack_layout",
     "plan_member_read",
     "seal_member",
 ]
-
-_MEMBER_DOMAIN = b"deoss/pack-member\0"
 
 
 def pack_layout(params: NetworkParams, total_shards: int | None = None) -> Layout:
@@ -61,10 +59,17 @@ def pack_layout(params: NetworkParams, total_shards: int | None = None) -> Layou
     )
 
 
-def member_id(pack_fid: str, slot: int) -> str:
-    """The id a packed object answers to (its fid in the native API)."""
-    digest = hashlib.sha256(_MEMBER_DOMAIN + bytes.fromhex(pack_fid) + slot.to_bytes(4, "big"))
-    return digest.hexdigest()
+def file_layout(params: NetworkParams, *, total_shards: int, block_size: int | None) -> Layout:
+    """The layout a file was stored with: the network's, or a pack's small blocks."""
+    if block_size is None:
+        return Layout.from_params(params, total_shards=total_shards)
+    return Layout(
+        k=params.data_shards,
+        n=total_shards,
+        block_size=block_size,
+        leaf_size=params.leaf_size,
+        stripes_per_segment=max(1, params.segment_size // (params.data_shards * block_size)),
+    )
 
 
 def member_share(layout: Layout, cipher_size: int) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from chain_client.account import ChainAccount
 from chain_client.errors import ChainError
 from chain_client.params import NetworkParams
-from gateway import codec
+from gateway import codec, pack
 from gateway.codec import Layout
 from gateway.errors import (
     CipherRequired,
@@ -34,6 +34,7 @@ from gateway.keywrap import (
     WrongKey,
     unwrap,
 )
+from gateway.pack import file_layout
 from gateway.records import (
     FragmentPlacement,
     ObjectRecord,
@@ -84,7 +85,7 @@ class ReadPath:
         return self._reading[fid] > 0
 
     def lookup(self, fid: str, owner: str) -> ObjectRecord:
-        record = self.index.object(fid, owner)
+        record = self.index.lookup(fid, owner)
         # SECURITY: someone else's fid looks exactly like a missing one.
         if record is None:
             raise NoSuchFile(fid)
@@ -112,7 +113,7 @@ class ReadPath:
 
     async def check_secret(self, record: ObjectRecord, secret: Secret) -> None:
         """Raises as a read would when ``secret`` does not open the object (for HEAD)."""
-        for unit in self.index.units(record.fid):
+        for unit in self.index.units(record.fid, record.slot):
             await self._unit_key(unit, secret)
 
     async def read(
@@ -126,6 +127,10 @@ class ReadPath:
         and the file counts as being read until the stream ends: an overwrite or delete
         meanwhile changes neither what this read fetches nor, until it ends, what the
         miners keep (the tracker holds the chain call back)."""
+        if record.slot is not None:
+            async for piece in self._read_member(record, start, end, secret):
+                yield piece
+            return
         layout = Layout.from_params(self.params, total_shards=record.total_shards)
         plans: list[tuple[UnitRecord, list[codec.StripeSlice]]] = []
         offset = 0
@@ -157,6 +162,46 @@ class ReadPath:
             for unit, plan in plans:
                 async for piece in self._read_unit(record, layout, unit, plan, placements, secret):
                     yield piece
+        finally:
+            self._reading[record.fid] -= 1
+            if not self._reading[record.fid]:
+                del self._reading[record.fid]
+
+    async def _read_member(
+        self, record: ObjectRecord, start: int, end: int, secret: Secret
+    ) -> AsyncIterator[bytes]:
+        """A packed object's bytes: the pack's stripes its ciphertext spans, from k
+        verified fragments, and only its own chunks opened (docs/packing.md §2)."""
+        layout = file_layout(
+            self.params, total_shards=record.total_shards, block_size=record.block_size
+        )
+        units = self.index.units(record.fid, record.slot)
+        segments = self.index.segments(record.fid)
+        placements = self.index.fragments(record.fid, 0)
+        offset = units[0].cipher_offset if units else None
+        if offset is None or not segments:
+            raise ReplacedMeanwhile(record.name)
+        unit = units[0]
+        plan = pack.plan_member_read(
+            layout,
+            offset=offset,
+            plain_size=unit.plain_size,
+            pack_cipher_size=segments[0].cipher_size,
+            start=start,
+            end=end,
+        )
+        self._reading[record.fid] += 1
+        try:
+            dek = await self._unit_key(unit, secret)
+            stripes = await self._fetch_stripes(record, layout, plan.stripes, 0, placements)
+            yield pack.open_member(
+                layout,
+                plan,
+                stripes,
+                algorithm=codec.algorithm_named(unit.algorithm),
+                dek=dek,
+                unit_id=bytes.fromhex(unit.unit_id),
+            )
         finally:
             self._reading[record.fid] -= 1
             if not self._reading[record.fid]:

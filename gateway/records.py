@@ -7,6 +7,7 @@ chain's reference key of a version is ``reference_key(name, version_id)``.
 """
 
 import dataclasses
+import hashlib
 import json
 import re
 import secrets
@@ -39,6 +40,7 @@ __all__ = [
     "NoSuchUpload",
     "ObjectRecord",
     "OutboxEntry",
+    "PackedFile",
     "PartRecord",
     "PreconditionFailed",
     "SegmentRecord",
@@ -74,6 +76,14 @@ _VERSION_SEPARATOR = "\x00"
 def reference_key(name: str, version_id: str) -> str:
     """The chain's key of a version: the name itself for the null version."""
     return name if version_id == NULL_VERSION else f"{name}{_VERSION_SEPARATOR}{version_id}"
+
+
+def member_id(pack_fid: str, slot: int) -> str:
+    """The id a packed object answers to (docs/packing.md §5)."""
+    digest = hashlib.sha256(
+        b"deoss/pack-member\0" + bytes.fromhex(pack_fid) + slot.to_bytes(4, "big")
+    )
+    return digest.hexdigest()
 
 
 def split_reference(key: str) -> tuple[str, str]:
@@ -152,11 +162,21 @@ class ObjectRecord:
     latest: bool = True
     marker: bool = False
     seq: int = 0  # the order of a name's versions: a newer one has a higher seq
+    # A packed object (docs/packing.md): its unit in the file (the pack), and the pack's
+    # block size; None for a file of its own, at the network's block size.
+    slot: int | None = None
+    block_size: int | None = None
 
     @property
     def ref(self) -> str:
         """The chain's key of this version."""
         return reference_key(self.name, self.version_id)
+
+    @property
+    def object_id(self) -> str:
+        """What the APIs call the object's fid: its file's, or a packed object's member
+        id (the pack's fid names no one object)."""
+        return self.fid if self.slot is None else member_id(self.fid, self.slot)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +190,7 @@ class UnitRecord:
     wrapped_key: WrappedKey
     first_segment: int
     segment_count: int
+    cipher_offset: int | None = None  # a packed object's, in the pack's one segment
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -298,6 +319,17 @@ class UploadCommit:
     fragments: Sequence[FragmentPlacement]
     declaration: dict[str, Any]
     write: NameWrite = PLAIN_WRITE
+    packed: "PackedFile | None" = None  # the record is a member of this pack
+
+
+@dataclass(frozen=True, slots=True)
+class PackedFile:
+    """The file of a pack, as the index records it: its ciphertext, its stored bytes
+    and its block size (its members' sizes are their own)."""
+
+    cipher_size: int
+    stored: int
+    block_size: int
 
 
 @dataclass(frozen=True, slots=True)

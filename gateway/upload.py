@@ -333,9 +333,6 @@ class UploadPath:
         """Another version naming ``source``'s stored file: no data moves. The chain adds
         a reference to the file and charges ``territory`` its stored bytes."""
         await self._check_territory(owner, territory, source.stored)
-        template = self.index.declaration_of(source.fid)
-        if template is None:
-            raise NoSuchFile(source.fid)
         record = dataclasses.replace(
             source,
             owner=owner,
@@ -346,30 +343,36 @@ class UploadPath:
             state=PENDING,
             created_at=time.time(),
         )
-        declaration = {
-            **template,
-            "owner": owner,
-            "territory": territory,
-            "sealed_meta": self._sealed(record, self.index.units(source.fid)),
-        }
+        declaration = self._declaration_of(record)
+        if declaration is None:
+            raise NoSuchFile(source.fid)
         written = await asyncio.to_thread(self.index.add_name, record, declaration, write)
         self._committed()
         return written
 
     async def set_meta(self, record: ObjectRecord, meta: dict[str, Any]) -> None:
         """A version's metadata changed in place (its tags), the chain's sealed copy too."""
-        template = self.index.declaration_of(record.fid) if not record.marker else None
-        declaration = None
-        if template is not None:
-            changed = dataclasses.replace(record, meta=meta)
-            declaration = {
-                **template,
-                "owner": record.owner,
-                "territory": record.territory,
-                "sealed_meta": self._sealed(changed, self.index.units(record.fid)),
-            }
+        changed = dataclasses.replace(record, meta=meta)
+        declaration = None if record.marker else self._declaration_of(changed)
         await asyncio.to_thread(self.index.update_meta, record, meta, declaration)
         self._committed()
+
+    def _declaration_of(self, record: ObjectRecord) -> dict[str, Any] | None:
+        """The declaration of another reference to ``record``'s file (a copy, changed
+        metadata), from one the file already has; None when it has none."""
+        template = self.index.declaration_of(record.fid)
+        if template is None:
+            return None
+        declaration = {
+            **template,
+            "owner": record.owner,
+            "territory": record.territory,
+            "sealed_meta": self._sealed(record, self.index.units(record.fid, record.slot)),
+        }
+        declaration.pop("replaces", None)
+        if record.slot is not None:  # a packed object: its own share of the pack
+            declaration.update(share=record.stored, slot=record.slot)
+        return declaration
 
     def _sealed(self, record: ObjectRecord, units: Sequence[UnitRecord]) -> str:
         """A version's ``sealed_meta``: what ``deoss recover`` needs to name it again."""

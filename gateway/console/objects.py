@@ -98,7 +98,7 @@ async def objects_page(request: web.Request) -> web.Response:
             _state_cell(state_of(record)),
             record.territory,
             when(record.created_at),
-            cell(short(record.fid), title=record.fid, kind="fid"),
+            cell(short(record.object_id), title=record.object_id, kind="fid"),
             render(
                 _ACTIONS,
                 download=url("/console/objects/download", name=record.name),
@@ -161,7 +161,7 @@ async def download_object(request: web.Request) -> web.StreamResponse:
         "Content-Disposition": (
             f"attachment; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
         ),
-        "ETag": f'"{record.fid}"',
+        "ETag": f'"{record.object_id}"',
     }
     if record.size == 0:
         return web.Response(body=b"", headers=headers)
@@ -215,7 +215,7 @@ async def object_state(request: web.Request) -> web.Response:
 def _state_json(record: ObjectRecord) -> dict[str, Any]:
     return {
         "name": record.name,
-        "fid": record.fid,
+        "fid": record.object_id,
         "size": record.size,
         "territory": record.territory,
         "state": state_of(record),

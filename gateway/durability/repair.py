@@ -28,7 +28,6 @@ from chain_client.errors import ChainError, ExtrinsicFailed
 from chain_client.merkle import merkle_root
 from chain_client.params import NetworkParams
 from gateway import codec
-from gateway.codec import Layout
 from gateway.errors import (
     FragmentsUnavailable,
     MinersUnavailable,
@@ -37,6 +36,7 @@ from gateway.errors import (
     RebuildMismatch,
 )
 from gateway.index import MetadataIndex
+from gateway.pack import file_layout
 from gateway.records import FragmentPlacement
 from gateway.transfer import MinerClient, MinerDirectory, TransferError
 
@@ -87,7 +87,9 @@ class FragmentMover:
         record = self.index.object(fid)
         if record is None:
             raise NoSuchFile(fid)
-        layout = Layout.from_params(self.params, total_shards=record.total_shards)
+        layout = file_layout(
+            self.params, total_shards=record.total_shards, block_size=record.block_size
+        )
         placements = self.index.fragments(fid, seg_no)
         siblings: dict[int, bytes] = {}
         for other in placements:  # systematic ones first: the cheapest to decode from

@@ -21,10 +21,10 @@ from chain_client.keys import load_signer
 from chain_client.merkle import merkle_root
 from chain_client.rpc_client import HttpChain
 from gateway import codec
-from gateway.codec import Layout
 from gateway.config import GatewayConfig
 from gateway.durability.repair import FragmentMover
 from gateway.index import MetadataIndex
+from gateway.pack import file_layout
 from gateway.records import FragmentPlacement
 from gateway.transfer import MinerClient, MinerDirectory
 
@@ -98,7 +98,9 @@ class Scrubber:
         segment = self.index.segments(placement.fid)[placement.seg_no]
         if record is None:
             return False, None
-        layout = Layout.from_params(self.mover.params, total_shards=record.total_shards)
+        layout = file_layout(
+            self.mover.params, total_shards=record.total_shards, block_size=record.block_size
+        )
         roots = await asyncio.to_thread(codec.block_roots, data, segment.stripe_count, layout)
         for block, root in enumerate(roots):
             if root != placement.block_root(block):

@@ -99,7 +99,7 @@ def uploaded(request: web.Request, record: ObjectRecord, copies: int) -> web.Res
     return envelope(
         200,
         {
-            "fid": record.fid,
+            "fid": record.object_id,
             "name": record.name,
             "territory": record.territory,
             "size": record.size,
@@ -113,7 +113,7 @@ def uploaded(request: web.Request, record: ObjectRecord, copies: int) -> web.Res
 def record_json(record: ObjectRecord) -> dict[str, Any]:
     return {
         "name": record.name,
-        "fid": record.fid,
+        "fid": record.object_id,
         "territory": record.territory,
         "size": record.size,
         "stored_bytes": record.stored,

@@ -56,7 +56,7 @@ async def _store(
     existing = ctx.service.index.find(owner, name)
     create_only = request.headers.get("If-None-Match") == "*"
     if create_only and existing is not None:
-        raise NativeError(412, "PreconditionFailed", f"{name!r} exists", fid=existing.fid)
+        raise NativeError(412, "PreconditionFailed", f"{name!r} exists", fid=existing.object_id)
     with ctx.upload_slot(owner):
         record = await ctx.service.put(
             owner=owner,
@@ -131,7 +131,7 @@ async def _download(request: web.Request, *, inline: bool) -> web.StreamResponse
     _, record = await owned(request)
     fid, extension = fid_in_path(request)
     cipher = cipher_of(request)
-    unit = ctx.service.index.units(fid)[0]
+    unit = ctx.service.index.units(record.fid, record.slot)[0]
     if cipher is not None and unit.wrapped_key.scheme != "cipher":
         raise NativeError(400, "CipherNotUsed", "this object was stored without a Cipher")
     etag, modified = f'"{fid}"', record.created_at
@@ -197,9 +197,9 @@ async def open_file(request: web.Request) -> web.StreamResponse:
 
 async def delete_file(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
-    owner, record = await owned(request)
-    fid = record.fid
-    records = ctx.service.index.names_of(fid, owner)
+    _, record = await owned(request)
+    fid = record.object_id
+    records = ctx.service.index.names_of(record)
     name = request.query.get("name")
     if name is not None:
         records = [r for r in records if r.name == name]
@@ -212,7 +212,7 @@ async def delete_file(request: web.Request) -> web.Response:
         await ctx.service.delete(each)
     state, block_hash = "deleting", None
     if wait in ("1", "true"):
-        done, block_hash = await ctx.tracker.wait_deleted(fid, DELETE_WAIT)
+        done, block_hash = await ctx.tracker.wait_deleted(record.fid, DELETE_WAIT)
         state = "deleted" if done else "deleting"
     names = [r.name for r in records]
     return envelope(200, {"fid": fid, "names": names, "state": state, "block hash": block_hash})
@@ -222,8 +222,8 @@ async def metadata(request: web.Request) -> web.Response:
     ctx = request.app[NATIVE]
     owner, record = await owned(request)
     fid = record.fid
-    names = ctx.service.index.names_of(fid, owner)
-    unit = ctx.service.index.units(fid)[0]
+    names = ctx.service.index.names_of(record)
+    unit = ctx.service.index.units(fid, record.slot)[0]
     return envelope(
         200,
         {

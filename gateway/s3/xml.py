@@ -112,6 +112,8 @@ def parse_xml(body: bytes) -> ET.Element:
         root = defused.fromstring(body, forbid_dtd=True)
     except (ET.ParseError, DefusedXmlException) as exc:
         raise S3Error(400, "MalformedXML", f"the XML is not well formed: {exc}") from None
+    except LookupError as exc:  # an XML declaration naming an encoding Python lacks
+        raise S3Error(400, "MalformedXML", f"the XML's encoding is unknown: {exc}") from None
     for node in root.iter():
         if isinstance(node.tag, str) and "}" in node.tag:
             node.tag = node.tag.split("}", 1)[1]

@@ -13,13 +13,13 @@ from gateway.codec import Buffer, DecryptionFailed, Layout, decode_stripe, verif
 from gateway.pack import (
     SealedMember,
     encode_pack,
-    member_id,
     member_share,
     open_member,
     pack_layout,
     plan_member_read,
     seal_member,
 )
+from gateway.records import member_id
 
 PARAMS = dev_params(data_shards=2, total_shards=4, pack_block_size=8 * KIB, pack_size=64 * KIB)
 LAYOUT = pack_layout(PARAMS)

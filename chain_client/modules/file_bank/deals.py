@@ -284,7 +284,7 @@ def _declare_one(ctx: CallContext, decl: FileDecl, layout: FileDecl | None) -> N
         f"territory {decl.territory!r} of {decl.owner} is {found['state']}",
     )
     current = ctx.db.execute(
-        "SELECT fid FROM fb_refs WHERE owner = ? AND key = ?", (decl.owner, decl.key)
+        "SELECT fid, slot FROM fb_refs WHERE owner = ? AND key = ?", (decl.owner, decl.key)
     ).fetchone()
     if decl.replaces is not None:
         ensure(
@@ -293,7 +293,8 @@ def _declare_one(ctx: CallContext, decl: FileDecl, layout: FileDecl | None) -> N
             "ReferenceChanged",
             f"{decl.key!r} no longer names {decl.replaces}",
         )
-    if current is not None and current[0] == decl.fid:
+    # Another member of the same pack is another reference, not this one again.
+    if current is not None and tuple(current) == (decl.fid, decl.slot):
         # The same reference again: a retried batch, or the key's metadata changed (a
         # copy onto itself, new tags), which its sealed copy follows.
         ctx.db.execute(

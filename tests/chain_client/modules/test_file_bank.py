@@ -248,6 +248,11 @@ def test_packed_references_charge_their_shares(world: World) -> None:
     sim.ok(world.gateway, "file_bank.upload_declaration", files=[{**second, "key": "c"}])
     assert _charges(world) == (stored + stored - stored // 2, 0)
     world.check()
+    # A key overwritten by another member of the same pack is another reference.
+    sim.ok(world.gateway, "file_bank.upload_declaration", files=[{**first, "key": "c"}])
+    assert sim.query("file_bank.object", owner=world.owner.address, key="c")["slot"] == 0
+    assert _charges(world) == (stored + stored // 2, 0)
+    world.check()
 
     world.report_all(spec)
     assert _charges(world)[0] == 0

@@ -345,3 +345,10 @@ async def test_a_gzip_content_encoding_is_stored_not_inflated(s3: Caller, body: 
     stored = await s3.send("GET", "/secbkt/gzipped")
     assert (stored.status, stored.body) == (200, body)
     assert stored.headers["Content-Encoding"] == "gzip"
+
+
+async def test_an_xml_body_in_an_unknown_encoding_is_malformed(s3: Caller, upload: str) -> None:
+    """The fuzzer's find: an XML declaration naming an encoding Python lacks was a 500."""
+    body = b'<?xml version="1.0" encoding="TTF-8"?><CompleteMultipartUpload/>'
+    answer = await s3.send("POST", "/secbkt/mp", {"uploadId": upload}, body=body)
+    assert (answer.status, answer.code) == (400, "MalformedXML")
