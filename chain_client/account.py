@@ -11,6 +11,12 @@ from chain_client.protocol import Chain, ExtrinsicResult
 
 __all__ = ["ChainAccount"]
 
+# Signed again with the chain's next nonce this often: many calls at once (a batch of
+# deletions beside reports and repairs) can each find their nonce taken.
+NONCE_ATTEMPTS = 4
+FUTURE_WAITS = 5  # a nonce ahead of the node's is sent again this often, first
+FUTURE_WAIT_SECONDS = 0.02
+
 
 class ChainAccount:
     def __init__(self, chain: Chain, keypair: Keypair) -> None:
@@ -36,18 +42,27 @@ class ChainAccount:
 
     async def _send(self, call: str, args: dict[str, Any], *, wait: float | None) -> Any:
         refresh = False
-        for attempt in range(2):
+        for attempt in range(NONCE_ATTEMPTS):
             extrinsic = await self._sign(call, args, refresh=refresh)
-            try:
-                if wait is None:
-                    return await self.chain.submit(extrinsic)
-                return await self.chain.submit_and_wait(extrinsic, timeout=wait)
-            except Rejected as exc:
-                # Another writer (or a restarted node's empty pool) moved the nonce on.
-                if exc.code not in ("StaleNonce", "FutureNonce") or attempt == 1:
-                    self._nonce = None
-                    raise
-                refresh = True
+            for early in range(FUTURE_WAITS + 1):
+                try:
+                    if wait is None:
+                        return await self.chain.submit(extrinsic)
+                    return await self.chain.submit_and_wait(extrinsic, timeout=wait)
+                except Rejected as exc:
+                    if exc.code == "FutureNonce" and early < FUTURE_WAITS:
+                        # An earlier nonce of ours is still on its way to the node (calls
+                        # at once arrive in any order): the same extrinsic, a little later.
+                        await asyncio.sleep(FUTURE_WAIT_SECONDS * (early + 1))
+                        continue
+                    # Another writer (or a restarted node's empty pool) moved the nonce on.
+                    if exc.code not in ("StaleNonce", "FutureNonce") or (
+                        attempt == NONCE_ATTEMPTS - 1
+                    ):
+                        self._nonce = None
+                        raise
+                    refresh = True
+                    break
         raise AssertionError("unreachable")
 
     async def submit(self, call: str, /, **args: Any) -> str:
