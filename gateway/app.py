@@ -202,6 +202,7 @@ async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> Asy
             client=client,
             account=account,
             master_key=master_key,
+            pack_delay=config.pack_delay if config.pack else None,
         )
         mover = FragmentMover(
             params=genesis.params, index=index, directory=service.directory, client=client

@@ -46,6 +46,9 @@ class GatewayConfig:
     max_resume_sessions_per_account: int = 16
     resume_ttl: float = 86_400.0  # an idle resumable upload is aborted after this
     spool_floor: int = 256 * 1024 * 1024  # free bytes the resume spool leaves on its disk
+    # Small uploads share a pack (docs/packing.md §3), flushed this long after its first.
+    pack: bool = True
+    pack_delay: float = 0.005
     # Each of the two servers (native, S3) on its own (chain_client/serving.py).
     header_timeout: float = HEADER_TIMEOUT
     body_idle_timeout: float = BODY_IDLE_TIMEOUT
@@ -111,6 +114,7 @@ class GatewayConfig:
             need(getattr(self, key) >= 1, key, "at least 1")
         need(self.resume_ttl >= 60, "resume_ttl", "seconds, at least a minute")
         need(self.spool_floor >= 0, "spool_floor", "bytes, not negative")
+        need(0 <= self.pack_delay <= 1, "pack_delay", "seconds, 0 to 1")
         for key in ("header_timeout", "body_idle_timeout", "keepalive_timeout"):
             need(getattr(self, key) > 0, key, "seconds, more than 0")
         need(self.max_connections >= 1, "max_connections", "at least 1")

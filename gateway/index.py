@@ -223,7 +223,7 @@ _VERSION_COLUMNS = (
     "n.fid, n.owner, n.name, n.territory, COALESCE(m.size, f.size, 0), n.content_type, "
     "COALESCE(m.etag, f.etag, ''), COALESCE(f.data_shards, 0), COALESCE(f.total_shards, 0), "
     "COALESCE(m.stored, f.stored, 0), n.state, n.created_at, n.meta, n.version_id, n.latest, "
-    "n.seq, n.slot, f.block_size"
+    "n.seq, n.slot, f.block_size, m.member_id"
 )
 _MEMBER_JOIN = "LEFT JOIN members m ON m.fid = n.fid AND m.slot = n.slot"
 # Every version, delete markers included; current objects (latest, with a file) only.
@@ -237,7 +237,7 @@ _BUCKET_COLUMNS = "bucket, owner, territory, created_at, versioning, tags"
 
 def _record(row: tuple[Any, ...]) -> ObjectRecord:
     fid, owner, name, territory, size, content_type, etag, k, n, stored, state, at, *rest = row
-    meta, version_id, latest, seq, slot, block_size = rest
+    meta, version_id, latest, seq, slot, block_size, member = rest
     return ObjectRecord(
         fid=fid,
         owner=owner,
@@ -258,6 +258,7 @@ def _record(row: tuple[Any, ...]) -> ObjectRecord:
         seq=seq,
         slot=slot,
         block_size=block_size,
+        member=member,
     )
 
 
@@ -440,7 +441,7 @@ class MetadataIndex:
             (
                 record.fid,
                 record.slot,
-                member_id(record.fid, record.slot),
+                record.member or member_id(record.fid, record.slot),
                 record.size,
                 record.etag,
                 record.stored,
@@ -836,12 +837,30 @@ class MetadataIndex:
                 return
             self._insert_file(db, commit)
             for record, declaration in ((commit.record, commit.declaration), *extra):
-                self._insert_version(db, replace(record, seq=0), latest=False)
-                self._declare(db, record, declaration)
-                entry_state = record.state if record.state in (DECLARED, ACTIVE) else PENDING
-                db.execute(
-                    "UPDATE outbox SET state = ? WHERE id = last_insert_rowid()", (entry_state,)
-                )
+                self._restore_one(db, record, declaration)
+
+    def restore_pack(self, members: Sequence[UploadCommit]) -> None:
+        """A pack's file and the versions naming its members (each commit one version,
+        its member's unit with it), as ``restore_version`` does for a file."""
+        with self._transaction() as db:
+            fid = members[0].record.fid
+            if db.execute("SELECT 1 FROM files WHERE fid = ?", (fid,)).fetchone():
+                return
+            self._insert_file(db, members[0])
+            slots: set[int | None] = set()
+            for commit in members:
+                if commit.record.slot not in slots:
+                    slots.add(commit.record.slot)
+                    self._insert_member(db, commit)
+                self._restore_one(db, commit.record, commit.declaration)
+
+    def _restore_one(
+        self, db: sqlite3.Connection, record: ObjectRecord, declaration: dict[str, Any]
+    ) -> None:
+        self._insert_version(db, replace(record, seq=0), latest=False)
+        self._declare(db, record, declaration)
+        entry_state = record.state if record.state in (DECLARED, ACTIVE) else PENDING
+        db.execute("UPDATE outbox SET state = ? WHERE id = last_insert_rowid()", (entry_state,))
 
     def settle_versions(self) -> None:
         """Orders every name's versions by their time and makes the newest current."""

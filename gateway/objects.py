@@ -10,6 +10,8 @@ from chain_client.account import ChainAccount
 from chain_client.params import NetworkParams
 from gateway.index import MetadataIndex
 from gateway.keywrap import Secret
+from gateway.pack import pack_layout
+from gateway.packer import Packer
 from gateway.read import ReadPath
 from gateway.records import DeleteOutcome, ObjectRecord
 from gateway.transfer import MinerClient, MinerDirectory
@@ -32,6 +34,7 @@ class ObjectService(UploadPath, ReadPath):
         account: ChainAccount,
         master_key: bytes,
         on_committed: Callable[[], None] | None = None,
+        pack_delay: float | None = None,  # None: small objects are not packed
     ) -> None:
         self.params = params
         self.index = index
@@ -44,6 +47,11 @@ class ObjectService(UploadPath, ReadPath):
         self._argon2 = asyncio.Semaphore(ARGON2_CONCURRENCY)
         self._reserved = {}
         self._commits = GroupCommit(index)
+        self._packer = None
+        if pack_delay is not None:
+            self._packer = Packer(
+                self, pack_layout(params), delay=pack_delay, sealed_meta=self._sealed
+            )
         self.fragments_reported = 0
         self._fetch_per_byte = 0.0
         self._fetch_bytes = 0.0

@@ -166,6 +166,7 @@ class ObjectRecord:
     # block size; None for a file of its own, at the network's block size.
     slot: int | None = None
     block_size: int | None = None
+    member: str | None = None  # a packed object's member id, kept when it is repacked
 
     @property
     def ref(self) -> str:
@@ -176,7 +177,9 @@ class ObjectRecord:
     def object_id(self) -> str:
         """What the APIs call the object's fid: its file's, or a packed object's member
         id (the pack's fid names no one object)."""
-        return self.fid if self.slot is None else member_id(self.fid, self.slot)
+        if self.slot is None:
+            return self.fid
+        return self.member or member_id(self.fid, self.slot)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,11 +12,14 @@ and the JSON is a ``SealedMeta``::
      "units": [{"unit_id", "algorithm", "plain_size", "wrapped_key": {…}}]}
 
 ``v`` names the format. References sealed before it had a number hold the same fields
-without ``v`` (and perhaps without ``created``): they read as version 1. A ``v`` this
-code does not know is ``UnknownSealedVersion``, never a guess.
+without ``v`` (and perhaps without ``created``): they read as version 1. Version 2 is a
+packed object's (docs/packing.md §5): version 1 and ``"pack": {"slot", "offset",
+"cipher_size", "block_size"}``, where its one unit sits in the pack. A ``v`` this code
+does not know is ``UnknownSealedVersion``, never a guess.
 """
 
 import base64
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -29,7 +32,7 @@ from nacl.exceptions import CryptoError
 from gateway.keywrap import WrappedKey
 from gateway.records import FragmentPlacement, ObjectRecord, SegmentRecord, UnitRecord
 
-__all__ = ["SealedMeta", "SealedUnit", "UnknownSealedVersion", "declaration"]
+__all__ = ["SealedMeta", "SealedPack", "SealedUnit", "UnknownSealedVersion", "declaration"]
 
 _AD = b"deoss/sealed-meta"
 _NONCE_SIZE = 24
@@ -50,8 +53,20 @@ class SealedUnit:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SealedPack:
+    slot: int
+    offset: int
+    cipher_size: int
+    block_size: int
+
+
+_PACK_KEYS = ("slot", "offset", "cipher_size", "block_size")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SealedMeta:
     VERSION: ClassVar[int] = 1
+    PACKED_VERSION: ClassVar[int] = 2
 
     name: str
     content_type: str
@@ -62,10 +77,20 @@ class SealedMeta:
     # made in one would tie. None only in references sealed before it was recorded.
     created: float | None = None
     units: tuple[SealedUnit, ...] = ()
+    pack: "SealedPack | None" = None
 
     @classmethod
     def of(cls, record: ObjectRecord, units: Sequence[UnitRecord]) -> Self:
+        pack = None
+        if record.slot is not None and units and units[0].cipher_offset is not None:
+            pack = SealedPack(
+                slot=record.slot,
+                offset=units[0].cipher_offset,
+                cipher_size=units[0].cipher_size,
+                block_size=record.block_size or 0,
+            )
         return cls(
+            pack=pack,
             name=record.name,
             content_type=record.content_type,
             etag=record.etag,
@@ -84,8 +109,10 @@ class SealedMeta:
         )
 
     def to_json(self) -> dict[str, Any]:
+        packed = {} if self.pack is None else {"pack": dataclasses.asdict(self.pack)}
         return {
-            "v": self.VERSION,
+            **packed,
+            "v": self.VERSION if self.pack is None else self.PACKED_VERSION,
             "name": self.name,
             "content_type": self.content_type,
             "etag": self.etag,
@@ -106,10 +133,12 @@ class SealedMeta:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         version = data.get("v", 1)
-        if version != cls.VERSION:
+        if version not in (cls.VERSION, cls.PACKED_VERSION):
             raise UnknownSealedVersion(version)
         created = data.get("created")
+        pack = data.get("pack") if version == cls.PACKED_VERSION else None
         return cls(
+            pack=None if pack is None else SealedPack(**{k: int(pack[k]) for k in _PACK_KEYS}),
             name=data["name"],
             content_type=data["content_type"],
             etag=data["etag"],

@@ -46,6 +46,21 @@ class Relocator(Protocol):
         ...
 
 
+def _once_per_file(entries: list[OutboxEntry]) -> list[dict[str, Any]]:
+    """The batch's declarations, a pack's segments sent with its first member only (the
+    chain takes them from there: docs/packing.md §4)."""
+    seen: set[str] = set()
+    files = []
+    for entry in entries:
+        declaration = entry.declaration
+        if declaration.get("slot") is not None:
+            if declaration["fid"] in seen:
+                declaration = {**declaration, "segments": []}
+            seen.add(declaration["fid"])
+        files.append(declaration)
+    return files
+
+
 class DealTracker:
     def __init__(
         self,
@@ -123,7 +138,7 @@ class DealTracker:
             return 0
         try:
             result = await self.account.call(
-                "file_bank.upload_declaration", files=[e.declaration for e in entries]
+                "file_bank.upload_declaration", files=_once_per_file(entries)
             )
         except (ExtrinsicFailed, Rejected) as exc:
             log.error("declaration batch refused: %s", exc)

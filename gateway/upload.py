@@ -42,6 +42,8 @@ from gateway.keywrap import (
     wrap_with_customer_key,
     wrap_with_password,
 )
+from gateway.pack import SealedMember, seal_member
+from gateway.packer import Member, Packer, PlacedSegment
 from gateway.records import (
     PENDING,
     PLAIN_WRITE,
@@ -65,6 +67,17 @@ __all__ = ["GroupCommit", "PlacedUnit", "UploadPath"]
 
 log = logging.getLogger("deoss.objects")
 PUT_ATTEMPTS = 4
+INLINE_SEAL = 64 * 1024  # smaller objects are sealed on the event loop
+
+
+async def _read_all(body: AsyncIterable[bytes], size: int) -> bytes:
+    """A small body whole (at most ``size`` bytes: the length it declared)."""
+    data = bytearray()
+    async for chunk in body:
+        data += chunk
+        if len(data) > size:
+            raise ValueError(f"the body is longer than its {size} declared bytes")
+    return bytes(data)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +210,7 @@ class UploadPath:
     _argon2: asyncio.Semaphore
     _reserved: dict[tuple[str, str], int]  # uploads in flight, per territory
     _commits: "GroupCommit"
+    _packer: Packer | None  # None: nothing is packed
     on_committed: Callable[[], None] | None  # the deal tracker's wake-up
 
     def _committed(self) -> None:
@@ -295,14 +309,37 @@ class UploadPath:
         secret: Secret = None,
         meta: dict[str, Any] | None = None,
         write: NameWrite = PLAIN_WRITE,
+        packable: bool = False,
     ) -> ObjectRecord:
         """Stores an object under ``name`` (a new version of it: replacing the null one
         unless the name's bucket has versioning); ``meta`` is kept with the version (user
         metadata, content headers). ``size_hint`` None is a body of unknown length: the
-        territory is checked again once its stored size is known."""
+        territory is checked again once its stored size is known. ``packable``: a small
+        one may share a pack (docs/packing.md §1; never through the native API, whose
+        answer names the object's own chain file)."""
         layout = await self.layout_for(copies)
         self._check_size(layout, size_hint or 0)
         estimate = layout.stored_size(size_hint or 0)
+        packer = self._packer
+        if packable and packer is not None and copies is None and size_hint is not None:
+            packable = size_hint <= self.params.pack_limit
+        else:
+            packable = False
+        if packer is not None and packable:
+            async with self.reserved(owner, territory, estimate):
+                plaintext = await _read_all(body, size_hint or 0)
+                sealed, wrapped = await self._member(plaintext, packer.layout, secret)
+                member = Member(
+                    owner=owner,
+                    territory=territory,
+                    name=name,
+                    content_type=content_type,
+                    meta=meta or {},
+                    write=write,
+                    sealed=sealed,
+                    wrapped_key=wrapped,
+                )
+                return await packer.put(member)
         async with self.reserved(owner, territory, estimate):
             unit = await self.encode_unit(body, layout, secret)
             if size_hint is None:
@@ -378,6 +415,41 @@ class UploadPath:
         """A version's ``sealed_meta``: what ``deoss recover`` needs to name it again."""
         return SealedMeta.of(record, units).seal(self.master_key)
 
+    async def _member(
+        self, plaintext: bytes, layout: Layout, secret: Secret
+    ) -> tuple[SealedMember, WrappedKey]:
+        """A small object sealed as its own unit, its data key wrapped."""
+        if len(plaintext) <= INLINE_SEAL:
+            sealed = seal_member(layout, plaintext)
+        else:
+            sealed = await asyncio.to_thread(seal_member, layout, plaintext)
+        return sealed, await self._wrap(sealed.dek, sealed.unit_id, secret)
+
+    async def _wrap(self, dek: bytes, unit_id: bytes, secret: Secret) -> WrappedKey:
+        if isinstance(secret, bytes):
+            return wrap_with_customer_key(dek, unit_id, secret)
+        if secret is not None:
+            async with self._argon2:
+                return await asyncio.to_thread(wrap_with_password, dek, unit_id, secret)
+        return wrap_master(dek, unit_id, self.master_key)
+
+    async def place_segment(self, layout: Layout, segment: EncodedSegment) -> PlacedSegment:
+        """One segment as a file of its own (a pack), its fragments on n miners."""
+        upload = _Upload(layout)
+        await self._store_segment(upload, segment)
+        fid = codec.fid_of([segment.segment_id])
+        return PlacedSegment(
+            fid,
+            [dataclasses.replace(s, fid=fid) for s in upload.segments],
+            [dataclasses.replace(p, fid=fid) for p in upload.placements],
+        )
+
+    async def commit_one(self, commit: UploadCommit) -> ObjectRecord:
+        """One upload committed through the group commit; the tracker woken."""
+        written = await self._commits.commit(commit)
+        self._committed()
+        return written
+
     async def encode_unit(
         self, body: AsyncIterable[bytes], layout: Layout, secret: Secret = None
     ) -> PlacedUnit:
@@ -413,15 +485,7 @@ class UploadPath:
             if storing is not None:
                 storing.cancel()
                 await asyncio.gather(storing, return_exceptions=True)
-        if isinstance(secret, bytes):
-            wrapped = wrap_with_customer_key(encoder.dek, encoder.unit_id, secret)
-        elif secret is not None:
-            async with self._argon2:
-                wrapped = await asyncio.to_thread(
-                    wrap_with_password, encoder.dek, encoder.unit_id, secret
-                )
-        else:
-            wrapped = wrap_master(encoder.dek, encoder.unit_id, self.master_key)
+        wrapped = await self._wrap(encoder.dek, encoder.unit_id, secret)
         return PlacedUnit(
             unit_id=encoder.unit_id.hex(),
             algorithm=encoder.algorithm,
@@ -503,11 +567,9 @@ class UploadPath:
             placements=placements,
             sealed_meta=sealed,
         )
-        written = await self._commits.commit(
+        return await self.commit_one(
             UploadCommit(record, unit_records, segments, placements, declared, write)
         )
-        self._committed()
-        return written
 
     async def _store_segment(self, upload: _Upload, segment: EncodedSegment) -> None:
         layout = upload.layout

@@ -14,6 +14,7 @@ never on chain.
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from gateway.durability.repair import FragmentMover
 from gateway.errors import ObjectError
 from gateway.index import MetadataIndex
 from gateway.names import is_bucket_name
+from gateway.pack import file_layout
 from gateway.records import (
     ACTIVE,
     DECLARED,
@@ -37,6 +39,7 @@ from gateway.records import (
     UNVERSIONED,
     FragmentPlacement,
     ObjectRecord,
+    PackedFile,
     SegmentRecord,
     UnitRecord,
     UploadCommit,
@@ -110,6 +113,10 @@ async def _recover_file(
             refs.append((ref, sealed))
     if not refs or index.units(fid):
         return
+    packed = [(ref, sealed) for ref, sealed in refs if sealed.pack is not None]
+    if packed:
+        await _recover_pack(file, packed, params, index, mover, report)
+        return
     layout = Layout.from_params(params, total_shards=file["total_shards"])
     units: list[UnitRecord] = []
     segments: list[SegmentRecord] = []
@@ -166,11 +173,94 @@ async def _recover_file(
     index.restore_version(
         UploadCommit(record, units, segments, placements, declaration), extra=others
     )
+    await _finish(file, [v for v, _ in versions], segments, layout, index, mover, report)
+
+
+async def _recover_pack(
+    file: dict[str, Any],
+    refs: list[tuple[dict[str, Any], SealedMeta]],
+    params: Any,
+    index: MetadataIndex,
+    mover: FragmentMover,
+    report: RecoverReport,
+) -> None:
+    """A pack's file and its members, each from its reference's sealed pack record
+    (docs/packing.md §5)."""
+    fid = file["fid"]
+    first = refs[0][1].pack
+    assert first is not None
+    layout = file_layout(params, total_shards=file["total_shards"], block_size=first.block_size)
+    chain_segment = file["segments"][0]
+    segment = SegmentRecord(
+        fid=fid,
+        seg_no=0,
+        segment_id=chain_segment["id"],
+        stripe_count=-(-file["size"] // layout.stripe_size),
+        cipher_size=file["size"],
+        fragment_size=chain_segment["fragments"][0]["size"],
+    )
+    placements = [
+        FragmentPlacement(
+            fid=fid,
+            seg_no=0,
+            idx=fragment["index"],
+            fragment_id=fragment["id"],
+            miner=fragment["miner"],
+            size=fragment["size"],
+            block_roots=b"",  # filled below, from the fragment's bytes
+        )
+        for fragment in chain_segment["fragments"]
+    ]
+    state = ACTIVE if file["state"] == "active" else DECLARED
+    packed = PackedFile(
+        cipher_size=file["size"], stored=file["stored"], block_size=layout.block_size
+    )
+    commits = []
+    for ref, sealed in refs:
+        pack = sealed.pack
+        assert pack is not None
+        (sealed_unit,) = sealed.units
+        unit = UnitRecord(
+            fid=fid,
+            unit_no=pack.slot,
+            unit_id=sealed_unit.unit_id,
+            algorithm=sealed_unit.algorithm,
+            plain_size=sealed_unit.plain_size,
+            cipher_size=pack.cipher_size,
+            wrapped_key=sealed_unit.wrapped_key,
+            first_segment=0,
+            segment_count=1,
+            cipher_offset=pack.offset,
+        )
+        record = dataclasses.replace(
+            _version_record(file, ref, sealed, state),
+            stored=ref["charged"],
+            slot=pack.slot,
+            block_size=layout.block_size,
+        )
+        declared = _declaration(file, ref, [segment], placements)
+        declared.update(share=ref["charged"], slot=pack.slot)
+        commits.append(UploadCommit(record, [unit], [segment], placements, declared, packed=packed))
+    index.restore_pack(commits)
+    await _finish(file, [c.record for c in commits], [segment], layout, index, mover, report)
+
+
+async def _finish(
+    file: dict[str, Any],
+    versions: list[ObjectRecord],
+    segments: list[SegmentRecord],
+    layout: Layout,
+    index: MetadataIndex,
+    mover: FragmentMover,
+    report: RecoverReport,
+) -> None:
+    """A restored file's block roots, state and buckets."""
+    fid = file["fid"]
     await _fill_block_roots(fid, segments, layout, index, mover, report)
-    if state == ACTIVE:
+    if file["state"] == "active":
         index.files_active([fid])
     report.files += 1
-    for version, _ in versions:
+    for version in versions:
         report.names += 1
         bucket, slash, _ = version.name.partition("/")
         if not slash:

@@ -114,6 +114,8 @@ def record_json(record: ObjectRecord) -> dict[str, Any]:
     return {
         "name": record.name,
         "fid": record.object_id,
+        # The chain's file: the fid itself, or a packed object's pack (docs/packing.md §5).
+        "file": record.fid,
         "territory": record.territory,
         "size": record.size,
         "stored_bytes": record.stored,

@@ -225,6 +225,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
         content_type=stored_type,
         meta=meta,  # the body adds the verified checksum as it ends
         write=NameWrite(bucket=bucket.bucket, condition=condition),
+        packable=True,  # S3 shows no fid: a small object may share a pack
     )
     answer = {
         "ETag": f'"{record.etag}"',

@@ -233,6 +233,29 @@ async def prepare_s3(network: Network) -> tuple[str, str]:
     return str(data["access_key"]), str(data["secret_key"])
 
 
+async def settled(network: Network, chain: HttpChain, timeout: float = 120.0) -> None:
+    """Until the gateway has declared everything it holds and the chain completed every
+    deal it declared: tests that measure the network as a whole start from rest."""
+
+    async def pending() -> tuple[float, int]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{network.url}/metrics") as response,
+        ):
+            text = await response.text()
+        outbox = sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("deoss_tracker_pending_declarations")
+        )
+        files = await chain.query(
+            "file_bank.files_declared_by", declarer=network.gateway_account, limit=1000
+        )
+        return outbox, sum(1 for f in files if f["state"] != "active")
+
+    await eventually(pending, lambda found: found == (0, 0), timeout=timeout)
+
+
 async def active(chain: HttpChain, fid: str, timeout: float = 60.0) -> dict[str, Any]:
     """The chain's record of ``fid`` once its deal is complete."""
     file: dict[str, Any] = await eventually(

@@ -32,6 +32,7 @@ from tests.e2e.gateway_network import (
     Network,
     active,
     native_session,
+    settled,
     signed,
     signed_for,
     start_gateway,
@@ -128,6 +129,7 @@ async def test_curl_upload_downloads_byte_identical(
     data = os.urandom(700 * KIB + 123)
     source = tmp_path / "upload.bin"
     source.write_bytes(data)
+    await settled(network, chain)  # nothing else turns idle space into service meanwhile
     service_before = sum(m["service"] for m in await chain.query("sminer.miners"))
     put = signed_for(network, "PUT", "/object/photos/curl.bin", None, {"Territory": home})
     headers = [f"-H{k}:{v}" for k, v in put.items()]

@@ -114,7 +114,7 @@ async def test_a_gateway_exposes_every_metric_after_an_upload_a_download_and_a_r
             native_session(network) as session,
             session.get(f"{network.url}/file/list", headers=signed()) as listing,
         ):
-            fid = {o["name"]: o["fid"] for o in (await listing.json())["data"]}["metrics/o"]
+            fid = {o["name"]: o["file"] for o in (await listing.json())["data"]}["metrics/o"]
         file = await active(chain, fid)
         fragment = file["segments"][0]["fragments"][1]
         directories = {

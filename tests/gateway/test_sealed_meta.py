@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from nacl import bindings
 
 from gateway.keywrap import wrap_master
-from gateway.sealed_meta import SealedMeta, SealedUnit, UnknownSealedVersion
+from gateway.sealed_meta import SealedMeta, SealedPack, SealedUnit, UnknownSealedVersion
 
 MASTER = bytes(range(32))
 UNIT_ID = bytes(16)
@@ -36,6 +36,14 @@ def _raw_seal(plain: dict[str, object]) -> str:
     meta=metas,
     created=st.none() | st.floats(0, 2**32, allow_nan=False),
     units=st.integers(0, 3),
+    pack=st.none()
+    | st.builds(
+        SealedPack,
+        slot=st.integers(0, 2**32 - 1),
+        offset=st.integers(0, 2**30),
+        cipher_size=st.integers(0, 2**30),
+        block_size=st.integers(1, 2**20),
+    ),
 )
 def test_what_is_sealed_opens_as_it_was(
     name: str,
@@ -45,8 +53,11 @@ def test_what_is_sealed_opens_as_it_was(
     meta: dict[str, object],
     created: float | None,
     units: int,
+    pack: SealedPack | None,
 ) -> None:
+    """Version 1, or version 2 with a packed object's place (docs/packing.md §5)."""
     sealed = SealedMeta(
+        pack=pack,
         name=name,
         content_type=content_type,
         etag=etag,
@@ -59,6 +70,7 @@ def test_what_is_sealed_opens_as_it_was(
         ),
     )
     assert SealedMeta.open(MASTER, sealed.seal(MASTER)) == sealed
+    assert sealed.to_json()["v"] == (1 if pack is None else 2)
     assert SealedMeta.open(bytes(32), sealed.seal(MASTER)) is None  # another gateway's
 
 
@@ -79,5 +91,5 @@ def test_a_reference_sealed_before_the_format_had_a_version_still_reads() -> Non
 
 def test_an_unknown_version_is_refused() -> None:
     with pytest.raises(UnknownSealedVersion) as refused:
-        SealedMeta.open(MASTER, _raw_seal({"v": 2, "name": "x"}))
-    assert refused.value.version == 2
+        SealedMeta.open(MASTER, _raw_seal({"v": 3, "name": "x"}))
+    assert refused.value.version == 3

@@ -30,7 +30,7 @@ from chain_client.account import ChainAccount
 from chain_client.params import KIB, PenaltySchedule, dev_params
 from chain_client.rpc_client import HttpChain
 from gateway.devnet import stop_process
-from gateway.records import reference_key
+from gateway.records import member_id, reference_key
 from tests.conftest import start_chain
 from tests.e2e.gateway_network import (
     S3_TERRITORY,
@@ -80,8 +80,26 @@ async def chain(network: Network) -> AsyncIterator[HttpChain]:
 
 @pytest.fixture(scope="module")
 def stored() -> dict[str, bytes]:
-    """fid -> the bytes stored under it."""
+    """fid (as the native API names the object) -> the bytes stored under it."""
     return {}
+
+
+# A packed S3 object's fid is its member id; the chain knows its pack (docs/packing.md §5).
+CHAIN_FILE: dict[str, str] = {}
+
+
+def file_of(fid: str) -> str:
+    """The chain's file of the object the native API calls ``fid``."""
+    return CHAIN_FILE.get(fid, fid)
+
+
+def object_id_of(ref: dict[str, Any]) -> str:
+    """The native API's fid of a chain reference, noted with its chain file."""
+    if ref["slot"] is None:
+        return str(ref["fid"])
+    fid = member_id(ref["fid"], ref["slot"])
+    CHAIN_FILE[fid] = ref["fid"]
+    return fid
 
 
 def accounts(network: Network) -> dict[str, tuple[Path, Any]]:
@@ -103,14 +121,15 @@ async def check_everything(
 
     async def healed() -> bool:
         for fid in stored:
-            file = await chain.query("file_bank.file", fid=fid)
+            file = await chain.query("file_bank.file", fid=file_of(fid))
             for segment in file["segments"]:
                 holders = [f["miner"] for f in segment["fragments"]]
                 if not all(f["avail"] and f["miner"] in live for f in segment["fragments"]):
                     return False
                 if distinct and len(set(holders)) != len(holders):
                     return False
-        return not [o for o in await chain.query("file_bank.restoral_orders") if o["fid"] in stored]
+        files = {file_of(fid) for fid in stored}
+        return not [o for o in await chain.query("file_bank.restoral_orders") if o["fid"] in files]
 
     try:
         await eventually(healed, bool, timeout=REPAIR_TIMEOUT)
@@ -125,7 +144,7 @@ async def check_everything(
             "files": {
                 fid[:8]: [
                     [(f["miner"][:8], f["avail"]) for f in s["fragments"]]
-                    for s in (await chain.query("file_bank.file", fid=fid))["segments"]
+                    for s in (await chain.query("file_bank.file", fid=file_of(fid)))["segments"]
                 ]
                 for fid in stored
             },
@@ -140,7 +159,7 @@ async def check_everything(
     # Space accounting: what the chain says miners serve is exactly the fragments they hold.
     served: dict[str, int] = {}
     for fid in stored:
-        for segment in (await chain.query("file_bank.file", fid=fid))["segments"]:
+        for segment in (await chain.query("file_bank.file", fid=file_of(fid)))["segments"]:
             for fragment in segment["fragments"]:
                 served[fragment["miner"]] = served.get(fragment["miner"], 0) + fragment["size"]
     for miner in await chain.query("sminer.miners"):
@@ -174,7 +193,7 @@ async def test_objects_are_stored(
                 assert response.status == 200, answer
             stored[answer["data"]["fid"]] = data
     for fid in stored:
-        await active(chain, fid, 60)
+        await active(chain, file_of(fid), 60)
     await check_everything(network, chain, stored, distinct=True)
 
 
@@ -200,7 +219,7 @@ async def test_a_slow_miner_does_not_stall_reads(
 async def test_a_corrupt_and_a_deleted_fragment_are_restored(
     network: Network, chain: HttpChain, stored: dict[str, bytes]
 ) -> None:
-    fid = max(stored, key=lambda f: len(stored[f]))
+    fid = file_of(max(stored, key=lambda f: len(stored[f])))
     file = await chain.query("file_bank.file", fid=fid)
     by_account = accounts(network)
     alice = ChainAccount(chain, USER)
@@ -252,10 +271,12 @@ async def test_a_lost_gateway_index_is_recovered(
         native_session(network) as session,
         session.get(f"{network.url}/file/list", headers=signed()) as response,
     ):
-        names = {o["name"]: o["fid"] for o in (await response.json())["data"]}
+        listed = (await response.json())["data"]
+    names = {o["name"]: o["fid"] for o in listed}
+    CHAIN_FILE.update({o["fid"]: o["file"] for o in listed})
     s3_fid = names["kept/dir/object.bin"]
     stored[s3_fid] = s3_data  # one more object every later check covers
-    await active(chain, s3_fid, 60)
+    await active(chain, file_of(s3_fid), 60)
     # Versions, each its own reference on chain; a copy onto itself, whose new metadata
     # the chain's sealed copy follows.
     owner = USER.address
@@ -290,7 +311,7 @@ async def test_a_lost_gateway_index_is_recovered(
             ),
             lambda ref: ref is not None,
         )
-        stored[ref["fid"]] = body
+        stored[object_id_of(ref)] = body
         await active(chain, ref["fid"], 60)
     async with (
         native_session(network) as session,
@@ -367,7 +388,7 @@ async def test_a_lying_miner_is_caught_by_scrub_and_repaired(
 ) -> None:
     """A miner serves a flipped byte as good (its own per-leaf check fixed to match): the
     scrub catches it, the chain's challenge fails it, repair moves the fragment."""
-    fid = max(stored, key=lambda f: len(stored[f]))
+    fid = file_of(max(stored, key=lambda f: len(stored[f])))
     fragment = (await chain.query("file_bank.file", fid=fid))["segments"][0]["fragments"][2]
     directory, _ = accounts(network)[fragment["miner"]]
     path = directory / "fragments" / fragment["id"][:2] / fragment["id"][2:4] / fragment["id"]
@@ -538,7 +559,7 @@ async def test_miners_die_one_by_one(
     rounds = 0
     while True:
         live = alive(network)
-        files = [await chain.query("file_bank.file", fid=fid) for fid in stored]
+        files = [await chain.query("file_bank.file", fid=file_of(fid)) for fid in stored]
         segments = [s["fragments"] for f in files for s in f["segments"]]
         spans = [
             len({f["miner"] for f in fragments if f["miner"] in live}) for fragments in segments
@@ -557,7 +578,7 @@ async def test_miners_die_one_by_one(
         await check_everything(network, chain, stored, distinct=len(healthy) >= PARAMS.total_shards)
         if len(healthy) < PARAMS.total_shards:  # reduced independence, still readable
             for fid in stored:
-                for segment in (await chain.query("file_bank.file", fid=fid))["segments"]:
+                for segment in (await chain.query("file_bank.file", fid=file_of(fid)))["segments"]:
                     span = {f["miner"] for f in segment["fragments"]}
                     assert len(span) >= PARAMS.data_shards, segment
     assert rounds >= 2, "the fault suite killed too few miners to mean anything"
