@@ -33,6 +33,7 @@ from gateway.native.auth import NativeAuth
 from gateway.native.replay_cache import ReplayCache
 from gateway.native.resume_store import ResumeStore
 from gateway.objects import ObjectService
+from gateway.repack import Repacker
 from gateway.s3.api import make_s3_app
 from gateway.s3.context import S3Context
 from gateway.tracker import DealTracker
@@ -164,6 +165,7 @@ class Gateway:
     tracker: DealTracker
     repair: RepairWorker
     scrubber: Scrubber
+    repacker: Repacker
     native: web.Application
     s3: web.Application
 
@@ -172,6 +174,7 @@ class Gateway:
             self.tracker.run(),
             self.repair.run(),
             self.scrubber.run(config.scrub_interval, config.scrub_sample),
+            self.repacker.run(),
         )
 
 
@@ -264,6 +267,7 @@ async def open_gateway(config: GatewayConfig, chain: Chain | None = None) -> Asy
             tracker=tracker,
             repair=repair,
             scrubber=scrubber,
+            repacker=Repacker(service, below=config.repack_below, interval=config.repack_interval),
             native=make_native_app(native, console=_console_config(config)),
             s3=make_s3_app(s3, metrics=metrics),
         )

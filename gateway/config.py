@@ -49,6 +49,10 @@ class GatewayConfig:
     # Small uploads share a pack (docs/packing.md §3), flushed this long after its first.
     pack: bool = True
     pack_delay: float = 0.005
+    # A pack whose live members are charged less than this share of it is repacked
+    # (docs/packing.md §6); 0: never. Looked for every repack_interval seconds.
+    repack_below: float = 0.5
+    repack_interval: float = 30.0
     # Each of the two servers (native, S3) on its own (chain_client/serving.py).
     header_timeout: float = HEADER_TIMEOUT
     body_idle_timeout: float = BODY_IDLE_TIMEOUT
@@ -115,6 +119,8 @@ class GatewayConfig:
         need(self.resume_ttl >= 60, "resume_ttl", "seconds, at least a minute")
         need(self.spool_floor >= 0, "spool_floor", "bytes, not negative")
         need(0 <= self.pack_delay <= 1, "pack_delay", "seconds, 0 to 1")
+        need(0 <= self.repack_below <= 1, "repack_below", "a share, 0 (never) to 1")
+        need(self.repack_interval >= 0.01, "repack_interval", "seconds, at least 0.01")
         for key in ("header_timeout", "body_idle_timeout", "keepalive_timeout"):
             need(getattr(self, key) > 0, key, "seconds, more than 0")
         need(self.max_connections >= 1, "max_connections", "at least 1")

@@ -502,7 +502,8 @@ class MetadataIndex:
             )
             db.execute("DELETE FROM parts WHERE upload_id = ?", (write.completes,))
         if replaced is not None:
-            self._collect(db, replaced.fid)  # after the new version: a copy onto itself
+            # After the new version: a copy onto itself.
+            self._collect(db, replaced.fid, replaced.slot)
         return written
 
     def _insert_version(
@@ -664,8 +665,17 @@ class MetadataIndex:
             (owner, name, owner, name),
         )
 
-    def _collect(self, db: sqlite3.Connection, fid: str) -> None:
-        """Drops a file no version names any more."""
+    def _collect(self, db: sqlite3.Connection, fid: str, slot: int | None = None) -> None:
+        """Drops a packed object no version names any more (its bytes are dead space in
+        the pack until a repack), and a file no version names any more."""
+        if (
+            slot is not None
+            and not db.execute(
+                "SELECT 1 FROM names WHERE fid = ? AND slot = ? LIMIT 1", (fid, slot)
+            ).fetchone()
+        ):
+            db.execute("DELETE FROM members WHERE fid = ? AND slot = ?", (fid, slot))
+            db.execute("DELETE FROM units WHERE fid = ? AND unit_no = ?", (fid, slot))
         if not fid or db.execute("SELECT 1 FROM names WHERE fid = ? LIMIT 1", (fid,)).fetchone():
             return
         for table in ("files", "units", "segments", "fragments", "members"):
@@ -682,7 +692,7 @@ class MetadataIndex:
                 gone = self._remove_version(db, owner, name, NULL_VERSION, chain_delete=True)
                 self._promote(db, owner, name)
                 if gone is not None:
-                    self._collect(db, gone.fid)
+                    self._collect(db, gone.fid, gone.slot)
                 return DeleteOutcome(None, False, gone.fid if gone else None)
             version_id = new_version_id() if versioning == ENABLED else NULL_VERSION
             gone = None
@@ -707,7 +717,7 @@ class MetadataIndex:
             )
             self._insert_version(db, marker, latest=True)
             if gone is not None:
-                self._collect(db, gone.fid)
+                self._collect(db, gone.fid, gone.slot)
             return DeleteOutcome(version_id, True, gone.fid if gone and not gone.marker else None)
 
     def delete_version(self, owner: str, name: str, version_id: str) -> DeleteOutcome | None:
@@ -718,7 +728,7 @@ class MetadataIndex:
             if gone is None:
                 return None
             self._promote(db, owner, name)
-            self._collect(db, gone.fid)
+            self._collect(db, gone.fid, gone.slot)
             return DeleteOutcome(version_id, gone.marker, None if gone.marker else gone.fid)
 
     def update_meta(
@@ -824,6 +834,89 @@ class MetadataIndex:
                     "UPDATE outbox SET declaration = ? WHERE id = ?",
                     (json.dumps(declaration), entry_id),
                 )
+
+    # -- packs: repacking (docs/packing.md §6) ---------------------------------------------
+
+    def repack_candidates(self, below: float, limit: int = 16) -> list[str]:
+        """Active packs whose live share (what their named members are charged) is
+        below ``below`` of their stored bytes, every version naming them on chain."""
+        rows = self._rows(
+            "SELECT f.fid FROM files f JOIN members m ON m.fid = f.fid "
+            "WHERE f.block_size IS NOT NULL AND f.active = 1 AND NOT EXISTS "
+            "(SELECT 1 FROM names n WHERE n.fid = f.fid AND n.state != ?) "
+            "GROUP BY f.fid HAVING SUM(m.stored) < ? * f.stored ORDER BY f.fid LIMIT ?",
+            (ACTIVE, below, limit),
+        )
+        return [str(row[0]) for row in rows]
+
+    def pack_members(self, fid: str) -> list[tuple[UnitRecord, list[ObjectRecord]]]:
+        """A pack's live members: each one's unit and the versions naming it."""
+        members = []
+        for unit in self.units(fid):
+            rows = self._rows(
+                f"{_VERSIONS} WHERE n.fid = ? AND n.slot = ? ORDER BY n.owner, n.name, n.seq",
+                (fid, unit.unit_no),
+            )
+            if rows:
+                members.append((unit, [_record(row) for row in rows]))
+        return members
+
+    def move_members(
+        self,
+        old_fid: str,
+        pack: UploadCommit,
+        moves: Sequence[
+            tuple[UnitRecord, UnitRecord, Sequence[tuple[ObjectRecord, dict[str, Any]]]]
+        ],
+    ) -> int:
+        """Points members of ``old_fid`` at the pack ``pack`` describes (its file,
+        segments and fragments), in one transaction: each (old unit, new unit, its
+        versions as newly declared) moves only if exactly those versions still name it,
+        else it stays (the moved copy is dead space). Returns how many moved."""
+        moved = 0
+        with self._transaction() as db:
+            self._insert_file(db, pack)
+            for old, new, versions in moves:
+                now = db.execute(
+                    "SELECT owner, name, version_id FROM names WHERE fid = ? AND slot = ? "
+                    "ORDER BY owner, name, version_id",
+                    (old_fid, old.unit_no),
+                ).fetchall()
+                wanted = sorted((r.owner, r.name, r.version_id) for r, _ in versions)
+                if [tuple(row) for row in now] != wanted:
+                    continue
+                member = db.execute(
+                    "SELECT member_id, size, etag, stored FROM members WHERE fid = ? AND slot = ?",
+                    (old_fid, old.unit_no),
+                ).fetchone()
+                db.execute("DELETE FROM members WHERE fid = ? AND slot = ?", (old_fid, old.unit_no))
+                db.execute(
+                    "DELETE FROM units WHERE fid = ? AND unit_no = ?", (old_fid, old.unit_no)
+                )
+                self._insert_units(db, [new])
+                db.execute(
+                    "INSERT INTO members (fid, slot, member_id, size, etag, stored) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (new.fid, new.unit_no, *member),
+                )
+                for record, declaration in versions:
+                    db.execute(
+                        "UPDATE names SET fid = ?, slot = ?, state = ? "
+                        "WHERE owner = ? AND name = ? AND version_id = ?",
+                        (
+                            new.fid,
+                            new.unit_no,
+                            PENDING,
+                            record.owner,
+                            record.name,
+                            record.version_id,
+                        ),
+                    )
+                    self._declare(db, replace(record, fid=new.fid), declaration, old_fid)
+                moved += 1
+            self._collect(db, old_fid)
+            self._collect(db, pack.record.fid)  # nothing moved: the new pack goes again
+        return moved
 
     # -- recovery: versions as the chain holds them ----------------------------------------
 

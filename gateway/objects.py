@@ -50,7 +50,7 @@ class ObjectService(UploadPath, ReadPath):
         self._packer = None
         if pack_delay is not None:
             self._packer = Packer(
-                self, pack_layout(params), delay=pack_delay, sealed_meta=self._sealed
+                self, pack_layout(params), delay=pack_delay, sealed_meta=self.sealed_meta
             )
         self.fragments_reported = 0
         self._fetch_per_byte = 0.0
@@ -66,7 +66,7 @@ class ObjectService(UploadPath, ReadPath):
 
     async def delete_version(self, owner: str, name: str, version_id: str) -> DeleteOutcome | None:
         outcome = await asyncio.to_thread(self.index.delete_version, owner, name, version_id)
-        self._committed()
+        self.committed()
         return outcome
 
     async def delete_object(
@@ -74,5 +74,5 @@ class ObjectService(UploadPath, ReadPath):
     ) -> DeleteOutcome:
         """S3's DeleteObject: the object goes, or a delete marker hides it (versioning)."""
         outcome = await asyncio.to_thread(self.index.delete_object, owner, name, bucket)
-        self._committed()
+        self.committed()
         return outcome

@@ -207,6 +207,27 @@ class ReadPath:
             if not self._reading[record.fid]:
                 del self._reading[record.fid]
 
+    async def member_ciphertext(self, record: ObjectRecord, unit: UnitRecord) -> bytes:
+        """A packed object's ciphertext as its pack holds it (``record`` names the pack),
+        verified block by block: what a repack moves, with no key."""
+        layout = file_layout(
+            self.params, total_shards=record.total_shards, block_size=record.block_size
+        )
+        segment = self.index.segments(record.fid)[0]
+        if unit.cipher_offset is None:
+            raise ValueError(f"unit {unit.unit_id} is not packed")
+        plan = pack.plan_member_read(
+            layout,
+            offset=unit.cipher_offset,
+            plain_size=unit.plain_size,
+            pack_cipher_size=segment.cipher_size,
+            start=0,
+            end=unit.plain_size,
+        )
+        placements = self.index.fragments(record.fid, 0)
+        stripes = await self._fetch_stripes(record, layout, plan.stripes, 0, placements)
+        return b"".join(stripes)[plan.skip : plan.skip + plan.cipher_len]
+
     async def _read_unit(
         self,
         record: ObjectRecord,

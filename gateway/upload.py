@@ -213,7 +213,7 @@ class UploadPath:
     _packer: Packer | None  # None: nothing is packed
     on_committed: Callable[[], None] | None  # the deal tracker's wake-up
 
-    def _committed(self) -> None:
+    def committed(self) -> None:
         if self.on_committed is not None:
             self.on_committed()
 
@@ -384,7 +384,7 @@ class UploadPath:
         if declaration is None:
             raise NoSuchFile(source.fid)
         written = await asyncio.to_thread(self.index.add_name, record, declaration, write)
-        self._committed()
+        self.committed()
         return written
 
     async def set_meta(self, record: ObjectRecord, meta: dict[str, Any]) -> None:
@@ -392,7 +392,7 @@ class UploadPath:
         changed = dataclasses.replace(record, meta=meta)
         declaration = None if record.marker else self._declaration_of(changed)
         await asyncio.to_thread(self.index.update_meta, record, meta, declaration)
-        self._committed()
+        self.committed()
 
     def _declaration_of(self, record: ObjectRecord) -> dict[str, Any] | None:
         """The declaration of another reference to ``record``'s file (a copy, changed
@@ -404,14 +404,14 @@ class UploadPath:
             **template,
             "owner": record.owner,
             "territory": record.territory,
-            "sealed_meta": self._sealed(record, self.index.units(record.fid, record.slot)),
+            "sealed_meta": self.sealed_meta(record, self.index.units(record.fid, record.slot)),
         }
         declaration.pop("replaces", None)
         if record.slot is not None:  # a packed object: its own share of the pack
             declaration.update(share=record.stored, slot=record.slot)
         return declaration
 
-    def _sealed(self, record: ObjectRecord, units: Sequence[UnitRecord]) -> str:
+    def sealed_meta(self, record: ObjectRecord, units: Sequence[UnitRecord]) -> str:
         """A version's ``sealed_meta``: what ``deoss recover`` needs to name it again."""
         return SealedMeta.of(record, units).seal(self.master_key)
 
@@ -447,7 +447,7 @@ class UploadPath:
     async def commit_one(self, commit: UploadCommit) -> ObjectRecord:
         """One upload committed through the group commit; the tracker woken."""
         written = await self._commits.commit(commit)
-        self._committed()
+        self.committed()
         return written
 
     async def encode_unit(
@@ -554,7 +554,7 @@ class UploadPath:
             created_at=time.time(),
             meta=meta,
         )
-        sealed = self._sealed(record, unit_records)
+        sealed = self.sealed_meta(record, unit_records)
         declared = declaration(
             owner=owner,
             territory=territory,
