@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.objects import ObjectService
-from gateway.records import ACTIVE, NULL_VERSION, ObjectRecord
+from gateway.records import (
+    ACTIVE,
+    NULL_VERSION,
+    NameWrite,
+    ObjectRecord,
+    PreconditionFailed,
+    WriteCondition,
+)
 from gateway.repack import Repacker
 from tests.grid import GRID_PARAMS, TERRITORY, USER, Grid, open_grid
 from tests.polling import eventually
@@ -111,3 +118,37 @@ def test_packing_deletion_and_repacking_keep_every_byte_and_charge(
 ) -> None:
     with tempfile.TemporaryDirectory() as root:
         asyncio.run(_scenario(Path(root), sizes, deleted, seed))
+
+
+async def test_a_member_whose_commit_fails_fails_alone(tmp_path: Path) -> None:
+    """docs/packing.md §3: members of one pack stand alone at commit; the refused one's
+    bytes are dead space, the others are stored and read back."""
+    async with open_grid(tmp_path) as grid:
+        service = grid.gateway.service
+        await _put(service, "exists", b"first")
+        create_only = NameWrite(condition=WriteCondition(if_none_match=True))
+
+        async def refused() -> ObjectRecord:
+            return await service.put(
+                owner=OWNER,
+                territory=TERRITORY,
+                name="exists",
+                body=_body(b"second"),
+                size_hint=6,
+                write=create_only,
+                packable=True,
+            )
+
+        outcomes = await asyncio.gather(
+            _put(service, "a", b"alpha"),
+            refused(),
+            _put(service, "b", b"beta"),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], PreconditionFailed)
+        a, b = outcomes[0], outcomes[2]
+        assert isinstance(a, ObjectRecord) and isinstance(b, ObjectRecord)
+        assert a.fid == b.fid and a.slot != b.slot  # one pack
+        assert await _read(service, a) == b"alpha" and await _read(service, b) == b"beta"
+        current = service.index.find(OWNER, "exists")
+        assert current is not None and await _read(service, current) == b"first"
