@@ -71,6 +71,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_miner.py
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_repair.py
+	$(BIN)/python bench/bench_quiet.py
 
 soak: $(TEST_STAMP)
 	$(BIN)/python bench/soak.py --minutes 3

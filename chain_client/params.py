@@ -372,6 +372,7 @@ def devnet_params(**changes: Any) -> NetworkParams:
         challenge_interval=600,
         challenge_deadline=20,
         offline_after=600,
+        heartbeat_interval=200,  # as rare as going offline after 600 blocks allows
         offline_restoral_delay=600,
         deal_report_timeout=60,
         orphan_ttl=14_400,

@@ -67,6 +67,7 @@ FIRST_TERRITORY = 64 * MIB  # minted once this much is certified (sooner with le
 TERRITORY_DAYS = 30
 RENEW_BEFORE_DAYS = 2
 KEEPER_INTERVAL = 2.0
+KEEPER_IDLE_INTERVAL = 60.0
 STOP_TIMEOUT = 15.0
 
 
@@ -569,13 +570,17 @@ class TerritoryKeeper:
             await self.account.call("balances.faucet")
 
     async def run(self) -> None:
-        """Until cancelled; a refused step is logged and tried again."""
+        """Until cancelled; a refused step is logged and tried again. Once the territory
+        is at its target, a look a minute is enough (renewal is days ahead)."""
         while True:
+            interval = KEEPER_INTERVAL
             try:
-                await self.step(minimum=1)
+                found = await self.step(minimum=1)
+                if found is not None and int(found["total"]) >= self.target:
+                    interval = KEEPER_IDLE_INTERVAL
             except (ChainError, aiohttp.ClientError, OSError) as exc:
                 log.warning("territory keeper: %s", exc)
-            await asyncio.sleep(KEEPER_INTERVAL)
+            await asyncio.sleep(interval)
 
 
 async def _placeable(chain: HttpChain, params: NetworkParams, timeout: float) -> None:

@@ -30,6 +30,7 @@ from gateway.records import DECLARE, DECLARED, DELETE, PENDING, REFUSED, UNPAID,
 __all__ = ["DealTracker", "Relocator"]
 
 log = logging.getLogger("deoss.tracker")
+EVENT_WAIT = 30.0  # an events poll answers at once for events, else after this
 
 QUOTA_REASONS = (
     "storage_handler.InsufficientTerritorySpace",
@@ -241,7 +242,7 @@ class DealTracker:
             try:
                 if following is None:
                     following = (await self.chain.head()).best_block + 1
-                page = await self.chain.events(following, timeout=5.0)
+                page = await self.chain.events(following, timeout=EVENT_WAIT)
                 completed = [
                     event["data"]["fid"]
                     for event in page.events

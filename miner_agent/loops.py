@@ -26,6 +26,8 @@ __all__ = ["ChainAdapter", "MinerLoops"]
 log = logging.getLogger("deoss-miner")
 T = TypeVar("T")
 MAX_BACKOFF = 10.0
+EVENT_WAIT = 30.0  # the longest an events poll waits (it answers at once for events)
+IDLE_POLL = 30.0  # the longest the space manager sleeps with nothing to do and no events
 REPORT_DELAY = 0.3  # reports wait this long for others, to go in one extrinsic
 IDLE_MEMORY_BUDGET = 256 * 1024 * 1024  # bytes of idle layers held between commit and proof
 
@@ -77,6 +79,7 @@ class MinerLoops:
         self._to_report: dict[str, None] = {}  # fids whose fragments are all here, in order
         self._report_wake = asyncio.Event()
         self._page_deals: list[tuple[str, list[str]]] = []  # declared in this event page
+        self._space_wake = asyncio.Event()  # events arrived: the space manager looks again
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -131,8 +134,10 @@ class MinerLoops:
         await self.resync()
         while True:
             page = await self._chain(
-                "events", functools.partial(self.chain.events, following, timeout=5.0)
+                "events", functools.partial(self.chain.events, following, timeout=self._wait())
             )
+            if page.events:
+                self._space_wake.set()
             self._page_deals = []
             for event in page.events:
                 try:
@@ -151,6 +156,14 @@ class MinerLoops:
                 self.node.best_block = following - 1
                 self.store.set_meta("events_next", str(following))
                 await self.on_blocks()
+
+    def _wait(self) -> float:
+        """How long an events poll may wait: until the next heartbeat is due, at most
+        ``EVENT_WAIT`` (blocks without events no longer end a poll)."""
+        due = self._last_heartbeat + max(1, self.params.heartbeat_interval) - self.node.best_block
+        if self.params.block_time <= 0:
+            return EVENT_WAIT  # blocks made by hand: no clock to keep
+        return min(EVENT_WAIT, max(1, due) * self.params.block_time)
 
     async def on_event(self, event: dict[str, Any]) -> None:
         me, name, data = self.node.address, event["name"], event["data"]
@@ -258,7 +271,7 @@ class MinerLoops:
 
     async def on_blocks(self) -> None:
         best = self.node.best_block
-        if best - self._last_heartbeat >= max(1, self.params.heartbeat_interval // 2):
+        if best - self._last_heartbeat >= max(1, self.params.heartbeat_interval):
             self._last_heartbeat = best
             self._spawn("heartbeat", self.node.account.submit("sminer.heartbeat"))
         for fragment_id in list(self.node.corrupt):
@@ -296,23 +309,36 @@ class MinerLoops:
     # -- idle space -------------------------------------------------------------------------
 
     async def manage_space(self) -> None:
+        """A step every ``poll_seconds`` while there is work (units to prove or make,
+        replacements owed); once a step finds none, ever rarer (up to ``IDLE_POLL``)
+        until chain events arrive: an idle miner costs the chain next to nothing."""
+        poll = self.node.config.poll_seconds
+        delay = poll
         while True:
+            busy = True
             try:
-                await self.space_step()
+                busy = await self.space_step()
             except (ExtrinsicFailed, Rejected) as exc:
                 log.warning("space manager: %s", exc)
             except ChainUnavailable:
                 pass
-            await asyncio.sleep(self.node.config.poll_seconds)
+            delay = poll if busy else min(max(delay, poll) * 2, max(IDLE_POLL, poll))
+            self._space_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._space_wake.wait(), delay)
 
-    async def space_step(self) -> None:
+    async def space_step(self) -> bool:
+        """Whether there was work: something proven, replaced or made, or units waiting
+        for their beacon block."""
         record = await self._record()
         if record is None or record["state"] != "positive":
-            return
-        await self.prove_committed()
-        await self.replace_owed(await self._record())
+            return False
+        proven = await self.prove_committed()
+        replaced = await self.replace_owed(await self._record())
         # Each step changed the chain: decide on filling from what it says now.
-        await self.fill(await self._record())
+        made = await self.fill(await self._record())
+        waiting = bool(self.store.idle_units("committed"))
+        return proven or replaced or made or waiting
 
     async def _record(self) -> dict[str, Any]:
         record: dict[str, Any] = await self.chain.query("sminer.miner", account=self.node.address)
@@ -328,7 +354,7 @@ class MinerLoops:
         by_memory = IDLE_MEMORY_BUDGET // (params.idle_layers * params.idle_unit_size)
         return max(1, min(64, by_size, by_memory))
 
-    async def fill(self, record: dict[str, Any]) -> None:
+    async def fill(self, record: dict[str, Any]) -> bool:
         unit = self.params.idle_unit_size
         waiting = len(self.store.idle_units("committed"))
         room = record["declared"] - record["idle"] - record["locked"] - record["service"]
@@ -337,7 +363,7 @@ class MinerLoops:
         by_disk = (self.store.free_bytes() - self.node.config.free_disk_floor) // unit
         count = min(room // unit, by_disk, self._batch_size() - waiting)
         if count <= 0:
-            return
+            return False
         head = await self.chain.head()
         first = int(record["next_unit"]) + waiting
         spec = self.params.idle_spec()
@@ -360,6 +386,7 @@ class MinerLoops:
             raise
         for index in range(first, first + count):
             self.store.set_idle_state(index, "committed", committed_at=result.height)
+        return True
 
     async def _unit(self, record: IdleRecord) -> IdleUnit:
         generated = self._units.get(record.unit_index)
@@ -372,7 +399,7 @@ class MinerLoops:
             generated = await asyncio.to_thread(generate_unit, self.params.idle_spec(), seed)
         return generated
 
-    async def prove_committed(self) -> None:
+    async def prove_committed(self) -> bool:
         """Proves, in one extrinsic, every committed unit whose beacon block is out."""
         spec = self.params.idle_spec()
         proven: list[int] = []
@@ -400,7 +427,7 @@ class MinerLoops:
             units.append({"unit_index": record.unit_index, "proofs": [p.to_json() for p in proofs]})
             proven.append(record.unit_index)
         if not units:
-            return
+            return False
         try:
             await self._call("sminer.prove_idle_space", units=units)
         except ExtrinsicFailed as exc:
@@ -415,18 +442,20 @@ class MinerLoops:
         for index in proven:
             self.store.set_idle_state(index, "certified")
             self._units.pop(index, None)
+        return True
 
-    async def replace_owed(self, record: dict[str, Any]) -> None:
+    async def replace_owed(self, record: dict[str, Any]) -> bool:
         """User data displaced idle units: delete whole units worth what is owed."""
         owed = record["pending_replacement"] // self.params.idle_unit_size
         if owed <= 0:
-            return
+            return False
         certified = [u.unit_index for u in self.store.idle_units("certified")][:owed]
         if not certified:
-            return
+            return False
         await self._call("sminer.replace_idle_space", unit_indices=certified)
         for index in certified:
             self.store.delete_idle_unit(index)
+        return True
 
     # -- tidy -------------------------------------------------------------------------------
 

@@ -142,6 +142,18 @@ async def test_rejections_are_the_same_everywhere(chain: Chain) -> None:
         assert refused.value.code == code
 
 
+async def test_an_events_poll_passes_over_blocks_without_events(chain: Chain) -> None:
+    """Followers wake for events or at their timeout, never for an empty block."""
+    head = await chain.head()
+    poll = asyncio.create_task(chain.events(head.best_block + 1, timeout=1.5))
+    await asyncio.sleep(0.1)
+    await chain.produce_block()
+    await asyncio.sleep(0.3)
+    assert not poll.done(), "an empty block woke the follower"
+    page = await poll
+    assert page.events == () and page.next == head.best_block + 2
+
+
 async def test_queries(chain: Chain) -> None:
     with pytest.raises(UnknownCall):
         await chain.query("balances.nothing")
