@@ -17,7 +17,9 @@ import contextlib
 import hashlib
 import hmac
 import os
+import random
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +43,12 @@ SMALL_SIZE = 4 * KIB
 SMALL_COUNT = 500
 CEILING_COUNT = 2000
 CONCURRENCY = 16
+RANGES = 100  # 1-byte ranges timed, for the first-byte percentiles
+MIXED_SIZE = MIB
+MIXED_KEYS = 32
+MIXED_COUNT = 400
+MIXED_WEIGHTS = {"GET": 45, "HEAD": 30, "PUT": 15, "DELETE": 10}
+MIXED_LABEL = ", ".join(f"{share}% {kind}" for kind, share in MIXED_WEIGHTS.items())
 CHUNK = MIB
 READY_TIMEOUT = 60.0
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -147,6 +155,35 @@ class S3Client:
                 sink(chunk)
         return time.perf_counter() - started
 
+    async def head(self, bucket: str, key: str) -> int:
+        path = f"/{bucket}/{key}"
+        async with self.session.head(
+            self.endpoint + quote(path, safe="/" + SAFE), headers=self.signed("HEAD", path)
+        ) as response:
+            if response.status != 200:
+                raise S3Error(f"HEAD {path}: {response.status}")
+            return int(response.headers["Content-Length"])
+
+    async def delete(self, bucket: str, key: str) -> None:
+        path = f"/{bucket}/{key}"
+        async with self.session.delete(
+            self.endpoint + quote(path, safe="/" + SAFE), headers=self.signed("DELETE", path)
+        ) as response:
+            if response.status != 204:
+                raise S3Error(f"DELETE {path}: {response.status} {await response.text()}")
+
+    async def first_byte(self, bucket: str, key: str, offset: int) -> float:
+        """Seconds until the one byte at ``offset`` is in hand (a 1-byte range GET)."""
+        path = f"/{bucket}/{key}"
+        headers = self.signed("GET", path, {"range": f"bytes={offset}-{offset}"})
+        started = time.perf_counter()
+        async with self.session.get(
+            self.endpoint + quote(path, safe="/" + SAFE), headers=headers
+        ) as response:
+            if response.status != 206 or len(await response.read()) != 1:
+                raise S3Error(f"GET {path} range: {response.status}")
+        return time.perf_counter() - started
+
 
 async def _chunks(data: bytes) -> AsyncIterator[memoryview]:
     view = memoryview(data)
@@ -172,6 +209,9 @@ class S3Figures:
     get: dict[int, float] = field(default_factory=dict)
     small_put: float = 0.0
     small_get: float = 0.0
+    mixed: float = 0.0  # operations per second of the 1 MiB mix
+    first_byte_p50: float = 0.0  # seconds, a 1-byte range of the largest object
+    first_byte_p99: float = 0.0
 
     def rows(self) -> Iterator[tuple[str, float, str]]:
         for size in SIZES:
@@ -179,6 +219,10 @@ class S3Figures:
             yield f"GET {size_label(size)}", self.get[size], "MB/s"
         yield f"PUT {size_label(SMALL_SIZE)}, {CONCURRENCY} at a time", self.small_put, "/s"
         yield f"GET {size_label(SMALL_SIZE)}, {CONCURRENCY} at a time", self.small_get, "/s"
+        yield f"mixed {size_label(MIXED_SIZE)} ({MIXED_LABEL})", self.mixed, "/s"
+        # Latencies: the ratio is theirs over ours, so that higher is better here too.
+        yield "first byte p50 (1/ms)", 1 / max(self.first_byte_p50 * 1000, 1e-6), "/ms"
+        yield "first byte p99 (1/ms)", 1 / max(self.first_byte_p99 * 1000, 1e-6), "/ms"
 
 
 async def _nothing() -> None:
@@ -210,13 +254,84 @@ async def measure_s3(
             raise S3Error(f"{name}: the {size_label(size)} object came back different")
         figures.get[size] = size / seconds / MB
         report(f"{name} S3 GET {size_label(size)}", f"{figures.get[size]:7.1f} MB/s")
+        if size == max(SIZES):
+            tries = [await client.first_byte(bucket, key, _offset(size)) for _ in range(RANGES)]
+            tries.sort()
+            figures.first_byte_p50 = statistics.median(tries)
+            figures.first_byte_p99 = tries[min(len(tries) - 1, int(len(tries) * 0.99))]
+            report(
+                f"{name} S3 first byte, {size_label(size)}",
+                f"p50 {figures.first_byte_p50 * 1000:6.2f} ms  "
+                f"p99 {figures.first_byte_p99 * 1000:6.2f} ms ({RANGES} ranges)",
+            )
     bodies = [os.urandom(SMALL_SIZE) for _ in range(SMALL_COUNT)]
     figures.small_put, figures.small_get = await small_ops(client, bucket, bodies)
     await settle()
     label = f"{size_label(SMALL_SIZE)}, {CONCURRENCY} at a time"
     report(f"{name} S3 PUT {label}", f"{figures.small_put:7.1f} /s ({SMALL_COUNT} objects)")
     report(f"{name} S3 GET {label}", f"{figures.small_get:7.1f} /s")
+    figures.mixed = await mixed_ops(client, bucket, settle)
+    report(
+        f"{name} S3 mixed {size_label(MIXED_SIZE)}",
+        f"{figures.mixed:7.1f} /s ({MIXED_COUNT} operations: {MIXED_LABEL})",
+    )
     return figures
+
+
+def _offset(size: int) -> int:
+    return random.randrange(size)
+
+
+async def mixed_ops(
+    client: S3Client, bucket: str, settle: Callable[[], Awaitable[None]] = _nothing
+) -> float:
+    """Operations per second of a mix over 1 MiB objects, CONCURRENCY at a time: GETs
+    (checked), HEADs, PUTs (new or overwriting) and DELETEs, drawn by MIXED_WEIGHTS over
+    a set of keys that the PUTs and DELETEs change."""
+    rng = random.Random(14)
+    bodies = [os.urandom(MIXED_SIZE) for _ in range(8)]
+    held: dict[str, bytes] = {}
+    for number in range(MIXED_KEYS):
+        held[f"mixed/{number}"] = bodies[number % len(bodies)]
+        await client.put(bucket, f"mixed/{number}", held[f"mixed/{number}"])
+    await settle()
+    gate = asyncio.Semaphore(CONCURRENCY)
+    busy: set[str] = set()
+    fresh = MIXED_KEYS
+
+    async def one() -> None:
+        nonlocal fresh
+        async with gate:
+            kind = rng.choices(list(MIXED_WEIGHTS), weights=list(MIXED_WEIGHTS.values()))[0]
+            free = [k for k in held if k not in busy]
+            if kind == "PUT" or not free:
+                if rng.random() < 0.5 or not free:
+                    key, fresh = f"mixed/{fresh}", fresh + 1
+                else:
+                    key = rng.choice(free)
+                busy.add(key)
+                body = rng.choice(bodies)
+                await client.put(bucket, key, body)
+                held[key] = body
+            else:
+                key = rng.choice(free)
+                busy.add(key)
+                if kind == "GET":
+                    pieces: list[bytes] = []
+                    await client.get(bucket, key, pieces.append)
+                    if b"".join(pieces) != held[key]:
+                        raise S3Error(f"{key} came back different")
+                elif kind == "HEAD":
+                    if await client.head(bucket, key) != len(held[key]):
+                        raise S3Error(f"HEAD {key}: another length")
+                else:
+                    await client.delete(bucket, key)
+                    del held[key]
+            busy.discard(key)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(MIXED_COUNT)))
+    return MIXED_COUNT / (time.perf_counter() - started)
 
 
 async def small_ops(client: S3Client, bucket: str, bodies: list[bytes]) -> tuple[float, float]:
