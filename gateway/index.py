@@ -297,6 +297,12 @@ class MetadataIndex:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")  # an acknowledged upload survives a crash
         self._open_schema(path)
+        # Reads on a connection of their own: in WAL mode they see the last commit and
+        # never wait for one in progress (a group commit's sync), so a HEAD or a listing
+        # is not held up behind uploads, nor the event loop behind the write lock.
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._reader.execute("PRAGMA query_only = ON")
         (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM names").fetchone()
         self._seq = int(last)
 
@@ -325,7 +331,8 @@ class MetadataIndex:
             )
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._db.close()
 
     @contextmanager
@@ -334,8 +341,8 @@ class MetadataIndex:
             yield db
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchall()
+        with self._read_lock:
+            return self._reader.execute(sql, tuple(args)).fetchall()
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -597,8 +604,8 @@ class MetadataIndex:
     def check_condition(self, owner: str, name: str, condition: WriteCondition) -> None:
         """Raises as a write under ``condition`` would, now (a write checks again as it
         commits: this only spares a doomed upload its body)."""
-        with self._lock:
-            self._check(self._db, owner, name, condition)
+        with self._read_lock:
+            self._check(self._reader, owner, name, condition)
 
     def _open_upload(self, db: sqlite3.Connection, upload_id: str, owner: str, name: str) -> None:
         row = db.execute(
@@ -1171,12 +1178,12 @@ class MetadataIndex:
 
     def current(self, owner: str, name: str) -> ObjectRecord | None:
         """The name's newest version, a delete marker included."""
-        with self._lock:
-            return self._current(self._db, owner, name)
+        with self._read_lock:
+            return self._current(self._reader, owner, name)
 
     def version(self, owner: str, name: str, version_id: str) -> ObjectRecord | None:
-        with self._lock:
-            return self._version(self._db, owner, name, version_id)
+        with self._read_lock:
+            return self._version(self._reader, owner, name, version_id)
 
     def objects_by_name(
         self, owner: str, after: str, limit: int, *, prefix: str = "", inclusive: bool = False

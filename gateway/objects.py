@@ -14,6 +14,7 @@ from gateway.pack import pack_layout
 from gateway.packer import Packer
 from gateway.read import ReadPath
 from gateway.records import DeleteOutcome, ObjectRecord
+from gateway.stripe_cache import StripeCache
 from gateway.transfer import MinerClient, MinerDirectory
 from gateway.upload import GroupCommit, PlacedUnit, UploadPath
 
@@ -47,10 +48,15 @@ class ObjectService(UploadPath, ReadPath):
         self._argon2 = asyncio.Semaphore(ARGON2_CONCURRENCY)
         self._reserved = {}
         self._commits = GroupCommit(index)
+        self.stripes = StripeCache()
         self._packer = None
         if pack_delay is not None:
             self._packer = Packer(
-                self, pack_layout(params), delay=pack_delay, sealed_meta=self.sealed_meta
+                self,
+                pack_layout(params),
+                delay=pack_delay,
+                sealed_meta=self.sealed_meta,
+                cache=self.stripes,
             )
         self.fragments_reported = 0
         self._fetch_per_byte = 0.0

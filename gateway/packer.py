@@ -1,10 +1,12 @@
 """Small uploads placed together (docs/packing.md §3).
 
 Uploads small enough to pack are sealed as they arrive, each as its own unit, and wait
-in the open pack. The pack is flushed when the next member would not fit or ``delay``
-after its first member arrived: encoded once, its n fragments placed on n miners like
-any segment's, then every member committed through the group commit, each with its own
-version and declaration. A member is answered only once its own commit is done; one
+in the open pack. As in a group commit, the pack is flushed ``delay`` after its first
+member arrived while no other pack is being placed, else as soon as the one being
+placed is done (all that arrived meanwhile go together), and at once when the next
+member would not fit. A flushed pack is encoded once, its n fragments placed on n miners
+like any segment's, then every member committed through the group commit, each with its
+own version and declaration. A member is answered only once its own commit is done; one
 that fails (a precondition, a bucket gone) gets its own error and leaves dead space.
 """
 
@@ -29,6 +31,7 @@ from gateway.records import (
     UploadCommit,
 )
 from gateway.sealed_meta import declaration
+from gateway.stripe_cache import StripeCache
 
 __all__ = ["Member", "PackStore", "Packer", "PlacedSegment"]
 
@@ -78,15 +81,17 @@ class Packer:
         *,
         delay: float,
         sealed_meta: Callable[[ObjectRecord, list[UnitRecord]], str],
+        cache: StripeCache | None = None,
     ) -> None:
         self.path = path
         self.layout = layout
         self.delay = delay
         self.sealed_meta = sealed_meta
+        self.cache = cache  # a pack's stripes go in as it is placed: reads after writes hit
         self._open: list[Member] = []
         self._bytes = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._flushes: set[asyncio.Task[None]] = set()  # packs being placed
 
     async def put(self, member: Member) -> ObjectRecord:
         """The member's version, once its pack is placed and its record committed."""
@@ -94,7 +99,7 @@ class Packer:
             self._flush()
         self._open.append(member)
         self._bytes += member.sealed.cipher_size
-        if len(self._open) == 1:
+        if len(self._open) == 1 and not self._flushes:
             self._timer = asyncio.get_running_loop().call_later(self.delay, self._flush)
         return await member.done
 
@@ -106,7 +111,12 @@ class Packer:
         if members:
             task = asyncio.create_task(self._store(members), name="pack")
             self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+            task.add_done_callback(self._placed)
+
+    def _placed(self, task: "asyncio.Task[None]") -> None:
+        self._flushes.discard(task)
+        if self._open and not self._flushes:
+            self._flush()  # what arrived while that pack was placed
 
     async def _store(self, members: list[Member]) -> None:
         try:
@@ -130,6 +140,10 @@ class Packer:
             segment, offsets = await asyncio.to_thread(encode_pack, layout, ciphertexts)
         placed = await self.path.place_segment(layout, segment)
         fid = placed.fid
+        if self.cache is not None:
+            joined = b"".join(ciphertexts)
+            for stripe, start in enumerate(range(0, len(joined), layout.stripe_size)):
+                self.cache.put(fid, 0, stripe, joined[start : start + layout.stripe_size])
         file = PackedFile(
             cipher_size=segment.cipher_size,
             stored=segment.fragment_size * layout.n,

@@ -40,6 +40,7 @@ from gateway.records import (
     ObjectRecord,
     UnitRecord,
 )
+from gateway.stripe_cache import StripeCache
 from gateway.transfer import (
     MinerClient,
     MinerDirectory,
@@ -76,6 +77,7 @@ class ReadPath:
     # Miners whose reads were late or failed (when): later reads ask them last, so a
     # stalled miner costs one hedge delay, not one per stripe group.
     _late: dict[str, float]
+    stripes: StripeCache  # ciphertext of small objects lately written or read
     _tasks: set["asyncio.Task[Any]"]
     # Files being read now: the tracker holds back the chain calls that would make
     # their miners drop them until the reads end (docs/s3.md §7).
@@ -268,7 +270,13 @@ class ReadPath:
         placements: list[FragmentPlacement],
     ) -> list[bytes]:
         """The ciphertext of consecutive stripes of one segment, from k verified blocks
-        each; systematic fragments first, others when a fetch fails or lies."""
+        each; systematic fragments first, others when a fetch fails or lies. A small
+        object's stripes come from the cache when they are there, and go into it."""
+        cacheable = record.slot is not None or record.size <= self.stripes.object_limit
+        if cacheable:
+            cached = self.stripes.get(record.fid, seg_no, [piece.stripe for piece in group])
+            if cached is not None:
+                return cached
         first, last = group[0], group[-1]
         start, end = first.block_offset, last.block_offset + last.block_len
         # 0..k-1 first (decoding is then a copy), but miners lately slow or failing last.
@@ -313,6 +321,9 @@ class ReadPath:
                 result.append(codec.decode_stripe(*args))
             else:
                 result.append(await asyncio.to_thread(codec.decode_stripe, *args))
+        if cacheable:
+            for piece, data in zip(group, result, strict=True):
+                self.stripes.put(record.fid, seg_no, piece.stripe, data)
         return result
 
     def _is_late(self, miner: str) -> bool:

@@ -80,6 +80,7 @@ class MinerLoops:
         self._report_wake = asyncio.Event()
         self._page_deals: list[tuple[str, list[str]]] = []  # declared in this event page
         self._space_wake = asyncio.Event()  # events arrived: the space manager looks again
+        self._owed_seen = 0  # replacement bytes owed since the space manager last woke
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class MinerLoops:
             page = await self._chain(
                 "events", functools.partial(self.chain.events, following, timeout=self._wait())
             )
-            if page.events:
+            if any(self._wakes_space(event) for event in page.events):
                 self._space_wake.set()
             self._page_deals = []
             for event in page.events:
@@ -156,6 +157,22 @@ class MinerLoops:
                 self.node.best_block = following - 1
                 self.store.set_meta("events_next", str(following))
                 await self.on_blocks()
+
+    def _wakes_space(self, event: dict[str, Any]) -> bool:
+        """Whether an event may give the space manager work: one about this miner's
+        space, or replacements owed adding up to a whole idle unit."""
+        me, data = self.node.address, event["data"]
+        if event["name"] == "ReplacementOwed":
+            if data.get("miner") != me:
+                return False
+            self._owed_seen += int(data.get("space", 0))
+            if self._owed_seen < self.params.idle_unit_size:
+                return False
+            self._owed_seen = 0
+            return True
+        if event["name"] in ("UploadDeclaration", "AlreadyDeclared"):
+            return False  # idle space locked: nothing to make or give up
+        return me in (data.get("miner"), data.get("account")) or me in data.get("miners", ())
 
     def _wait(self) -> float:
         """How long an events poll may wait: until the next heartbeat is due, at most

@@ -22,6 +22,7 @@ from gateway.records import (
     WriteCondition,
 )
 from gateway.repack import Repacker
+from gateway.stripe_cache import StripeCache
 from tests.grid import GRID_PARAMS, TERRITORY, USER, Grid, open_grid
 from tests.polling import eventually
 
@@ -152,3 +153,21 @@ async def test_a_member_whose_commit_fails_fails_alone(tmp_path: Path) -> None:
         assert await _read(service, a) == b"alpha" and await _read(service, b) == b"beta"
         current = service.index.find(OWNER, "exists")
         assert current is not None and await _read(service, current) == b"first"
+
+
+async def test_a_read_after_a_write_is_served_from_the_stripe_cache(tmp_path: Path) -> None:
+    """DESIGN.md §5: a pack's ciphertext is cached as it is placed, so reading a member
+    back needs no miner; with the cache cold, the miners serve it all the same."""
+    async with open_grid(tmp_path) as grid:
+        service = grid.gateway.service
+        bodies = {f"c/{i}": bytes([i]) * (100 + i) for i in range(3)}
+        records = await asyncio.gather(*(_put(service, n, d) for n, d in bodies.items()))
+        hits = service.stripes.hits
+        for record in records:
+            assert await _read(service, record) == bodies[record.name]
+        assert service.stripes.hits == hits + len(records)
+        service.stripes = StripeCache()
+        for record in records:
+            assert await _read(service, record) == bodies[record.name]
+        # The first cold read fetched the pack's stripe from miners; the others share it.
+        assert service.stripes.misses >= 1
