@@ -305,6 +305,9 @@ class MetadataIndex:
         self._reader.execute("PRAGMA query_only = ON")
         (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM names").fetchone()
         self._seq = int(last)
+        # Counts the times versions left the pending state (the chain counts them from
+        # then on): a cached view of the chain from before must be asked again.
+        self.declared_generation = 0
 
     def _open_schema(self, path: Path) -> None:
         known = self._db.execute(
@@ -767,6 +770,7 @@ class MetadataIndex:
     ) -> None:
         """Declarations' state, and their versions', in one transaction. A declaration
         of a file the chain already completed (metadata brought along) is active."""
+        self.declared_generation += 1
         now = time.time()
         with self._transaction() as db:
             for entry_id in entry_ids:

@@ -16,7 +16,7 @@ from gateway.read import ReadPath
 from gateway.records import DeleteOutcome, ObjectRecord
 from gateway.stripe_cache import StripeCache
 from gateway.transfer import MinerClient, MinerDirectory
-from gateway.upload import GroupCommit, PlacedUnit, UploadPath
+from gateway.upload import TERRITORY_TTL, GroupCommit, PlacedUnit, UploadPath
 
 __all__ = ["ObjectService", "PlacedUnit", "Secret"]
 
@@ -36,6 +36,7 @@ class ObjectService(UploadPath, ReadPath):
         master_key: bytes,
         on_committed: Callable[[], None] | None = None,
         pack_delay: float | None = None,  # None: small objects are not packed
+        territory_ttl: float = TERRITORY_TTL,
     ) -> None:
         self.params = params
         self.index = index
@@ -47,6 +48,8 @@ class ObjectService(UploadPath, ReadPath):
         self.on_committed = on_committed
         self._argon2 = asyncio.Semaphore(ARGON2_CONCURRENCY)
         self._reserved = {}
+        self._territories = {}
+        self.territory_ttl = territory_ttl
         self._commits = GroupCommit(index)
         self.stripes = StripeCache()
         self._packer = None

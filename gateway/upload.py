@@ -63,11 +63,12 @@ from gateway.transfer import (
     TransferError,
 )
 
-__all__ = ["GroupCommit", "PlacedUnit", "UploadPath"]
+__all__ = ["TERRITORY_TTL", "GroupCommit", "PlacedUnit", "UploadPath"]
 
 log = logging.getLogger("deoss.objects")
 PUT_ATTEMPTS = 4
 INLINE_SEAL = 64 * 1024  # smaller objects are sealed on the event loop
+TERRITORY_TTL = 2.0  # seconds a territory's chain view serves upload checks
 
 
 async def _read_all(body: AsyncIterable[bytes], size: int) -> bytes:
@@ -209,6 +210,9 @@ class UploadPath:
     master_key: bytes
     _argon2: asyncio.Semaphore
     _reserved: dict[tuple[str, str], int]  # uploads in flight, per territory
+    # The chain's views of territories lately asked: (when, index generation, view).
+    _territories: dict[tuple[str, str], tuple[float, int, "views.TerritoryView | None"]]
+    territory_ttl: float
     _commits: "GroupCommit"
     _packer: Packer | None  # None: nothing is packed
     on_committed: Callable[[], None] | None  # the deal tracker's wake-up
@@ -229,8 +233,23 @@ class UploadPath:
                 raise TooManyCopies(copies, n, miners, miners // k)
         return Layout.from_params(self.params, total_shards=n)
 
-    async def _check_territory(self, owner: str, territory: str, need: int) -> None:
+    async def _territory(self, owner: str, territory: str) -> views.TerritoryView | None:
+        """The chain's view of a territory, asked again after ``territory_ttl`` seconds or
+        once any of this gateway's versions reached the chain (whose view then counts
+        them, where the index no longer does): not one chain query per upload."""
+        key = (owner, territory)
+        cached = self._territories.get(key)
+        generation = self.index.declared_generation
+        if cached is not None:
+            asked, seen, found = cached
+            if seen == generation and time.monotonic() - asked < self.territory_ttl:
+                return found
         found = await views.territory(self.chain, owner=owner, name=territory)
+        self._territories[key] = (time.monotonic(), generation, found)
+        return found
+
+    async def _check_territory(self, owner: str, territory: str, need: int) -> None:
+        found = await self._territory(owner, territory)
         if found is None:
             raise NoSuchTerritory(owner, territory)
         if found.state != "active":

@@ -94,6 +94,7 @@ def make_service(chain: ScriptedChain, path: Path, client: MinerClient) -> Objec
         client=client,
         account=ChainAccount(chain, client.keypair),  # type: ignore[arg-type]
         master_key=bytes(32),
+        territory_ttl=0,  # the tests change the chain's answers between checks
     )
 
 
@@ -411,3 +412,17 @@ async def test_a_stale_miner_list_is_reloaded_when_too_few_fit(chain: ScriptedCh
     assert len(await directory.choose(4, 1)) == 2  # a list younger than half a second
     await asyncio.sleep(0.6)
     assert len(await directory.choose(4, 1)) == 4
+
+
+async def test_a_territory_view_is_asked_again_once_declarations_reach_the_chain(
+    chain: ScriptedChain, tmp_path: Path
+) -> None:
+    """docs/native-api.md §4.4: a cached view serves checks until this gateway's
+    versions reach the chain (which then counts them), never one query per upload."""
+    service = make_service(chain, tmp_path, MinerClient(dev_keypair("Dave")))
+    service.territory_ttl = 60.0
+    await service.check_upload(OWNER, "home", 1, None)
+    chain.territory = territory_json("frozen", 10**9)
+    await service.check_upload(OWNER, "home", 1, None)  # the cached view
+    service.index.set_entry_states([], "declared")  # a declaration batch went in
+    assert isinstance(await refused(service, 1), TerritoryNotActive)
