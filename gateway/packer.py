@@ -153,17 +153,15 @@ class Packer:
         commits = []
         for slot, (member, offset) in enumerate(zip(members, offsets, strict=True)):
             sealed = member.sealed
-            unit = UnitRecord(
+            unit = UnitRecord.packed(
                 fid=fid,
-                unit_no=slot,
+                slot=slot,
                 unit_id=sealed.unit_id.hex(),
                 algorithm=sealed.algorithm,
                 plain_size=sealed.plain_size,
                 cipher_size=sealed.cipher_size,
                 wrapped_key=member.wrapped_key,
-                first_segment=0,
-                segment_count=1,
-                cipher_offset=offset,
+                offset=offset,
             )
             record = ObjectRecord(
                 fid=fid,
@@ -193,8 +191,9 @@ class Packer:
                 segments=segments,
                 placements=placements,
                 sealed_meta=self.sealed_meta(record, [unit]),
+                share=record.stored,
+                slot=slot,
             )
-            declared.update(share=record.stored, slot=slot)
             commits.append(
                 UploadCommit(
                     record, [unit], segments, placements, declared, member.write, packed=file

@@ -195,6 +195,33 @@ class UnitRecord:
     segment_count: int
     cipher_offset: int | None = None  # a packed object's, in the pack's one segment
 
+    @classmethod
+    def packed(
+        cls,
+        *,
+        fid: str,
+        slot: int,
+        unit_id: str,
+        algorithm: str,
+        plain_size: int,
+        cipher_size: int,
+        wrapped_key: WrappedKey,
+        offset: int,
+    ) -> "UnitRecord":
+        """A packed object's unit: slot ``slot`` of the pack ``fid``, at ``offset``."""
+        return cls(
+            fid=fid,
+            unit_no=slot,
+            unit_id=unit_id,
+            algorithm=algorithm,
+            plain_size=plain_size,
+            cipher_size=cipher_size,
+            wrapped_key=wrapped_key,
+            first_segment=0,
+            segment_count=1,
+            cipher_offset=offset,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SegmentRecord:

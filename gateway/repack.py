@@ -84,8 +84,10 @@ class Repacker:
                     segments=placed.segments,
                     placements=placed.placements,
                     sealed_meta=service.sealed_meta(record, [new_unit]),
+                    share=record.stored,
+                    slot=slot,
+                    replaces=fid,
                 )
-                entry.update(share=record.stored, slot=slot, replaces=fid)
                 declared.append((version, entry))
             moves.append((unit, new_unit, declared))
         assert pack_record is not None

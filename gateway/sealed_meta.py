@@ -192,10 +192,15 @@ def declaration(
     segments: Sequence[SegmentRecord],
     placements: Sequence[FragmentPlacement],
     sealed_meta: str,
+    share: int | None = None,
+    slot: int | None = None,
+    replaces: str | None = None,
 ) -> dict[str, Any]:
     """A reference's ``file_bank.upload_declaration`` entry (docs/chain.md §5): what a
     fresh upload declares, and what recovery rebuilds from the chain's own record.
-    ``placements`` come in fragment order within each segment."""
+    ``placements`` come in fragment order within each segment. A packed object adds
+    its ``share`` and ``slot``, a repacked one the pack it ``replaces`` (docs/packing.md
+    §4)."""
     by_segment: dict[int, list[dict[str, Any]]] = {s.seg_no: [] for s in segments}
     for p in placements:
         by_segment[p.seg_no].append({"id": p.fragment_id, "miner": p.miner, "size": p.size})
@@ -209,4 +214,6 @@ def declaration(
         "total_shards": total_shards,
         "segments": [{"fragments": by_segment[s.seg_no]} for s in segments],
         "sealed_meta": sealed_meta,
+        **({} if slot is None else {"share": share, "slot": slot}),
+        **({} if replaces is None else {"replaces": replaces}),
     }

@@ -220,17 +220,15 @@ async def _recover_pack(
         pack = sealed.pack
         assert pack is not None
         (sealed_unit,) = sealed.units
-        unit = UnitRecord(
+        unit = UnitRecord.packed(
             fid=fid,
-            unit_no=pack.slot,
+            slot=pack.slot,
             unit_id=sealed_unit.unit_id,
             algorithm=sealed_unit.algorithm,
             plain_size=sealed_unit.plain_size,
             cipher_size=pack.cipher_size,
             wrapped_key=sealed_unit.wrapped_key,
-            first_segment=0,
-            segment_count=1,
-            cipher_offset=pack.offset,
+            offset=pack.offset,
         )
         record = dataclasses.replace(
             _version_record(file, ref, sealed, state),
@@ -238,8 +236,11 @@ async def _recover_pack(
             slot=pack.slot,
             block_size=layout.block_size,
         )
-        declared = _declaration(file, ref, [segment], placements)
-        declared.update(share=ref["charged"], slot=pack.slot)
+        declared = {
+            **_declaration(file, ref, [segment], placements),
+            "share": ref["charged"],
+            "slot": pack.slot,
+        }
         commits.append(UploadCommit(record, [unit], [segment], placements, declared, packed=packed))
     index.restore_pack(commits)
     await _finish(file, [c.record for c in commits], [segment], layout, index, mover, report)
