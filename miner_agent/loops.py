@@ -145,6 +145,8 @@ class MinerLoops:
                     await self.on_event(event)
                 except ChainError as exc:
                     log.warning("event %s/%s: %s", event["module"], event["name"], exc)
+                except Exception:  # one odd event must not stop the miner following
+                    log.exception("event %s/%s", event["module"], event["name"])
             if self._page_deals:  # a page's new deals, in one transaction
                 await self.take_deals(self._page_deals)
             # The commonest event, so a page's completions go in one transaction, after
@@ -172,7 +174,10 @@ class MinerLoops:
             return True
         if event["name"] in ("UploadDeclaration", "AlreadyDeclared"):
             return False  # idle space locked: nothing to make or give up
-        return me in (data.get("miner"), data.get("account")) or me in data.get("miners", ())
+        named = data.get("miners")  # a list or map of miners in some events, a count in others
+        return me in (data.get("miner"), data.get("account")) or (
+            isinstance(named, list | dict) and me in named
+        )
 
     def _wait(self) -> float:
         """How long an events poll may wait: until the next heartbeat is due, at most
