@@ -12,7 +12,6 @@ fragments it had sent are orphans that miners drop after ``orphan_ttl``.
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
@@ -70,7 +69,6 @@ log = logging.getLogger("deoss.objects")
 PUT_ATTEMPTS = 4
 INLINE_SEAL = 64 * 1024  # smaller objects are sealed on the event loop
 TERRITORY_TTL = 2.0  # seconds a territory's chain view serves upload checks
-IN_FLIGHT_BYTES = 48 * 1024 * 1024  # fragments of segments being stored at once, at most
 
 
 async def _read_all(body: AsyncIterable[bytes], size: int) -> bytes:
@@ -159,17 +157,9 @@ class PlacedUnit:
 @dataclass
 class _Upload:
     layout: Layout
-    # Each stored segment's record and placements, by segment number: segments are
-    # stored several at once and may finish in any order.
-    stored: dict[int, tuple[SegmentRecord, list[FragmentPlacement]]] = field(default_factory=dict)
-
-    @property
-    def segments(self) -> list[SegmentRecord]:
-        return [self.stored[number][0] for number in sorted(self.stored)]
-
-    @property
-    def placements(self) -> list[FragmentPlacement]:
-        return [p for number in sorted(self.stored) for p in self.stored[number][1]]
+    units: list[UnitRecord] = field(default_factory=list)
+    segments: list[SegmentRecord] = field(default_factory=list)
+    placements: list[FragmentPlacement] = field(default_factory=list)
 
 
 class GroupCommit:
@@ -223,7 +213,6 @@ class UploadPath:
     # The chain's views of territories lately asked: (when, index generation, view).
     _territories: dict[tuple[str, str], tuple[float, int, "views.TerritoryView | None"]]
     territory_ttl: float
-    in_flight_bytes: int = IN_FLIGHT_BYTES
     _commits: "GroupCommit"
     _packer: Packer | None  # None: nothing is packed
     on_committed: Callable[[], None] | None  # the deal tracker's wake-up
@@ -466,7 +455,7 @@ class UploadPath:
     async def place_segment(self, layout: Layout, segment: EncodedSegment) -> PlacedSegment:
         """One segment as a file of its own (a pack), its fragments on n miners."""
         upload = _Upload(layout)
-        await self._store_segment(upload, segment, 0)
+        await self._store_segment(upload, segment)
         fid = codec.fid_of([segment.segment_id])
         return PlacedSegment(
             fid,
@@ -488,21 +477,16 @@ class UploadPath:
         fragments stay orphans on their miners until a commit names them."""
         encoder = UnitEncoder(layout)
         upload = _Upload(layout)
-        # Segments are stored while the next are read and encoded: the miners and the
-        # encoder work at once. Small segments go several at a time (one round trip to
-        # n miners each would bound the upload), within in_flight_bytes of fragments;
-        # a segment larger than that goes alone. Segments are popped, not iterated: a
-        # loop variable would keep a stored segment alive.
-        storing: list[tuple[asyncio.Task[None], int]] = []
-        numbers = itertools.count()
+        # One segment is stored while the next is read and encoded: the miners and the
+        # encoder work at once, for at most one more segment in memory. Segments are
+        # popped, not iterated: a loop variable would keep a stored segment alive.
+        storing: asyncio.Task[None] | None = None
 
         async def store(segment: EncodedSegment) -> None:
-            cost = segment.fragment_size * layout.n
-            while storing and sum(c for _, c in storing) + cost > self.in_flight_bytes:
-                task, _ = storing.pop(0)
-                await task
-            task = asyncio.create_task(self._store_segment(upload, segment, next(numbers)))
-            storing.append((task, cost))
+            nonlocal storing
+            if storing is not None:
+                await storing  # in order, and never two segments in flight
+            storing = asyncio.create_task(self._store_segment(upload, segment))
 
         try:
             async for chunk in body:
@@ -512,15 +496,14 @@ class UploadPath:
             done = await asyncio.to_thread(encoder.finish)
             while done:
                 await store(done.pop(0))
-            while storing:
-                task, _ = storing.pop(0)
-                await task
+            if storing is not None:
+                await storing
         finally:
-            # The body broke, or a store failed: those in flight stop too (their
-            # fragments are orphans), and their outcomes are collected.
-            for task, _ in storing:
-                task.cancel()
-            await asyncio.gather(*(task for task, _ in storing), return_exceptions=True)
+            # The body broke, or a store failed: the one in flight stops too (its
+            # fragments are orphans), and its outcome is collected.
+            if storing is not None:
+                storing.cancel()
+                await asyncio.gather(storing, return_exceptions=True)
         wrapped = await self._wrap(encoder.dek, encoder.unit_id, secret)
         return PlacedUnit(
             unit_id=encoder.unit_id.hex(),
@@ -607,8 +590,9 @@ class UploadPath:
             UploadCommit(record, unit_records, segments, placements, declared, write)
         )
 
-    async def _store_segment(self, upload: _Upload, segment: EncodedSegment, seg_no: int) -> None:
+    async def _store_segment(self, upload: _Upload, segment: EncodedSegment) -> None:
         layout = upload.layout
+        seg_no = len(upload.segments)
         size = segment.fragment_size
         share = await self.directory.may_share(layout.n)
         miners = await self.directory.choose(layout.n, size, share=share)
@@ -620,27 +604,28 @@ class UploadPath:
         results = await asyncio.gather(
             *(self._put_fragment(segment, idx, miners[idx], used, share) for idx in range(layout.n))
         )
-        record = SegmentRecord(
-            fid="",
-            seg_no=seg_no,
-            segment_id=segment.segment_id,
-            stripe_count=segment.stripe_count,
-            cipher_size=segment.cipher_size,
-            fragment_size=size,
-        )
-        placements = [
-            FragmentPlacement(
+        upload.segments.append(
+            SegmentRecord(
                 fid="",
                 seg_no=seg_no,
-                idx=idx,
-                fragment_id=segment.fragment_ids[idx],
-                miner=miner,
-                size=size,
-                block_roots=segment.packed_block_roots(idx),
+                segment_id=segment.segment_id,
+                stripe_count=segment.stripe_count,
+                cipher_size=segment.cipher_size,
+                fragment_size=size,
             )
-            for idx, miner in enumerate(results)
-        ]
-        upload.stored[seg_no] = (record, placements)
+        )
+        for idx, miner in enumerate(results):
+            upload.placements.append(
+                FragmentPlacement(
+                    fid="",
+                    seg_no=seg_no,
+                    idx=idx,
+                    fragment_id=segment.fragment_ids[idx],
+                    miner=miner,
+                    size=size,
+                    block_roots=segment.packed_block_roots(idx),
+                )
+            )
 
     async def _put_fragment(
         self, segment: EncodedSegment, idx: int, miner: MinerInfo, used: set[str], share: bool

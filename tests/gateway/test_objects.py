@@ -263,8 +263,6 @@ async def test_a_segment_is_stored_while_the_next_is_read(
 ) -> None:
     miners = PlayedMiners()
     service = make_service(chain, tmp_path, miners)
-    layout = Layout.from_params(PARAMS)
-    service.in_flight_bytes = layout.fragment_size(layout.segment_size, 0) * layout.n
     miners.gate = gate = asyncio.Event()
     asked: list[int] = []
 
@@ -282,27 +280,6 @@ async def test_a_segment_is_stored_while_the_next_is_read(
     placed = sorted(service.index.fragments(record.fid), key=lambda p: (p.seg_no, p.idx))
     assert [p.fragment_id for p in placed] == miners.stored  # in order
     assert len({p.seg_no for p in placed}) == 4
-
-
-async def test_small_segments_are_stored_several_at_once_and_recorded_in_order(
-    chain: ScriptedChain, tmp_path: Path
-) -> None:
-    miners = PlayedMiners()
-    service = make_service(chain, tmp_path, miners)
-    miners.gate = gate = asyncio.Event()
-    asked: list[int] = []
-
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in segments_of(4, asked):
-            if len(asked) == 4:
-                gate.set()  # no PUT finishes before the last segment is read
-            yield chunk
-
-    record = await service.put(owner=OWNER, territory="home", name="a", body=body(), size_hint=None)
-    assert miners.most_in_flight > PARAMS.total_shards  # more than one segment at a time
-    placed = sorted(service.index.fragments(record.fid), key=lambda p: (p.seg_no, p.idx))
-    assert sorted(p.fragment_id for p in placed) == sorted(miners.stored)
-    assert [s.seg_no for s in service.index.segments(record.fid)] == [0, 1, 2, 3]
 
 
 async def test_a_failed_segment_fails_the_upload(chain: ScriptedChain, tmp_path: Path) -> None:
