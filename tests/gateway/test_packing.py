@@ -8,10 +8,13 @@ import random
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.errors import MinersUnavailable
 from gateway.objects import ObjectService
 from gateway.records import (
     ACTIVE,
@@ -23,6 +26,7 @@ from gateway.records import (
 )
 from gateway.repack import Repacker
 from gateway.stripe_cache import StripeCache
+from gateway.transfer import MinerInfo, TransferError
 from tests.grid import GRID_PARAMS, TERRITORY, USER, Grid, open_grid
 from tests.polling import eventually
 
@@ -171,3 +175,26 @@ async def test_a_read_after_a_write_is_served_from_the_stripe_cache(tmp_path: Pa
             assert await _read(service, record) == bodies[record.name]
         # The first cold read fetched the pack's stripe from miners; the others share it.
         assert service.stripes.misses >= 1
+
+
+async def test_a_pack_that_cannot_be_placed_fails_every_member_and_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/packing.md §3: no miner takes the pack's fragments, so each member gets the
+    error an unpacked upload would (MinersUnavailable), and no name is written."""
+    async with open_grid(tmp_path) as grid:
+        service = grid.gateway.service
+
+        async def refuse(miner: MinerInfo, fragment_id: str, data: bytes) -> dict[str, Any]:
+            raise TransferError(miner.account, "refused by the test")
+
+        monkeypatch.setattr(service.client, "put_small", refuse)
+        outcomes = await asyncio.gather(
+            *(_put(service, f"never/{i}", b"x" * (i + 1)) for i in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(outcome, MinersUnavailable) for outcome in outcomes), outcomes
+        assert all(service.index.find(OWNER, f"never/{i}") is None for i in range(3))
+        monkeypatch.undo()
+        record = await _put(service, "never/0", b"after")  # the client's retry succeeds
+        assert await _read(service, record) == b"after"
